@@ -1,0 +1,15 @@
+"""pixelrnn: PixelRNN (Row LSTM, Diagonal BiLSTM) and PixelCNN with exact likelihoods.
+
+    import pixelrnn
+    model = pixelrnn.create_model("row_lstm", channels=1, levels=2, hidden=16, layers=7)
+    logp = model.log_prob(x)            # (B,) exact log-likelihood in nats
+    pixelrnn.save(model, "m.safetensors")
+    model = pixelrnn.load("m.safetensors")
+"""
+from .io import CheckpointError, load, save
+from .models import ARCHITECTURES, ModelConfig, PixelModel, create_model
+
+__version__ = "0.1.0"
+
+__all__ = ["ARCHITECTURES", "CheckpointError", "ModelConfig", "PixelModel", "create_model", "load",
+           "save", "__version__"]

@@ -1,0 +1,98 @@
+"""Checkpoints: the architecture config and the weights in one ``.safetensors`` file (no pickle).
+
+The config is stored as JSON in the safetensors header metadata under ``pixelrnn.config``; loading
+never executes code from the file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .models import ModelConfig, PixelModel, model_from_config
+
+FORMAT = "pixelrnn"
+FORMAT_VERSION = "1"
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable pixelrnn checkpoint."""
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Call ``write(tmp_path)`` and move the result over ``path`` only when it succeeded."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save(model: PixelModel, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+    """Write ``model`` (config + weights) to ``path`` atomically."""
+    if not isinstance(model, PixelModel):
+        raise TypeError(f"save() expects a pixelrnn model, got {type(model).__name__}")
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
+            "pixelrnn.config": json.dumps(model.config.to_dict(), sort_keys=True)}
+    for k, v in (metadata or {}).items():
+        meta[f"user.{k}"] = str(v)
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, str]]:
+    """Config, weights and user metadata of a checkpoint, or a CheckpointError saying what is wrong."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != FORMAT or "pixelrnn.config" not in meta:
+                raise CheckpointError(f"{path} is a safetensors file but not a pixelrnn checkpoint")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except CheckpointError:
+        raise
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path} is not a readable pixelrnn checkpoint "
+                              f"(truncated or foreign file): {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: unsupported checkpoint format version {meta.get('format_version')!r}")
+    try:
+        config = ModelConfig.from_dict(json.loads(meta["pixelrnn.config"]))
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: invalid model config in checkpoint: {e}") from None
+    user = {k[5:]: v for k, v in meta.items() if k.startswith("user.")}
+    return config, tensors, user
+
+
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> PixelModel:
+    """Rebuild a model saved with :func:`save`. Raises CheckpointError for a bad file."""
+    config, tensors, _ = read_checkpoint(path)
+    try:
+        model = model_from_config(config)
+        model.load_state_dict(tensors, strict=True)
+    except (ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: weights do not match the stored config: "
+                              f"{str(e).splitlines()[0]}") from None
+    return model.to(map_location).eval()
+
+
+def describe(path: str | os.PathLike) -> dict[str, Any]:
+    config, tensors, user = read_checkpoint(path)
+    return {"config": config.to_dict(), "parameters": sum(t.numel() for t in tensors.values()),
+            "metadata": user}

@@ -1,0 +1,42 @@
+"""Architectures. ``create_model(arch, ...)`` builds one by name."""
+from __future__ import annotations
+
+from .base import ModelConfig, PixelModel
+from .diagonal_bilstm import DiagonalBiLSTMPixelRNN
+from .pixelcnn import PixelCNN
+from .row_lstm import RowLSTMPixelRNN
+
+ARCHITECTURES: dict[str, type[PixelModel]] = {
+    "pixelcnn": PixelCNN,
+    "row_lstm": RowLSTMPixelRNN,
+    "diagonal_bilstm": DiagonalBiLSTMPixelRNN,
+}
+
+_FIELDS = {"channels", "levels", "hidden", "layers", "head", "skip", "first_kernel"}
+
+
+def create_model(arch: str, *, channels: int = 1, levels: int = 256, hidden: int = 16,
+                 layers: int = 7, **options) -> PixelModel:
+    """Build a model by name: "pixelcnn", "row_lstm" or "diagonal_bilstm".
+
+    Keyword arguments: ``channels`` (1 or 3), ``levels`` (>= 2 values per channel), ``hidden``
+    (h: the residual stream has 2h features), ``layers`` (L residual blocks), ``head`` (maps in the
+    output 1×1 layers, default 2h), ``skip`` (learned skip connections), ``first_kernel`` (7) and
+    architecture options (``kernel`` for PixelCNN).
+    """
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
+    fields = {k: options.pop(k) for k in list(options) if k in _FIELDS}
+    config = ModelConfig(arch=arch, channels=channels, levels=levels, hidden=hidden, layers=layers,
+                         options=options, **fields)
+    return model_from_config(config)
+
+
+def model_from_config(config: ModelConfig) -> PixelModel:
+    if config.arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {config.arch!r}; choose one of {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[config.arch](config)
+
+
+__all__ = ["ARCHITECTURES", "ModelConfig", "PixelModel", "create_model", "model_from_config",
+           "PixelCNN", "RowLSTMPixelRNN", "DiagonalBiLSTMPixelRNN"]

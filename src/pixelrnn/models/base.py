@@ -1,0 +1,159 @@
+"""The shared PixelRNN stack and the distribution interface every architecture inherits.
+
+    x (B, C, H, W) int in [0, levels)
+      -> scale to [-1, 1]
+      -> 7×7 conv, mask A                      (B, 2h, H, W)
+      -> L residual blocks (the architecture)  (B, 2h, H, W)
+      -> ReLU -> 1×1 mask B -> ReLU -> 1×1 mask B   (B, C * levels, H, W)
+      -> logits (B, levels, C, H, W): a categorical over `levels` per value
+
+The model is a distribution: ``log_prob(x)`` is the exact log-likelihood in nats (the sum of
+the log-probabilities of every value given all earlier ones, in raster order, R->G->B inside a
+pixel). Subclasses only provide the body (``_body``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..nn.masked import MaskedConv2d
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model; saved with every checkpoint."""
+
+    arch: str
+    channels: int = 1
+    levels: int = 256
+    hidden: int = 16
+    layers: int = 7
+    head: int | None = None  # maps in the two output 1×1 layers; default 2 * hidden
+    skip: bool = False  # learned skip connections from every block to the output
+    first_kernel: int = 7
+    options: dict[str, Any] = field(default_factory=dict)  # architecture-specific settings
+
+    def __post_init__(self):
+        for name in ("channels", "levels", "hidden", "layers", "first_kernel"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f"{name} must be an integer, got {v!r}")
+        if self.channels < 1:
+            raise ValueError(f"channels must be >= 1 (1 for gray, 3 for RGB), got {self.channels}")
+        if self.levels < 2:
+            raise ValueError(f"levels must be >= 2, got {self.levels}")
+        if self.hidden < self.channels:
+            raise ValueError(f"hidden must be >= channels ({self.channels}), got {self.hidden}")
+        if self.layers < 1:
+            raise ValueError(f"layers must be >= 1, got {self.layers}")
+        if self.first_kernel < 1 or self.first_kernel % 2 == 0:
+            raise ValueError(f"first_kernel must be a positive odd integer, got {self.first_kernel}")
+        if self.head is None:
+            self.head = 2 * self.hidden
+        if not isinstance(self.head, int) or self.head < self.channels:
+            raise ValueError(f"head must be an integer >= channels, got {self.head!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+class PixelModel(nn.Module):
+    """Base class: a PixelRNN-family model over images of ``channels`` × H × W with ``levels``
+    values per channel. Any H×W works at run time."""
+
+    OPTIONS: dict[str, Any] = {}  # architecture-specific options and their defaults
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        unknown = set(config.options) - set(self.OPTIONS)
+        if unknown:
+            raise ValueError(f"unknown option(s) for {config.arch!r}: {sorted(unknown)}"
+                             + (f"; it takes {sorted(self.OPTIONS)}" if self.OPTIONS else ""))
+        config.options = {**self.OPTIONS, **config.options}
+        self.config = config
+        C, h = config.channels, config.hidden
+        self.first = MaskedConv2d(C, 2 * h, config.first_kernel, "A", C)
+        self.head1 = MaskedConv2d(2 * h, config.head, 1, "B", C)
+        self.head2 = MaskedConv2d(config.head, C * config.levels, 1, "B", C)
+        with torch.no_grad():  # start close to the uniform distribution (log2(levels) bits/dim)
+            self.head2.weight.mul_(0.1)
+            self.head2.bias.zero_()
+
+    # -- properties ---------------------------------------------------------------------------
+    @property
+    def channels(self) -> int:
+        return self.config.channels
+
+    @property
+    def levels(self) -> int:
+        return self.config.levels
+
+    @property
+    def device(self) -> torch.device:
+        return self.first.weight.device
+
+    # -- the network --------------------------------------------------------------------------
+    def _body(self, features: torch.Tensor) -> torch.Tensor:  # (B, 2h, H, W) -> (B, 2h, H, W)
+        raise NotImplementedError
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:  # int (B, C, H, W) -> float in [-1, 1]
+        return x.to(self.first.weight.dtype) * (2.0 / (self.levels - 1)) - 1.0
+
+    def _head(self, features: torch.Tensor) -> torch.Tensor:  # (B, 2h, H, W) -> (B, levels, C, H, W)
+        B, _, H, W = features.shape
+        out = self.head2(F.relu(self.head1(F.relu(features))))  # (B, C * levels, H, W)
+        return out.view(B, self.channels, self.levels, H, W).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, levels, C, H, W) of every value given all earlier ones (teacher forcing);
+        ``F.cross_entropy(logits, x)`` is the mean NLL per value in nats."""
+        x = self.check_input(x)
+        return self._head(self._body(self.first(self._embed(x))))
+
+    # -- the distribution ---------------------------------------------------------------------
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact log-likelihood of each image in nats: (B,)."""
+        logits = self(x).float()
+        x = self.check_input(x)
+        return -F.cross_entropy(logits, x, reduction="none").sum(dim=(1, 2, 3))
+
+    def bits_per_dim(self, x: torch.Tensor) -> torch.Tensor:
+        """Negative log-likelihood in bits per value (B,): log2(levels) for a uniform model."""
+        return -self.log_prob(x) / (math.log(2) * x[0].numel())
+
+    def check_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Validate an image batch and return it as int64 on the model's device."""
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"expected a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
+        if x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool:
+            raise ValueError(f"expected an integer tensor of pixel values in [0, {self.levels}), "
+                             f"got dtype {x.dtype}")
+        if x.dim() != 4:
+            raise ValueError(f"expected shape (B, C, H, W), got {tuple(x.shape)}")
+        if x.shape[1] != self.channels:
+            raise ValueError(f"expected {self.channels} channel(s), got {x.shape[1]} "
+                             f"(shape {tuple(x.shape)})")
+        if x.shape[0] < 1 or x.shape[2] < 1 or x.shape[3] < 1:
+            raise ValueError(f"empty image batch: shape {tuple(x.shape)}")
+        lo, hi = int(x.min()), int(x.max())
+        if lo < 0 or hi >= self.levels:
+            raise ValueError(f"pixel values must be in [0, {self.levels - 1}], got min {lo}, max {hi}")
+        return x.to(device=self.device, dtype=torch.long)
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return f"arch={c.arch!r}, channels={c.channels}, levels={c.levels}, hidden={c.hidden}, layers={c.layers}"

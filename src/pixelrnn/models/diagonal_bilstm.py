@@ -1,0 +1,21 @@
+"""Diagonal BiLSTM PixelRNN (paper §3.2): L residual blocks around the Diagonal BiLSTM layer
+(see ``pixelrnn.nn.diagonal_bilstm`` for the layer itself). Full causal context in every layer."""
+from __future__ import annotations
+
+import torch
+
+from ..nn.blocks import RecurrentBlock, ResidualStack
+from ..nn.diagonal_bilstm import DiagonalBiLSTM
+from .base import ModelConfig, PixelModel
+
+
+class DiagonalBiLSTMPixelRNN(PixelModel):
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
+        h, C = config.hidden, config.channels
+        blocks = [RecurrentBlock(DiagonalBiLSTM(2 * h, h, C), h, C) for _ in range(config.layers)]
+        self.stack = ResidualStack(blocks, 2 * h, C, skip=config.skip, channels_last=True)
+
+    def _body(self, features: torch.Tensor) -> torch.Tensor:  # (B, 2h, H, W) -> (B, 2h, H, W)
+        x = features.permute(2, 3, 0, 1).contiguous()  # (H, W, B, 2h)
+        return self.stack(x).permute(2, 3, 0, 1)

@@ -1,0 +1,66 @@
+"""Residual blocks (PixelRNN paper Fig. 5) and the stack that chains them with optional skips.
+
+The residual stream has 2h features everywhere. A PixelRNN block maps it to the 4h gate inputs
+(h per gate) inside its LSTM layer, runs the recurrence to h features, and projects back with a
+1×1 mask-B conv; the block input is added::
+
+    PixelRNN block (channels-last)          PixelCNN block (NCHW)
+    x (2h) -> LSTM -> h -> 1x1 -> 2h  + x   x (2h) -> ReLU, 1x1 -> h -> ReLU, kxk -> h
+                                                   -> ReLU, 1x1 -> 2h  + x
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .masked import MaskedConv2d
+
+
+class RecurrentBlock(nn.Module):
+    """x + 1×1(layer(x)) for a recurrent layer working on channels-last (H, W, B, 2h) maps."""
+
+    def __init__(self, layer: nn.Module, hidden: int, colors: int):
+        super().__init__()
+        self.layer = layer
+        self.out = MaskedConv2d(hidden, 2 * hidden, 1, "B", colors)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (H, W, B, 2h) -> (H, W, B, 2h)
+        return x + self.out.pointwise(self.layer(x))
+
+
+class ConvBlock(nn.Module):
+    """The PixelCNN residual block with a k×k mask-B convolution in the middle (NCHW)."""
+
+    def __init__(self, hidden: int, colors: int, kernel: int = 3):
+        super().__init__()
+        self.reduce = MaskedConv2d(2 * hidden, hidden, 1, "B", colors)
+        self.conv = MaskedConv2d(hidden, hidden, kernel, "B", colors)
+        self.expand = MaskedConv2d(hidden, 2 * hidden, 1, "B", colors)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 2h, H, W) -> (B, 2h, H, W)
+        y = self.reduce(F.relu(x))
+        y = self.conv(F.relu(y))
+        return x + self.expand(F.relu(y))
+
+
+class ResidualStack(nn.Module):
+    """Blocks in sequence. With ``skip=True`` the output is the sum of a learned 1×1 mask-B
+    projection of every block's output (skip connections to the output), else the last output."""
+
+    def __init__(self, blocks: list[nn.Module], width: int, colors: int, skip: bool = False,
+                 channels_last: bool = False):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.channels_last = channels_last
+        self.skips = (nn.ModuleList(MaskedConv2d(width, width, 1, "B", colors) for _ in blocks)
+                      if skip else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = None
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if self.skips is not None:
+                s = self.skips[i].pointwise(x) if self.channels_last else self.skips[i](x)
+                total = s if total is None else total + s
+        return x if total is None else total

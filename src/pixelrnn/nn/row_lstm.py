@@ -1,0 +1,55 @@
+"""Row LSTM layer (PixelRNN paper §3.1).
+
+Processes the image one row at a time, top to bottom, all positions of a row at once::
+
+    input-to-state   masked (mask B) 1×3 conv along the row, for the whole map in one call;
+                     the right tap is masked away, so it reads (i, j-1) and (i, j)
+    state-to-state   unmasked 1×3 conv over the previous row's hidden state h[i-1]:
+                     reads (i-1, j-1), (i-1, j), (i-1, j+1)
+    gates            [o, f, i, g] = sigmoid/tanh(K_ss * h[i-1] + K_is * x[i]);  tanh on g
+                     c[i] = f * c[i-1] + i * g;   h[i] = o * tanh(c[i])
+    initial state    learned vectors h0, c0 (one value per feature, the same at every column)
+
+Receptive field: a triangle above the pixel plus the pixels left of it in its row.
+Layout: channels-last with rows first, ``(H, W, B, C)``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .lstm_scan import lstm_scan
+from .masked import MaskedConv2d, channel_groups
+
+
+class RowLSTM(nn.Module):
+    def __init__(self, in_channels: int, hidden: int, colors: int = 1):
+        super().__init__()
+        self.hidden = hidden
+        gate_groups = channel_groups(hidden, colors).repeat(4)  # [o | f | i | g], each split R/G/B
+        self.input_to_state = MaskedConv2d(in_channels, 4 * hidden, (1, 3), "B", colors,
+                                           out_groups=gate_groups)
+        self.state_to_state = nn.Parameter(torch.empty(4 * hidden, hidden, 3))  # conv1d layout
+        self.h0 = nn.Parameter(torch.zeros(hidden))
+        self.c0 = nn.Parameter(torch.zeros(hidden))
+        bound = 1.0 / math.sqrt(3 * hidden)
+        nn.init.uniform_(self.state_to_state, -bound, bound)
+        with torch.no_grad():
+            self.input_to_state.bias[hidden:2 * hidden].fill_(1.0)  # forget gate starts open
+
+    def input_to_state_map(self, x: torch.Tensor) -> torch.Tensor:  # (H, W, B, Cin) -> (H, W, B, 4h)
+        w = self.input_to_state.masked_weight()[:, :, 0]  # (4h, Cin, 3); the right tap is all zero
+        pre = F.linear(x, w[:, :, 1], self.input_to_state.bias)  # centre tap
+        left = F.linear(x[:, :-1], w[:, :, 0])  # the left neighbour feeds column j from j-1
+        return torch.cat([pre[:, :1], pre[:, 1:] + left], dim=1)
+
+    def state_weight(self) -> torch.Tensor:  # (3h, 4h), rows ordered tap-major
+        return self.state_to_state.permute(2, 1, 0).reshape(3 * self.hidden, 4 * self.hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (H, W, B, Cin) -> (H, W, B, h)
+        pre = self.input_to_state_map(x).unsqueeze(0)  # (1, H, W, B, 4h): steps = rows
+        h = lstm_scan(pre, self.state_weight().unsqueeze(0), self.h0, self.c0, taps=(-1, 0, 1))
+        return h[0]
