@@ -14,7 +14,7 @@ def jacobian_mask(model, C, H, W, seed=0):
     n = C * H * W
     x = torch.randint(0, model.levels, (1, C, H, W), generator=g).expand(n, C, H, W)
     emb = model._embed(x).detach().requires_grad_(True)
-    logits = model._head(model._body(model.first(emb)))  # (n, levels, C, H, W)
+    logits = model._head(model._body(model.first(emb))).permute(2, 4, 3, 0, 1)  # (n, L, C, H, W)
     # batch element b asks for the gradient of output value b (raster order: row, col, channel)
     idx = torch.arange(n)
     r, rem = idx // (W * C), idx % (W * C)

@@ -2,35 +2,34 @@ import pytest
 import torch
 
 from pixelrnn.nn import lstm_scan, lstm_scan_reference, skew, unskew
-from pixelrnn.nn.diagonal_bilstm import skewed_ranges
+from pixelrnn.nn.lstm_scan import DiagonalGeometry, RowGeometry
 
 
-def _inputs(D, T, S, N, h, learned_init):
+def _inputs(D, H, W, N, h, row):
     g = torch.Generator().manual_seed(1)
-    pre = torch.randn(D, T, S, N, 4 * h, generator=g, dtype=torch.float64, requires_grad=True)
-    taps = 3 if learned_init else 2
+    pre = torch.randn(D, H, W, N, 4 * h, generator=g, dtype=torch.float64, requires_grad=True)
+    taps = 3 if row else 2
     w = (0.5 * torch.randn(D, taps * h, 4 * h, generator=g, dtype=torch.float64)).requires_grad_()
-    if learned_init:
+    if row:
         h0 = torch.randn(h, generator=g, dtype=torch.float64, requires_grad=True)
         c0 = torch.randn(h, generator=g, dtype=torch.float64, requires_grad=True)
     else:
-        h0 = c0 = torch.zeros((), dtype=torch.float64)
+        h0 = c0 = None
     return pre, w, h0, c0
 
 
 @pytest.mark.parametrize("case", ["row", "diagonal"])
-def test_scan_matches_reference_values_and_gradients(case):
-    if case == "row":
-        D, T, S, N, h, taps, ranges = 1, 5, 6, 3, 4, (-1, 0, 1), None
-    else:
-        H, W = 4, 6
-        D, T, S, N, h, taps, ranges = 2, H + W - 1, H, 3, 4, (-1, 0), skewed_ranges(H, W)
-    pre, w, h0, c0 = _inputs(D, T, S, N, h, learned_init=case == "row")
-    out = lstm_scan(pre, w, h0, c0, taps, ranges)
-    ref = lstm_scan_reference(pre, w, h0, c0, taps, ranges)
+@pytest.mark.parametrize("H,W", [(5, 6), (4, 4), (6, 3), (1, 5), (5, 1)])
+def test_scan_matches_reference_values_and_gradients(case, H, W):
+    row = case == "row"
+    D = 1 if row else 2
+    pre, w, h0, c0 = _inputs(D, H, W, 3, 4, row)
+    geo = RowGeometry(H, W) if row else DiagonalGeometry(H, W)
+    out = lstm_scan(pre, w, h0, c0, geo)
+    ref = lstm_scan_reference(pre, w, h0, c0, geo)
     torch.testing.assert_close(out, ref)
     gout = torch.randn_like(out)
-    params = [p for p in (pre, w, h0, c0) if p.requires_grad]
+    params = [p for p in (pre, w, h0, c0) if p is not None]
     g1 = torch.autograd.grad(out, params, gout)
     g2 = torch.autograd.grad(ref, params, gout)
     for a, b in zip(g1, g2):
@@ -38,24 +37,37 @@ def test_scan_matches_reference_values_and_gradients(case):
 
 
 def test_scan_gradcheck():
-    pre, w, h0, c0 = _inputs(1, 3, 4, 2, 2, learned_init=True)
-    assert torch.autograd.gradcheck(lambda p, w, h, c: lstm_scan(p, w, h, c, (-1, 0, 1)),
+    pre, w, h0, c0 = _inputs(1, 3, 4, 2, 2, row=True)
+    assert torch.autograd.gradcheck(lambda p, w, h, c: lstm_scan(p, w, h, c, RowGeometry(3, 4)),
                                     (pre, w, h0, c0))
-    pre, w, h0, c0 = _inputs(2, 5, 3, 2, 2, learned_init=False)
-    assert torch.autograd.gradcheck(lambda p, w: lstm_scan(p, w, h0, c0, (-1, 0), skewed_ranges(3, 3)),
+    pre, w, _, _ = _inputs(2, 3, 4, 2, 2, row=False)
+    assert torch.autograd.gradcheck(lambda p, w: lstm_scan(p, w, None, None, DiagonalGeometry(3, 4)),
                                     (pre, w))
 
 
-def test_state_is_zero_outside_the_image_in_the_skewed_map():
+def test_diagonal_steps_are_the_columns_of_the_skewed_map():
+    H, W = 4, 6
+    x = torch.randn(1, H, W, 2, 3)  # (D, H, W, N, X)
+    skewed = skew(x.permute(0, 3, 4, 1, 2))  # (D, N, X, H, H+W-1)
+    geo = DiagonalGeometry(H, W)
+    for k in range(H + W - 1):
+        lo, hi = geo.ranges[k]
+        col = skewed[..., k].permute(0, 3, 1, 2)  # (D, H, N, X)
+        torch.testing.assert_close(geo.at(x, k), col[:, lo:hi])
+        assert (col[:, :lo] == 0).all() and (col[:, hi:] == 0).all()  # outside the image
+
+
+def test_large_biases_do_not_leak_through_padding():
+    """With large biases an LSTM run over the zero padding of a skewed map would carry state into
+    the image; here the state outside the image is never computed, so an image's result does not
+    depend on how wide a canvas it is embedded in."""
     H, W = 3, 4
-    pre, w, h0, c0 = _inputs(2, H + W - 1, H, 2, 3, learned_init=False)
+    pre, w, _, _ = _inputs(2, H, W, 2, 3, row=False)
     with torch.no_grad():
-        pre += 5.0  # large positive biases: an unmasked LSTM would build up state in the padding
-        out = lstm_scan(pre, w, h0, c0, (-1, 0), skewed_ranges(H, W))
-    outside = skew(torch.ones(H, W, dtype=torch.bool)).T == 0  # (T, S)
-    assert outside.any()
-    assert (out[:, outside] == 0).all()
-    assert (out[:, ~outside] != 0).all()
+        pre += 5.0
+        out = lstm_scan(pre, w, None, None, DiagonalGeometry(H, W))
+        ref = lstm_scan_reference(pre, w, None, None, DiagonalGeometry(H, W))
+    torch.testing.assert_close(out, ref)
 
 
 @pytest.mark.parametrize("H,W", [(1, 1), (3, 3), (2, 5), (5, 2)])

@@ -23,5 +23,5 @@ class PixelCNN(PixelModel):
         self.stack = ResidualStack([ConvBlock(h, C, kernel) for _ in range(config.layers)],
                                    2 * h, C, skip=config.skip)
 
-    def _body(self, features: torch.Tensor) -> torch.Tensor:  # (B, 2h, H, W) -> (B, 2h, H, W)
-        return self.stack(features)
+    def _body(self, features: torch.Tensor) -> torch.Tensor:  # (B, 2h, H, W) -> (H, W, B, 2h)
+        return self.stack(features).permute(2, 3, 0, 1)

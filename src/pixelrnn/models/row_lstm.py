@@ -16,6 +16,5 @@ class RowLSTMPixelRNN(PixelModel):
         blocks = [RecurrentBlock(RowLSTM(2 * h, h, C), h, C) for _ in range(config.layers)]
         self.stack = ResidualStack(blocks, 2 * h, C, skip=config.skip, channels_last=True)
 
-    def _body(self, features: torch.Tensor) -> torch.Tensor:  # (B, 2h, H, W) -> (B, 2h, H, W)
-        x = features.permute(2, 3, 0, 1).contiguous()  # (H, W, B, 2h)
-        return self.stack(x).permute(2, 3, 0, 1)
+    def _body(self, features: torch.Tensor) -> torch.Tensor:  # (B, 2h, H, W) -> (H, W, B, 2h)
+        return self.stack(features.permute(2, 3, 0, 1).contiguous())

@@ -19,6 +19,15 @@ seen pixels to the right of j in row i - future pixels - so it is flipped back a
 one row (zeros in the top row) before it is added to the left-to-right output: position (i, j)
 then gets the right-to-left state of (i-1, j), which summarises rows <= i-1 only.
 
+Implementation: the skew is never materialised. ``lstm_scan`` with a ``DiagonalGeometry`` walks
+the diagonals i + j = k of the unskewed map through strided views; ``skew``/``unskew`` below show
+the same arrangement explicitly (and the tests check that the two agree).
+
+Known blind spot (inherent to the paper's design, documented by the tests): value (i, j, c) does not
+see the last value of row i-1 unless it is within reach of the first 7×7 mask-A convolution.
+Every feature of row i-1 comes before that value in raster order, and the right-to-left
+direction reaches row i only through the one-row shift.
+
 Layout: channels-last with rows first, ``(H, W, B, C)``.
 """
 from __future__ import annotations
@@ -27,15 +36,17 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from .lstm_scan import lstm_scan
+from .lstm_scan import DiagonalGeometry, lstm_scan
 from .masked import MaskedConv2d, channel_groups
 
 
 def _skew_index(height: int, width: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    # pixel (r, j) sits at skewed (row r, column k = r + j)
     r = torch.arange(height, device=device)[:, None].expand(height, width)
     k = r + torch.arange(width, device=device)[None, :]
-    return r, k  # pixel (r, j) sits at skewed (row r, column k = r + j)
+    return r, k
 
 
 def skew(x: torch.Tensor) -> torch.Tensor:
@@ -52,11 +63,6 @@ def unskew(y: torch.Tensor, width: int) -> torch.Tensor:
     H = y.shape[-2]
     r, k = _skew_index(H, width, y.device)
     return y[..., r, k]
-
-
-def skewed_ranges(height: int, width: int) -> list[tuple[int, int]]:
-    """Rows lo..hi-1 of skewed column k that lie inside the image."""
-    return [(max(0, k - width + 1), min(height - 1, k) + 1) for k in range(height + width - 1)]
 
 
 class DiagonalBiLSTM(nn.Module):
@@ -79,19 +85,17 @@ class DiagonalBiLSTM(nn.Module):
         h = self.hidden
         return self.state_to_state.permute(0, 3, 2, 1).reshape(2, 2 * h, 4 * h)
 
+    def input_to_state_map(self, x: torch.Tensor) -> torch.Tensor:  # (H, W, B, Cin) -> (2, H, W, B, 4h)
+        """Both directions' gate inputs; the right-to-left one on the width-flipped map."""
+        H, W, B, Cin = x.shape
+        w = self.input_to_state.masked_weight()[:, :, 0, 0].view(2, 4 * self.hidden, Cin)
+        b = self.input_to_state.bias.view(2, 1, 4 * self.hidden)
+        x2 = torch.stack([x, x.flip(1)]).view(2, H * W * B, Cin)
+        return torch.baddbmm(b, x2, w.transpose(1, 2)).view(2, H, W, B, 4 * self.hidden)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (H, W, B, Cin) -> (H, W, B, h)
-        H, W, B, _ = x.shape
-        h = self.hidden
-        pre = self.input_to_state.pointwise(x).view(H, W, B, 2, 4 * h)
-        pre = pre.permute(3, 0, 1, 2, 4)  # (2, H, W, B, 4h)
-        pre = torch.stack([pre[0], pre[1].flip(1)])  # right-to-left runs on the flipped map
-        r, k = _skew_index(H, W, x.device)
-        steps = pre.new_zeros(2, H + W - 1, H, B, 4 * h)  # (dir, skewed column, row, B, 4h)
-        steps[:, k, r] = pre
-        zeros = pre.new_zeros(())
-        out = lstm_scan(steps, self.state_weight(), zeros, zeros, taps=(-1, 0),
-                        ranges=skewed_ranges(H, W))  # (2, H+W-1, H, B, h)
-        out = out[:, k, r]  # unskew: (2, H, W, B, h)
-        right_to_left = out[1].flip(1)
-        shifted = torch.cat([right_to_left.new_zeros(1, W, B, h), right_to_left[:-1]], dim=0)
-        return out[0] + shifted
+        H, W = x.shape[:2]
+        out = lstm_scan(self.input_to_state_map(x), self.state_weight(), None, None,
+                        DiagonalGeometry(H, W))  # (2, H, W, B, h)
+        right_to_left = out[1].flip(1)[:-1]  # flipped back; the last row is shifted out
+        return out[0] + F.pad(right_to_left, (0, 0, 0, 0, 0, 0, 1, 0))  # shifted down one row

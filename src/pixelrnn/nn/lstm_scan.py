@@ -1,155 +1,258 @@
 """The LSTM recurrence shared by the Row LSTM and the Diagonal BiLSTM, with a hand-written backward.
 
-Both layers run an LSTM over a sequence of "steps" (rows for the Row LSTM, columns of the skewed map
-for the Diagonal BiLSTM). A step holds S positions. The state-to-state term at position s of step t
-is a 1-D convolution over the previous step's hidden state: it reads ``h[t-1, s + d]`` for every
-offset ``d`` in ``taps`` (zero outside 0..S-1)::
+Both layers run an LSTM over the pixels of an (H, W) map in a fixed order of *steps*; all pixels of
+a step are computed at once. Gates are ordered [o, f, i, g]; o, f, i use a sigmoid and g a tanh::
 
-    Row LSTM        taps (-1, 0, +1): the three pixels above-left, above, above-right
-    Diagonal BiLSTM taps (-1, 0):     rows r-1 and r of the previous skewed column
+    [o, f, i, g] = act(pre[p] + K_ss * [h at the tap neighbours of p])
+    c[p] = f * c[prev(p)] + i * g
+    h[p] = o * tanh(c[p])
 
-Gates are ordered [o, f, i, g]; o, f, i use a sigmoid and g a tanh::
+What changes between the layers is the *geometry*: which pixels form a step, which neighbours the
+state-to-state kernel reads, and which cell state is carried::
 
-    [o, f, i, g] = act(pre[t] + K_ss * h[t-1])
-    c[t] = f * c[t-1] + i * g
-    h[t] = o * tanh(c[t])
+    RowGeometry        step = one row, top to bottom; taps = (i-1, j-1), (i-1, j), (i-1, j+1);
+                       c carried from (i-1, j); a learned initial state for row -1
+    DiagonalGeometry   step = one diagonal r + j = k (a column of the skewed map), k = 0, 1, ...;
+                       taps = (i-1, j) then (i, j-1); c carried from (i, j-1); zero initial state
 
-``ranges[t] = (lo, hi)`` restricts step t to positions lo..hi-1; h and c are exactly zero
-elsewhere (the skewed map's padding never carries state into the image).
+Neighbours outside the image read zeros, so nothing ever flows from padding into the image. The
+Diagonal BiLSTM's skewing is done with strided *views* (``torch.as_strided``) of the unskewed maps:
+no skewed copy of the input, the states or the gradients is ever materialised.
 
-Why a custom autograd.Function: written with ordinary ops, the backward of a 28-step loop builds
-hundreds of tiny graph nodes and computes the state-to-state weight gradient in one small matrix
-product per step. Here the backward walks the steps once and computes the weight gradient with a
-single large matrix product over all steps. ``lstm_scan_reference`` is the plain-autograd version
-that the tests compare against.
+Why a custom autograd.Function: written with ordinary ops, the backward of a 28- or 55-step loop
+builds hundreds of tiny graph nodes, allocates full-size zero gradients for every slice, and
+computes the state-to-state weight gradient in one small matrix product per step. Here the
+backward walks the steps once, writes each gradient in place, and computes the weight gradient with
+a single matrix product over all pixels. ``lstm_scan_reference`` is the plain-autograd version that
+the tests compare against.
 
-Tensor layout (all contiguous): D directions, T steps, S positions per step, N batch, h features::
+Layout: D independent directions (each with its own weights), then rows, columns, batch, features::
 
-    pre     (D, T, S, N, 4h)   input-to-state pre-activations (bias included)
-    weight  (D, k*h, 4h)       state-to-state kernel, rows ordered tap-major
-    h0, c0  (D, S, N, h)       initial state (broadcast views are fine)
-    returns (D, T, S, N, h)    hidden states
+    pre     (D, H, W, N, 4h)   input-to-state pre-activations (bias included)
+    weight  (D, k*h, 4h)       state-to-state kernel, rows ordered tap by tap
+    h0, c0  broadcastable to (D, W, N, h): the state of "row -1" (RowGeometry only)
+    returns (D, H, W, N, h)    hidden states
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 
-Ranges = Sequence[tuple[int, int]] | None
+
+def _tanh_(x: torch.Tensor) -> torch.Tensor:
+    """In-place tanh as 2*sigmoid(2x) - 1: several times faster than torch.tanh on some CPU builds."""
+    return x.mul_(2).sigmoid_().mul_(2).sub_(1)
 
 
-def _unfold(hbuf: torch.Tensor, taps: Sequence[int], pad: int, lo: int, hi: int) -> torch.Tensor:
-    """(D, S+2*pad, N, h) padded states -> (D, hi-lo, N, k*h): neighbours at each tap, concatenated."""
-    return torch.cat([hbuf[:, pad + lo + d: pad + hi + d] for d in taps], dim=-1)
+def _activate_(a: torch.Tensor, h: int) -> torch.Tensor:
+    """Gate pre-activations (..., 4h) -> [sigmoid(o), sigmoid(f), sigmoid(i), tanh(g)], in place."""
+    a[..., 3 * h:].mul_(2)
+    a.sigmoid_()
+    a[..., 3 * h:].mul_(2).sub_(1)
+    return a
+
+
+class RowGeometry:
+    """Steps are rows. Padded state buffers: hpad (D, H+1, W+2, N, h) holds h[i, j] at [i+1, j+1]
+    (row 0 = the initial state, columns 0 and W+1 = zero padding); cpad (D, H+1, W, N, h) holds
+    c[i, j] at [i+1, j] (row 0 = the initial cell state)."""
+
+    taps = 3
+
+    def __init__(self, H: int, W: int):
+        self.H, self.W, self.steps = H, W, H
+
+    def hpad_shape(self, D, N, h):
+        return (D, self.H + 1, self.W + 2, N, h)
+
+    def cpad_shape(self, D, N, h):
+        return (D, self.H + 1, self.W, N, h)
+
+    def init_state(self, hpad, cpad, h0, c0):
+        hpad[:, 0, 1:self.W + 1] = h0
+        cpad[:, 0] = c0
+
+    def initial_grads(self, dhpad, dcpad):
+        return dhpad[:, 0, 1:self.W + 1], dcpad[:, 0]
+
+    def at(self, x, t):  # (D, H, W, N, X) -> the pixels of step t: (D, W, N, X)
+        return x[:, t]
+
+    def h_at(self, hpad, t):
+        return hpad[:, t + 1, 1:self.W + 1]
+
+    def h_taps(self, hpad, t):
+        return [hpad[:, t, d:d + self.W] for d in range(3)]
+
+    def c_prev(self, cpad, t):
+        return cpad[:, t]
+
+    def c_at(self, cpad, t):
+        return cpad[:, t + 1]
+
+    def all_taps(self, hpad):  # every pixel's neighbours: k views of shape (D, H, W, N, h)
+        return [hpad[:, :self.H, d:d + self.W] for d in range(3)]
+
+
+class DiagonalGeometry:
+    """Steps are the diagonals k = i + j (the columns of the skewed map). Padded state buffers:
+    hpad (D, H+1, W+1, N, h) holds h[i, j] at [i+1, j+1] (zero top row and left column); cpad
+    (D, H, W+1, N, h) holds c[i, j] at [i, j+1] (zero left column)."""
+
+    taps = 2
+
+    def __init__(self, H: int, W: int):
+        self.H, self.W, self.steps = H, W, H + W - 1
+        self.ranges = [(max(0, k - W + 1), min(H - 1, k) + 1) for k in range(self.steps)]
+
+    def hpad_shape(self, D, N, h):
+        return (D, self.H + 1, self.W + 1, N, h)
+
+    def cpad_shape(self, D, N, h):
+        return (D, self.H, self.W + 1, N, h)
+
+    def init_state(self, hpad, cpad, h0, c0):
+        pass  # zero initial state
+
+    def initial_grads(self, dhpad, dcpad):
+        return None, None
+
+    @staticmethod
+    def _diag(x, k, lo, hi):
+        """View of x[:, i, k - i] for i in lo..hi-1 of a contiguous (D, R, C, N, X) tensor."""
+        D, R, C, N, X = x.shape
+        s = x.stride()
+        return x.as_strided((D, hi - lo, N, X), (s[0], s[1] - s[2], s[3], s[4]),
+                            x.storage_offset() + lo * s[1] + (k - lo) * s[2])
+
+    def at(self, x, t):  # (D, H, W, N, X) -> pixels (i, t - i) of diagonal t: (D, S', N, X)
+        lo, hi = self.ranges[t]
+        return self._diag(x, t, lo, hi)
+
+    def h_at(self, hpad, t):  # h[i, j] sits at hpad[i + 1, j + 1]
+        lo, hi = self.ranges[t]
+        return self._diag(hpad[:, 1:, 1:], t, lo, hi)
+
+    def h_taps(self, hpad, t):  # [h(i-1, j), h(i, j-1)] for the pixels (i, j) of diagonal t
+        lo, hi = self.ranges[t]
+        return [self._diag(hpad[:, :, 1:], t, lo, hi),  # row above: hpad[i, j + 1]
+                self._diag(hpad[:, 1:, :], t, lo, hi)]  # left: hpad[i + 1, j]
+
+    def c_prev(self, cpad, t):  # c(i, j-1) = cpad[i, j]
+        lo, hi = self.ranges[t]
+        return self._diag(cpad, t, lo, hi)
+
+    def c_at(self, cpad, t):  # c(i, j) = cpad[i, j + 1]
+        lo, hi = self.ranges[t]
+        return self._diag(cpad[:, :, 1:], t, lo, hi)
+
+    def all_taps(self, hpad):
+        return [hpad[:, :self.H, 1:], hpad[:, 1:, :self.W]]
 
 
 class _LSTMScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, pre, weight, h0, c0, taps, ranges):
-        D, T, S, N, G = pre.shape
+    def forward(ctx, pre, weight, h0, c0, geo):
+        D, H, W, N, G = pre.shape
         h = G // 4
-        pad = max(abs(d) for d in taps)
-        full = ranges is None
-        hbuf = pre.new_zeros(D, T + 1, S + 2 * pad, N, h)  # hbuf[:, t+1] = h[t], padded along S
-        hbuf[:, 0, pad:pad + S] = h0
-        cs = pre.new_zeros(D, T, S, N, h) if not full else pre.new_empty(D, T, S, N, h)
-        acts = pre.new_zeros(D, T, S, N, G) if not full else pre.new_empty(D, T, S, N, G)
-        c_prev = c0.expand(D, S, N, h)
-        for t in range(T):
-            lo, hi = (0, S) if full else ranges[t]
-            if hi <= lo:
-                c_prev = cs[:, t]
-                continue
-            n = (hi - lo) * N
-            u = _unfold(hbuf[:, t], taps, pad, lo, hi).view(D, n, -1)
-            a = torch.baddbmm(pre[:, t, lo:hi].reshape(D, n, G), u, weight)  # (D, n, 4h)
-            a[..., :3 * h].sigmoid_()
-            a[..., 3 * h:].tanh_()
-            a = a.view(D, hi - lo, N, G)
+        hpad = pre.new_zeros(geo.hpad_shape(D, N, h))
+        cpad = pre.new_zeros(geo.cpad_shape(D, N, h))
+        geo.init_state(hpad, cpad, h0, c0)
+        acts = torch.empty_like(pre)  # activated gates [o, f, i, g]; every pixel is written once
+        tcs = pre.new_empty(D, H, W, N, h)  # tanh of the cell states
+        for t in range(geo.steps):
+            u = torch.cat(geo.h_taps(hpad, t), dim=-1)  # (D, S, N, k*h)
+            p = geo.at(pre, t)
+            S = p.shape[1]
+            a = torch.baddbmm(p.reshape(D, S * N, G), u.view(D, S * N, -1), weight)
+            a = _activate_(a, h).view(D, S, N, G)
             o, f, i, g = a.split(h, dim=-1)
-            c = torch.addcmul(f * c_prev[:, lo:hi], i, g)
-            cs[:, t, lo:hi] = c
-            torch.mul(o, torch.tanh(c), out=hbuf[:, t + 1, pad + lo:pad + hi])
-            acts[:, t, lo:hi] = a
-            c_prev = cs[:, t]
-        ctx.save_for_backward(weight, hbuf, cs, acts, c0)
-        ctx.taps, ctx.ranges, ctx.pad = tuple(taps), ranges, pad
-        ctx.h0_shape = h0.shape
-        return hbuf[:, 1:, pad:pad + S]
+            c = torch.addcmul(f * geo.c_prev(cpad, t), i, g)
+            geo.c_at(cpad, t).copy_(c)
+            tc = _tanh_(c)
+            geo.at(tcs, t).copy_(tc)
+            torch.mul(o, tc, out=geo.h_at(hpad, t))
+            geo.at(acts, t).copy_(a)
+        ctx.save_for_backward(weight, hpad, cpad, tcs, acts)
+        ctx.geo = geo
+        return hpad[:, 1:, 1:W + 1]  # (D, H, W, N, h)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_h):
-        weight, hbuf, cs, acts, c0 = ctx.saved_tensors
-        taps, ranges, pad = ctx.taps, ctx.ranges, ctx.pad
-        D, T, S, N, h = cs.shape
-        G = 4 * h
-        full = ranges is None
+        weight, hpad, cpad, tcs, acts = ctx.saved_tensors
+        geo = ctx.geo
+        D, H, W, N, G = acts.shape
+        h = G // 4
         grad_h = grad_h.contiguous()
-        dpre = grad_h.new_zeros(D, T, S, N, G) if not full else grad_h.new_empty(D, T, S, N, G)
-        dh_rec = grad_h.new_zeros(D, S + 2 * pad, N, h)  # gradient reaching h[t] from step t+1
-        dc = grad_h.new_zeros(D, S, N, h)  # gradient reaching c[t] from step t+1
-        w_t = weight.transpose(1, 2)  # (D, 4h, k*h)
-        c0 = c0.expand(D, S, N, h)
-        for t in reversed(range(T)):
-            lo, hi = (0, S) if full else ranges[t]
-            new_rec = grad_h.new_zeros(D, S + 2 * pad, N, h)
-            new_dc = torch.zeros_like(dc)
-            if hi > lo:
-                a = acts[:, t, lo:hi]
-                o, f, i, g = a.split(h, dim=-1)
-                tc = torch.tanh(cs[:, t, lo:hi])
-                c_prev = (cs[:, t - 1] if t > 0 else c0)[:, lo:hi]
-                dh = grad_h[:, t, lo:hi] + dh_rec[:, pad + lo:pad + hi]
-                dct = torch.addcmul(dc[:, lo:hi], dh * o, 1 - tc * tc)
-                da = dpre[:, t, lo:hi]
-                do, df, di, dg = da.split(h, dim=-1)
-                torch.mul(dh * tc, o * (1 - o), out=do)
-                torch.mul(dct * c_prev, f * (1 - f), out=df)
-                torch.mul(dct * g, i * (1 - i), out=di)
-                torch.mul(dct * i, 1 - g * g, out=dg)
-                new_dc[:, lo:hi] = dct * f
-                du = torch.bmm(da.reshape(D, -1, G), w_t).view(D, hi - lo, N, -1)
-                for k, d in enumerate(taps):
-                    new_rec[:, pad + lo + d:pad + hi + d] += du[..., k * h:(k + 1) * h]
-            dh_rec, dc = new_rec, new_dc
-        # weight gradient: one matrix product over all steps (dpre is zero outside the ranges)
-        u_all = torch.cat([hbuf[:, :T, pad + d:pad + d + S] for d in taps], dim=-1)
-        dw = torch.bmm(u_all.reshape(D, T * S * N, -1).transpose(1, 2), dpre.view(D, T * S * N, G))
-        dh0 = dh_rec[:, pad:pad + S]
-        return dpre, dw, dh0, dc, None, None
+        dpre = torch.empty_like(acts)
+        dhpad = torch.zeros_like(hpad)  # gradient reaching each h from later steps
+        dcpad = torch.zeros_like(cpad)  # gradient reaching each c from later steps
+        w_t = weight.transpose(1, 2).contiguous()  # (D, 4h, k*h)
+        for t in reversed(range(geo.steps)):
+            a = geo.at(acts, t)
+            o, f, i, g = a.split(h, dim=-1)
+            tc = geo.at(tcs, t)
+            dh = geo.at(grad_h, t) + geo.h_at(dhpad, t)
+            # dc = (gradient from the next step) + dh * o * tanh'(c)
+            dct = torch.addcmul(geo.c_at(dcpad, t), dh * o, 1 - tc * tc)
+            da = torch.cat([dh * tc, dct * geo.c_prev(cpad, t), dct * g, dct * i], dim=-1)
+            deriv = a * (1 - a)  # sigmoid' for o, f, i ...
+            deriv[..., 3 * h:] = 1 - g * g  # ... and tanh' for g
+            dgate = da.mul_(deriv)  # (D, S, N, 4h), contiguous
+            geo.at(dpre, t).copy_(dgate)
+            geo.c_prev(dcpad, t).addcmul_(dct, f)
+            S = dgate.shape[1]
+            du = torch.bmm(dgate.view(D, S * N, G), w_t).view(D, S, N, -1)
+            for k, view in enumerate(geo.h_taps(dhpad, t)):
+                view += du[..., k * h:(k + 1) * h]
+        # weight gradient: one matrix product over every pixel
+        u_all = torch.cat(geo.all_taps(hpad), dim=-1).reshape(D, H * W * N, -1)
+        dw = torch.bmm(u_all.transpose(1, 2), dpre.view(D, H * W * N, G))
+        dh0, dc0 = geo.initial_grads(dhpad, dcpad)
+        return dpre, dw, dh0, dc0, None
 
 
-def lstm_scan(pre: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
-              taps: Sequence[int], ranges: Ranges = None) -> torch.Tensor:
+def lstm_scan(pre: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor | None,
+              c0: torch.Tensor | None, geometry: RowGeometry | DiagonalGeometry) -> torch.Tensor:
     """Run the LSTM recurrence; see the module docstring for shapes. Differentiable."""
-    D, T, S, N, G = pre.shape
-    h0 = h0.expand(D, S, N, G // 4)
-    c0 = c0.expand(D, S, N, G // 4)
-    return _LSTMScan.apply(pre.contiguous(), weight.contiguous(), h0, c0, tuple(taps), ranges)
+    D, H, W, N, G = pre.shape
+    if isinstance(geometry, RowGeometry):
+        h0 = h0.expand(D, W, N, G // 4)
+        c0 = c0.expand(D, W, N, G // 4)
+    return _LSTMScan.apply(pre.contiguous(), weight.contiguous(), h0, c0, geometry)
 
 
-def lstm_scan_reference(pre: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
-                        taps: Sequence[int], ranges: Ranges = None) -> torch.Tensor:
-    """The same recurrence with plain autograd ops (slow; used by the tests)."""
-    D, T, S, N, G = pre.shape
+def lstm_scan_reference(pre: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor | None,
+                        c0: torch.Tensor | None, geometry: RowGeometry | DiagonalGeometry) -> torch.Tensor:
+    """The same recurrence pixel by pixel with plain autograd ops (slow; used by the tests)."""
+    D, H, W, N, G = pre.shape
     h = G // 4
-    pad = max(abs(d) for d in taps)
-    h_prev = h0.expand(D, S, N, h)
-    c_prev = c0.expand(D, S, N, h)
-    out = []
-    for t in range(T):
-        lo, hi = (0, S) if ranges is None else ranges[t]
-        hp = torch.nn.functional.pad(h_prev, (0, 0, 0, 0, pad, pad))
-        u = torch.cat([hp[:, pad + d: pad + d + S] for d in taps], dim=-1)  # (D, S, N, k*h)
-        a = pre[:, t] + torch.einsum("dsnk,dkg->dsng", u, weight)
-        o, f, i = torch.sigmoid(a[..., :3 * h]).split(h, dim=-1)
-        g = torch.tanh(a[..., 3 * h:])
-        c = f * c_prev + i * g
-        hh = o * torch.tanh(c)
-        valid = torch.zeros(S, 1, 1, dtype=pre.dtype, device=pre.device)
-        valid[lo:hi] = 1
-        c_prev, h_prev = c * valid, hh * valid
-        out.append(h_prev)
-    return torch.stack(out, dim=1)
+    zero = pre.new_zeros(D, N, h)
+    row = isinstance(geometry, RowGeometry)
+    hs: dict[tuple[int, int], torch.Tensor] = {}
+    cs: dict[tuple[int, int], torch.Tensor] = {}
+
+    def h_of(i, j):
+        if row and i == -1 and 0 <= j < W:
+            return h0.expand(D, W, N, h)[:, j]
+        return hs.get((i, j), zero)
+
+    def c_of(i, j):
+        if row and i == -1:
+            return c0.expand(D, W, N, h)[:, j]
+        return cs.get((i, j), zero)
+
+    for i in range(H):
+        for j in range(W):
+            if row:
+                u = torch.cat([h_of(i - 1, j - 1), h_of(i - 1, j), h_of(i - 1, j + 1)], dim=-1)
+                c_prev = c_of(i - 1, j)
+            else:
+                u = torch.cat([h_of(i - 1, j), h_of(i, j - 1)], dim=-1)
+                c_prev = c_of(i, j - 1)
+            a = pre[:, i, j] + torch.einsum("dnk,dkg->dng", u, weight)
+            o, f, ig = torch.sigmoid(a[..., :3 * h]).split(h, dim=-1)
+            g = torch.tanh(a[..., 3 * h:])
+            cs[i, j] = f * c_prev + ig * g
+            hs[i, j] = o * torch.tanh(cs[i, j])
+    return torch.stack([torch.stack([hs[i, j] for j in range(W)], dim=1) for i in range(H)], dim=1)

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .lstm_scan import lstm_scan
+from .lstm_scan import RowGeometry, lstm_scan
 from .masked import MaskedConv2d, channel_groups
 
 
@@ -42,14 +42,17 @@ class RowLSTM(nn.Module):
 
     def input_to_state_map(self, x: torch.Tensor) -> torch.Tensor:  # (H, W, B, Cin) -> (H, W, B, 4h)
         w = self.input_to_state.masked_weight()[:, :, 0]  # (4h, Cin, 3); the right tap is all zero
-        pre = F.linear(x, w[:, :, 1], self.input_to_state.bias)  # centre tap
-        left = F.linear(x[:, :-1], w[:, :, 0])  # the left neighbour feeds column j from j-1
-        return torch.cat([pre[:, :1], pre[:, 1:] + left], dim=1)
+        left = F.pad(x, (0, 0, 0, 0, 1, 0))[:, :-1]  # left[:, j] = x[:, j-1], zeros at j = 0
+        # one matrix product over [left neighbour | centre]; built with pad + cat rather than by
+        # writing into slices, whose backward would allocate full-size zero gradients
+        return F.linear(torch.cat([left, x], dim=-1), torch.cat([w[:, :, 0], w[:, :, 1]], dim=1),
+                        self.input_to_state.bias)
 
     def state_weight(self) -> torch.Tensor:  # (3h, 4h), rows ordered tap-major
         return self.state_to_state.permute(2, 1, 0).reshape(3 * self.hidden, 4 * self.hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (H, W, B, Cin) -> (H, W, B, h)
-        pre = self.input_to_state_map(x).unsqueeze(0)  # (1, H, W, B, 4h): steps = rows
-        h = lstm_scan(pre, self.state_weight().unsqueeze(0), self.h0, self.c0, taps=(-1, 0, 1))
+        pre = self.input_to_state_map(x).unsqueeze(0)  # (1, H, W, B, 4h)
+        h = lstm_scan(pre, self.state_weight().unsqueeze(0), self.h0, self.c0,
+                      RowGeometry(x.shape[0], x.shape[1]))
         return h[0]

@@ -1,0 +1,66 @@
+"""Training-step time per architecture and its ratio to PixelCNN, measured in one run.
+
+    python bench/train_step.py [--batch 16] [--size 28] [--levels 256] [--hidden 64] [--layers 7]
+                               [--threads 2] [--repeats 5]
+
+One step = forward + backward of the mean NLL (no optimizer). The architectures are timed in
+interleaved rounds and the median per architecture is reported, so that load on a shared machine
+affects all of them alike.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+import pixelrnn
+
+ARCHS = ["pixelcnn", "row_lstm", "diagonal_bilstm"]
+
+
+def step(model, x):
+    loss = -model.log_prob(x).mean()
+    loss.backward()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--size", type=int, default=28)
+    p.add_argument("--levels", type=int, default=256)
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--layers", type=int, default=7)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--archs", nargs="+", default=ARCHS)
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    x = torch.randint(0, a.levels, (a.batch, 1, a.size, a.size))
+    models = {arch: pixelrnn.create_model(arch, channels=1, levels=a.levels, hidden=a.hidden,
+                                          layers=a.layers) for arch in a.archs}
+    for m in models.values():  # warm-up
+        step(m, x)
+    times = {arch: [] for arch in a.archs}
+    for _ in range(a.repeats):
+        for arch, m in models.items():
+            m.zero_grad(set_to_none=True)
+            t0 = time.perf_counter()
+            step(m, x)
+            times[arch].append(time.perf_counter() - t0)
+    base = statistics.median(times["pixelcnn"]) if "pixelcnn" in times else None
+    print(f"batch {a.batch}, {a.size}x{a.size}, {a.levels} levels, h={a.hidden}, {a.layers} layers, "
+          f"{a.threads} threads, torch {torch.__version__}, median of {a.repeats}")
+    print(f"| {'architecture':<16} | {'params':>8} | {'ms/step':>8} | {'vs PixelCNN':>11} |")
+    print(f"|{'-' * 18}|{'-' * 10}|{'-' * 10}|{'-' * 13}|")
+    for arch, m in models.items():
+        med = statistics.median(times[arch]) * 1000
+        ratio = f"{med / (base * 1000):.2f}x" if base else "-"
+        n = sum(p.numel() for p in m.parameters())
+        print(f"| {arch:<16} | {n:>8} | {med:>8.1f} | {ratio:>11} |")
+
+
+if __name__ == "__main__":
+    main()
