@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from pixelrnn.nn import lstm_scan, lstm_scan_reference, skew, unskew
-from pixelrnn.nn.lstm_scan import DiagonalGeometry, RowGeometry
+from pixelrnn.nn.recurrence import DiagonalGeometry, RowGeometry
 
 
 def _inputs(D, H, W, N, h, row):

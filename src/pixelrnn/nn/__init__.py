@@ -1,7 +1,7 @@
 """Layers: masked convolutions, the Row LSTM and Diagonal BiLSTM layers, residual blocks."""
 from .blocks import ConvBlock, RecurrentBlock, ResidualStack
 from .diagonal_bilstm import DiagonalBiLSTM, skew, unskew
-from .lstm_scan import lstm_scan, lstm_scan_reference
+from .recurrence import lstm_scan, lstm_scan_reference
 from .masked import MaskedConv2d, channel_groups, make_mask
 from .row_lstm import RowLSTM
 

@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .lstm_scan import DiagonalGeometry, lstm_scan
+from .recurrence import DiagonalGeometry, lstm_scan
 from .masked import MaskedConv2d, channel_groups
 
 

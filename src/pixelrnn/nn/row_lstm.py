@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .lstm_scan import RowGeometry, lstm_scan
+from .recurrence import RowGeometry, lstm_scan
 from .masked import MaskedConv2d, channel_groups
 
 

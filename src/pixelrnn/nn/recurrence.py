@@ -57,6 +57,7 @@ class RowGeometry:
     c[i, j] at [i+1, j] (row 0 = the initial cell state)."""
 
     taps = 3
+    contiguous_steps = True  # at(x, t) of a contiguous (1, H, W, N, X) tensor is contiguous
 
     def __init__(self, H: int, W: int):
         self.H, self.W, self.steps = H, W, H
@@ -99,6 +100,7 @@ class DiagonalGeometry:
     (D, H, W+1, N, h) holds c[i, j] at [i, j+1] (zero left column)."""
 
     taps = 2
+    contiguous_steps = False
 
     def __init__(self, H: int, W: int):
         self.H, self.W, self.steps = H, W, H + W - 1
@@ -159,19 +161,26 @@ class _LSTMScan(torch.autograd.Function):
         geo.init_state(hpad, cpad, h0, c0)
         acts = torch.empty_like(pre)  # activated gates [o, f, i, g]; every pixel is written once
         tcs = pre.new_empty(D, H, W, N, h)  # tanh of the cell states
+        contiguous = geo.contiguous_steps and D == 1
         for t in range(geo.steps):
             u = torch.cat(geo.h_taps(hpad, t), dim=-1)  # (D, S, N, k*h)
             p = geo.at(pre, t)
             S = p.shape[1]
-            a = torch.baddbmm(p.reshape(D, S * N, G), u.view(D, S * N, -1), weight)
-            a = _activate_(a, h).view(D, S, N, G)
+            if contiguous:  # write the gates straight into their final place
+                a = geo.at(acts, t)
+                torch.baddbmm(p.view(D, S * N, G), u.view(D, S * N, -1), weight, out=a.view(D, S * N, G))
+            else:
+                a = torch.baddbmm(p.reshape(D, S * N, G), u.view(D, S * N, -1), weight).view(D, S, N, G)
+            _activate_(a, h)
             o, f, i, g = a.split(h, dim=-1)
-            c = torch.addcmul(f * geo.c_prev(cpad, t), i, g)
-            geo.c_at(cpad, t).copy_(c)
-            tc = _tanh_(c)
-            geo.at(tcs, t).copy_(tc)
+            c = geo.c_at(cpad, t)
+            torch.mul(f, geo.c_prev(cpad, t), out=c)
+            c.addcmul_(i, g)
+            tc = geo.at(tcs, t)
+            _tanh_(tc.copy_(c))
             torch.mul(o, tc, out=geo.h_at(hpad, t))
-            geo.at(acts, t).copy_(a)
+            if not contiguous:
+                geo.at(acts, t).copy_(a)
         ctx.save_for_backward(weight, hpad, cpad, tcs, acts)
         ctx.geo = geo
         return hpad[:, 1:, 1:W + 1]  # (D, H, W, N, h)
@@ -199,7 +208,7 @@ class _LSTMScan(torch.autograd.Function):
             deriv = a * (1 - a)  # sigmoid' for o, f, i ...
             deriv[..., 3 * h:] = 1 - g * g  # ... and tanh' for g
             dgate = da.mul_(deriv)  # (D, S, N, 4h), contiguous
-            geo.at(dpre, t).copy_(dgate)
+            geo.at(dpre, t).copy_(dgate)  # a copy; writing into a strided view with out= is no faster
             geo.c_prev(dcpad, t).addcmul_(dct, f)
             S = dgate.shape[1]
             du = torch.bmm(dgate.view(D, S * N, G), w_t).view(D, S, N, -1)
