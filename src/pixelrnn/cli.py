@@ -1,0 +1,58 @@
+"""The ``pixelrnn`` command line: a thin layer over the library.
+
+Each subcommand lives in ``pixelrnn/commands/<name>.py`` and provides ``register(subparsers)``,
+which adds its parser and sets ``func(args) -> int``. Errors the user can fix (bad data, bad
+checkpoint, bad arguments) are printed as one line, without a traceback, with exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+
+COMMANDS = ["train", "eval", "sample", "complete", "info", "demo"]
+
+
+class UserError(Exception):
+    """An error caused by the user's input: printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pixelrnn", description="PixelRNN: train, evaluate, sample and complete images with "
+        "exact likelihoods (Row LSTM, Diagonal BiLSTM, PixelCNN).")
+    parser.add_argument("--version", action="version", version=f"pixelrnn {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"pixelrnn.commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"pixelrnn.commands.{name}":
+                continue  # a command that is not part of this build
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .data import DataError
+    from .io import CheckpointError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, DataError, CheckpointError, ValueError, FileNotFoundError,
+            FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"pixelrnn {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"pixelrnn {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

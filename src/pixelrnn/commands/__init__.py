@@ -1,0 +1,1 @@
+"""Subcommands of the ``pixelrnn`` command line (see ``pixelrnn.cli``)."""
