@@ -188,6 +188,11 @@ class _LSTMScan(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_h):
+        with torch.autocast(device_type=grad_h.device.type, enabled=False):
+            return _LSTMScan._backward(ctx, grad_h.to(ctx.saved_tensors[0].dtype))
+
+    @staticmethod
+    def _backward(ctx, grad_h):
         weight, hpad, cpad, tcs, acts = ctx.saved_tensors
         geo = ctx.geo
         D, H, W, N, G = acts.shape
@@ -223,12 +228,17 @@ class _LSTMScan(torch.autograd.Function):
 
 def lstm_scan(pre: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor | None,
               c0: torch.Tensor | None, geometry: RowGeometry | DiagonalGeometry) -> torch.Tensor:
-    """Run the LSTM recurrence; see the module docstring for shapes. Differentiable."""
+    """Run the LSTM recurrence; see the module docstring for shapes. Differentiable.
+
+    Runs in the dtype of ``pre`` (under autocast the weights are cast to it); autocast itself is
+    switched off inside, since the loop writes into preallocated buffers."""
     D, H, W, N, G = pre.shape
+    weight = weight.to(pre.dtype)
     if isinstance(geometry, RowGeometry):
-        h0 = h0.expand(D, W, N, G // 4)
-        c0 = c0.expand(D, W, N, G // 4)
-    return _LSTMScan.apply(pre.contiguous(), weight.contiguous(), h0, c0, geometry)
+        h0 = h0.to(pre.dtype).expand(D, W, N, G // 4)
+        c0 = c0.to(pre.dtype).expand(D, W, N, G // 4)
+    with torch.autocast(device_type=pre.device.type, enabled=False):
+        return _LSTMScan.apply(pre.contiguous(), weight.contiguous(), h0, c0, geometry)
 
 
 def lstm_scan_reference(pre: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor | None,

@@ -1,0 +1,44 @@
+"""``pixelrnn eval CHECKPOINT --data NAME``: exact NLL over a whole split."""
+from __future__ import annotations
+
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("eval", help="exact test NLL (nats/image) and bits/dim of a checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("--data", required=True, help="dataset name or PREFIX:PATH")
+    p.add_argument("--split", default="test", choices=["train", "test", "all"])
+    p.add_argument("--levels", type=int, help="quantize the data to this many levels")
+    p.add_argument("--crop", metavar="HxW")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import torch
+
+    from ..data import load_dataset
+    from ..evaluate import evaluate
+    from ..io import load
+    from ..train import parse_size
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    if args.batch_size < 1:
+        raise ValueError("--batch-size must be >= 1")
+    model = load(args.checkpoint, map_location=device)
+    crop = parse_size(args.crop) if args.crop else None
+    ds = load_dataset(args.data, args.split, levels=args.levels, crop=crop)
+    if ds.channels != model.channels or ds.levels != model.levels:
+        raise ValueError(f"{args.data} has {ds.channels} channel(s) and {ds.levels} levels but the "
+                         f"model expects {model.channels} and {model.levels}")
+    res = evaluate(model, ds.images, args.batch_size, args.precision)
+    if args.json:
+        print(json.dumps({"checkpoint": args.checkpoint, "data": args.data, "split": args.split,
+                          **res.to_dict()}, indent=2))
+    else:
+        print(f"{args.data} {args.split}: {res.images} images, NLL {res.nll:.4f} nats/image, "
+              f"{res.bits_per_dim:.5f} bits/dim")
+    return 0

@@ -1,0 +1,589 @@
+"""Training loop: checkpoints that resume exactly, progress, logs, distributed data parallel.
+
+A run directory holds::
+
+    config.json          every resolved setting (TrainConfig) plus data facts
+    metrics.jsonl        one JSON object per log / evaluation event
+    last.safetensors     the model after the latest saved step   (pixelrnn.load reads it)
+    best.safetensors     the model with the best test NLL so far  (EMA weights if --ema)
+    state.safetensors    everything needed to resume: raw weights, optimizer, EMA, step, data
+                         position, RNG state, elapsed time (tensors in safetensors, the rest JSON)
+    tb/                  TensorBoard event files (only when the tensorboard package is installed)
+
+Every file is written atomically (temporary file + rename), so a crash or SIGKILL leaves either the
+previous or the new version, never half a file. Data order is a pure function of (seed, epoch),
+so resuming from a saved step replays exactly the batches an uninterrupted run would have seen;
+with ``deterministic=True`` the final weights are identical.
+
+Distributed: launched by ``torchrun`` (WORLD_SIZE > 1) every rank trains on its part of each
+global batch (DistributedSampler, ``set_epoch`` every epoch), gradients are averaged by
+DistributedDataParallel, rank 0 alone logs, shows progress and writes files, and evaluation shards
+the test split and all-reduces the NLL sums and counts.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from . import io as pio
+from .data import load_dataset
+from .evaluate import _autocast, evaluate
+from .models import ModelConfig, PixelModel, create_model
+
+STATE_FORMAT = "pixelrnn-train-state"
+STATE_VERSION = "1"
+RESUMABLE_OVERRIDES = ("steps", "epochs", "max_minutes", "device", "threads", "progress",
+                       "eval_every", "save_every", "log_every")
+
+
+class RunError(ValueError):
+    """A run directory that cannot be used (missing, corrupt, or would be overwritten)."""
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainConfig:
+    out: str = "runs/pixelrnn"
+    data: str = "binarized-mnist"
+    levels: int | None = None
+    crop: str | None = None  # "HxW"
+    skip_bad: bool = False
+    dynamic_binarization: bool = False
+    # model
+    arch: str = "diagonal_bilstm"
+    hidden: int = 16
+    layers: int = 7
+    head: int | None = None
+    skip: bool = False
+    kernel: int = 3  # PixelCNN only
+    # optimisation
+    optimizer: str = "adam"  # adam | rmsprop
+    lr: float = 1e-3
+    lr_schedule: str = "constant"  # constant | cosine | linear
+    warmup: int = 0  # steps of linear warm-up
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0  # max global gradient norm; 0 = off
+    ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
+    batch_size: int = 16
+    # length: the first limit reached ends the run
+    epochs: int | None = None
+    steps: int | None = None
+    max_minutes: float | None = None
+    # evaluation, logging, checkpoints
+    eval_every: int = 0  # steps between test evaluations; 0 = once per epoch and at the end
+    eval_batch_size: int = 64
+    log_every: int = 20
+    save_every: int = 200  # steps between checkpoints (also saved at every evaluation and at the end)
+    progress: bool = True
+    # execution
+    seed: int = 0
+    deterministic: bool = False
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "fp32"  # fp32 | bf16
+    compile: bool = False
+    threads: int | None = None
+
+    def validate(self) -> None:
+        if self.optimizer not in ("adam", "rmsprop"):
+            raise ValueError(f"--optimizer must be adam or rmsprop, got {self.optimizer!r}")
+        if self.lr_schedule not in ("constant", "cosine", "linear"):
+            raise ValueError(f"--lr-schedule must be constant, cosine or linear, got {self.lr_schedule!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"--precision must be fp32 or bf16, got {self.precision!r}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"--device must be auto, cpu or cuda, got {self.device!r}")
+        for name in ("batch_size", "eval_batch_size", "log_every", "save_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+        for name in ("epochs", "steps"):
+            v = getattr(self, name)
+            if v is not None and v < 0:
+                raise ValueError(f"--{name} must be >= 0")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError("--max-minutes must be > 0")
+        if self.lr <= 0:
+            raise ValueError("--lr must be > 0")
+        if not 0 <= self.ema < 1:
+            raise ValueError("--ema must be in [0, 1)")
+        if self.grad_clip < 0 or self.warmup < 0 or self.eval_every < 0:
+            raise ValueError("--grad-clip, --warmup and --eval-every must be >= 0")
+        if self.lr_schedule != "constant" and self.steps is None and self.epochs is None:
+            raise ValueError(f"--lr-schedule {self.lr_schedule} needs --steps or --epochs")
+        if self.steps is None and self.epochs is None and self.max_minutes is None:
+            raise ValueError("give at least one of --steps, --epochs, --max-minutes")
+
+    def crop_size(self) -> tuple[int, int] | None:
+        return parse_size(self.crop) if self.crop else None
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'28x28' or '28' -> (28, 28)."""
+    try:
+        parts = [int(p) for p in str(text).lower().split("x")]
+    except ValueError:
+        raise ValueError(f"size must look like HxW (e.g. 28x28), got {text!r}") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise ValueError(f"size must look like HxW with positive integers, got {text!r}")
+    return parts[0], parts[1]
+
+
+# -- distributed helpers ----------------------------------------------------------------------
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_kind: str) -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
+    return Dist(rank=dist.get_rank(), world=dist.get_world_size(),
+                local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def resolve_device(name: str, d: Dist) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda requested but CUDA is not available")
+        if name == "cuda":
+            name = f"cuda:{d.local_rank}"
+        torch.cuda.set_device(torch.device(name))
+    return torch.device(name)
+
+
+# -- run directory ----------------------------------------------------------------------------
+class RunDir:
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    config = property(lambda self: self.path / "config.json")
+    metrics = property(lambda self: self.path / "metrics.jsonl")
+    last = property(lambda self: self.path / "last.safetensors")
+    best = property(lambda self: self.path / "best.safetensors")
+    state = property(lambda self: self.path / "state.safetensors")
+
+    def write_json(self, path: Path, obj: Any) -> None:
+        text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
+        pio.atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+    def append_metrics(self, record: dict) -> None:
+        with open(self.metrics, "a") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+            f.flush()
+
+    def load_config(self) -> dict:
+        if not self.path.is_dir():
+            raise RunError(f"run directory not found: {self.path}")
+        if not self.config.exists():
+            raise RunError(f"{self.path} is not a pixelrnn run directory (no config.json)")
+        try:
+            cfg = json.loads(self.config.read_text())
+            if not isinstance(cfg, dict) or "train" not in cfg:
+                raise ValueError("missing 'train' section")
+            return cfg
+        except (ValueError, UnicodeDecodeError) as e:
+            raise RunError(f"{self.config} is corrupt: {e}") from None
+
+
+# -- checkpoint of the whole training state ---------------------------------------------------
+def save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               ema: torch.nn.Module | None, meta: dict) -> None:
+    tensors: dict[str, torch.Tensor] = {}
+    for k, v in model.state_dict().items():
+        tensors[f"model.{k}"] = v.detach().cpu().contiguous()
+    opt = optimizer.state_dict()
+    scalars: dict[str, Any] = {}
+    for idx, st in opt["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"optim.{idx}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                scalars[f"{idx}.{k}"] = v
+    if ema is not None:
+        for k, v in ema.state_dict().items():
+            tensors[f"ema.{k}"] = v.detach().cpu().contiguous()
+    tensors["rng.torch"] = torch.get_rng_state()
+    full = {"format": STATE_FORMAT, "format_version": STATE_VERSION,
+            "meta": json.dumps({**meta, "param_groups": opt["param_groups"],
+                                "optim_scalars": scalars})}
+    pio.atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=full))
+
+
+def load_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    if not path.exists():
+        raise RunError(f"cannot resume: {path} is missing")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            md = f.metadata() or {}
+            if md.get("format") != STATE_FORMAT:
+                raise RunError(f"{path} is not a pixelrnn training state")
+            if md.get("format_version") != STATE_VERSION:
+                raise RunError(f"{path}: unsupported training-state version {md.get('format_version')!r}")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        meta = json.loads(md["meta"])
+    except RunError:
+        raise
+    except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as e:
+        raise RunError(f"cannot resume: {path} is corrupt or truncated ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    return tensors, meta
+
+
+def _restore(model, optimizer, ema, tensors: dict, meta: dict, path: Path) -> None:
+    try:
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        state: dict[int, dict] = {}
+        for k, v in tensors.items():
+            if k.startswith("optim."):
+                _, idx, name = k.split(".", 2)
+                state.setdefault(int(idx), {})[name] = v
+        for k, v in meta.get("optim_scalars", {}).items():
+            idx, name = k.split(".", 1)
+            state.setdefault(int(idx), {})[name] = v
+        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        if ema is not None:
+            ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+        if "rng.torch" in tensors:
+            torch.set_rng_state(tensors["rng.torch"])
+    except (RuntimeError, KeyError, ValueError) as e:
+        raise RunError(f"cannot resume from {path}: state does not match the run's config "
+                       f"({str(e).splitlines()[0]})") from None
+
+
+# -- the loop ---------------------------------------------------------------------------------
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay) if cfg.weight_decay \
+            else torch.optim.Adam(params, lr=cfg.lr)
+    return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.95, eps=1e-6, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(cfg: TrainConfig, step: int, total: int | None) -> float:
+    """Multiplier of the base learning rate at ``step`` (0-based)."""
+    if cfg.warmup and step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    if cfg.lr_schedule == "constant" or not total:
+        return 1.0
+    progress = min(1.0, (step - cfg.warmup) / max(1, total - cfg.warmup))
+    if cfg.lr_schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    return 1.0 - progress  # linear
+
+
+class _Signals:
+    """Turn SIGINT / SIGTERM into a flag checked between steps (the current step finishes, a
+    checkpoint is written, then the run exits)."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # second Ctrl-C: give up immediately
+        self.received = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+@dataclass
+class TrainResult:
+    step: int
+    epoch: int
+    test: dict | None
+    best_nll: float | None
+    stopped_by: str  # "steps" | "epochs" | "time" | "signal"
+    run_dir: str
+    skipped: list[str] = field(default_factory=list)
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
+    """Train (or resume) the run described by ``cfg``; returns a summary."""
+    cfg.validate()
+    run = RunDir(cfg.out)
+    device_kind = "cuda" if (cfg.device.startswith("cuda") or
+                             (cfg.device == "auto" and torch.cuda.is_available())) else "cpu"
+    d = init_distributed(device_kind)
+    device = resolve_device(cfg.device, d)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    if cfg.batch_size % d.world:
+        raise ValueError(f"--batch-size {cfg.batch_size} must be divisible by the number of "
+                         f"processes ({d.world})")
+    if not resume and d.main and (run.state.exists() or run.last.exists()):
+        raise RunError(f"{run.path} already holds a run; use --resume {run.path} to continue it "
+                       f"or choose another --out")
+
+    # data
+    crop = cfg.crop_size()
+    train_ds = load_dataset(cfg.data, "train", levels=cfg.levels, crop=crop, skip_bad=cfg.skip_bad)
+    test_ds = load_dataset(cfg.data, "test", levels=cfg.levels, crop=crop, skip_bad=cfg.skip_bad)
+    if cfg.dynamic_binarization and train_ds.probs is None:
+        raise ValueError("--dynamic-binarization needs a binarized dataset (binarized-mnist)")
+    n_train = len(train_ds)
+    C, H, W = train_ds.channels, train_ds.height, train_ds.width
+
+    # model, optimizer, EMA
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.arch, channels=C, levels=train_ds.levels, hidden=cfg.hidden,
+                         layers=cfg.layers, head=cfg.head, skip=cfg.skip,
+                         **({"kernel": cfg.kernel} if cfg.arch == "pixelcnn" else {})).to(device)
+    optimizer = make_optimizer(cfg, model.parameters())
+    ema = None
+    if cfg.ema:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+
+    step, epoch, batch_in_epoch, elapsed, best = 0, 0, 0, 0.0, None
+    if resume:
+        tensors, meta = load_state(run.state)
+        _restore(model, optimizer, ema, tensors, meta, run.state)
+        step, epoch, batch_in_epoch = meta["step"], meta["epoch"], meta["batch_in_epoch"]
+        elapsed, best = meta["elapsed"], meta.get("best_nll")
+    elif d.main:
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.write_json(run.config, {
+            "train": dataclasses.asdict(cfg), "model": model.config.to_dict(),
+            "data": {"spec": cfg.data, "train_images": n_train, "test_images": len(test_ds),
+                     "channels": C, "height": H, "width": W, "levels": train_ds.levels,
+                     "skipped": train_ds.skipped},
+            "world_size": d.world, "torch": torch.__version__})
+        run.metrics.write_text("")
+
+    net: torch.nn.Module = LogProb(model)
+    if d.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        net = torch.compile(net)
+
+    global_batch = min(cfg.batch_size, n_train - n_train % d.world) if n_train >= d.world else 0
+    if global_batch < d.world:
+        raise ValueError(f"need at least {d.world} training images, got {n_train}")
+    local_batch = global_batch // d.world
+    sampler = torch.utils.data.distributed.DistributedSampler(
+        range(n_train), num_replicas=d.world, rank=d.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+    steps_per_epoch = len(sampler) // local_batch
+    total = cfg.steps if cfg.steps is not None else (
+        cfg.epochs * steps_per_epoch if cfg.epochs is not None else None)
+    if cfg.steps is not None and cfg.epochs is not None:
+        total = min(cfg.steps, cfg.epochs * steps_per_epoch)
+    dims = C * H * W
+    eval_every = cfg.eval_every or steps_per_epoch
+    meta_common = {"image_size": f"{H}x{W}", "data": cfg.data}
+
+    def evaluate_now() -> dict:
+        model_for_eval = ema.module if ema is not None else model
+        res = evaluate(model_for_eval, test_ds.images, cfg.eval_batch_size, cfg.precision)
+        return res.to_dict()
+
+    def checkpoint(test: dict | None = None) -> None:
+        nonlocal best
+        if not d.main:
+            return
+        eval_model = ema.module if ema is not None else model
+        meta = {**meta_common, "step": str(step)}
+        if test is not None and (best is None or test["nll_nats"] < best):
+            best = test["nll_nats"]
+            pio.save(eval_model, run.best, metadata={**meta, "test_nll": f"{best:.6f}"})
+        pio.save(eval_model, run.last, metadata=meta)
+        save_state(run.state, model, optimizer, ema,
+                   {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
+                    "elapsed": elapsed + (time.time() - t_start), "best_nll": best})
+
+    tb = None
+    if d.main:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            tb = SummaryWriter(str(run.path / "tb"), purge_step=step if resume else None)
+        except Exception:  # tensorboard is an optional extra
+            tb = None
+
+    bar = None
+    if d.main and cfg.progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=total, initial=step, unit="step", dynamic_ncols=True, file=sys.stderr,
+                   desc=f"{cfg.arch} on {cfg.data}")
+
+    autocast = _autocast(device, cfg.precision)
+    deadline = None if cfg.max_minutes is None else cfg.max_minutes * 60.0
+    t_start = time.time()
+    window_nll, window_imgs, window_t = 0.0, 0, time.time()
+    stopped_by, last_test = "steps", None
+    images = train_ds.images
+    model.train()
+
+    def reached_limit() -> str | None:
+        if total is not None and step >= total:
+            return "epochs" if (cfg.steps is None or (cfg.epochs is not None and
+                                                      cfg.epochs * steps_per_epoch < cfg.steps)) else "steps"
+        if deadline is not None and elapsed + (time.time() - t_start) >= deadline:
+            return "time"
+        return None
+
+    with _Signals() as signals:
+        try:
+            while (stop := reached_limit()) is None:
+                sampler.set_epoch(epoch)
+                if cfg.dynamic_binarization:
+                    train_ds.redraw(torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
+                    images = train_ds.images
+                order = torch.tensor(list(iter(sampler)), dtype=torch.long)
+                while batch_in_epoch < steps_per_epoch and (stop := reached_limit()) is None:
+                    idx = order[batch_in_epoch * local_batch:(batch_in_epoch + 1) * local_batch]
+                    x = images[idx].to(device=device, dtype=torch.long, non_blocking=True)
+                    for g in optimizer.param_groups:
+                        g["lr"] = cfg.lr * lr_factor(cfg, step, total)
+                    with autocast:
+                        logp = net(x)  # (B,) exact log-likelihoods in nats
+                    loss = -logp.mean() / dims  # nats per dimension
+                    if not torch.isfinite(loss):
+                        raise NonFiniteLoss(
+                            f"loss became {loss.item()} at step {step + 1}; stopped. The last good "
+                            f"checkpoint is {run.last} (step {_saved_step(run)})")
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    optimizer.step()
+                    if ema is not None:
+                        ema.update_parameters(model)
+                    step += 1
+                    batch_in_epoch += 1
+                    window_nll += float(-logp.detach().sum()) * d.world
+                    window_imgs += x.shape[0] * d.world
+                    record = None
+                    if step % cfg.log_every == 0 or step == total:
+                        now = time.time()
+                        train_nll = window_nll / max(1, window_imgs)
+                        record = {"step": step, "epoch": epoch, "train_nll": train_nll,
+                                  "train_bpd": train_nll / (dims * math.log(2)),
+                                  "images_per_s": window_imgs / max(1e-9, now - window_t),
+                                  "lr": optimizer.param_groups[0]["lr"], "time": now,
+                                  "elapsed": elapsed + now - t_start}
+                        window_nll, window_imgs, window_t = 0.0, 0, now
+                    test = None
+                    if step % eval_every == 0:
+                        test = evaluate_now()
+                        last_test = test
+                        record = record or {"step": step, "epoch": epoch, "time": time.time(),
+                                            "elapsed": elapsed + time.time() - t_start,
+                                            "lr": optimizer.param_groups[0]["lr"]}
+                        record.update({"test_nll": test["nll_nats"], "test_bpd": test["bits_per_dim"]})
+                    if record is not None and d.main:
+                        run.append_metrics(record)
+                        if tb is not None:
+                            for k in ("train_nll", "train_bpd", "test_nll", "test_bpd", "images_per_s", "lr"):
+                                if k in record:
+                                    tb.add_scalar(k, record[k], step)
+                    if bar is not None:
+                        bar.update(1)
+                        if record is not None:
+                            post = {"nll": f"{record.get('train_nll', float('nan')):.2f}",
+                                    "bpd": f"{record.get('train_bpd', float('nan')):.3f}",
+                                    "img/s": f"{record.get('images_per_s', 0):.0f}"}
+                            if "test_nll" in record:
+                                post["test"] = f"{record['test_nll']:.2f}"
+                            bar.set_postfix(post)
+                    if test is not None or step % cfg.save_every == 0:
+                        checkpoint(test)
+                    if signals.received is not None:
+                        break
+                if signals.received is not None:
+                    stop = "signal"
+                    break
+                if batch_in_epoch >= steps_per_epoch:
+                    epoch += 1
+                    batch_in_epoch = 0
+            stopped_by = stop
+            if stopped_by != "signal" and (last_test is None or step % eval_every != 0):
+                last_test = evaluate_now()
+                if d.main:
+                    run.append_metrics({"step": step, "epoch": epoch, "time": time.time(),
+                                        "elapsed": elapsed + time.time() - t_start,
+                                        "test_nll": last_test["nll_nats"],
+                                        "test_bpd": last_test["bits_per_dim"], "final": True})
+            checkpoint(last_test if stopped_by != "signal" else None)
+        finally:
+            if bar is not None:
+                bar.close()
+            if tb is not None:
+                tb.close()
+    return TrainResult(step=step, epoch=epoch, test=last_test, best_nll=best, stopped_by=stopped_by,
+                       run_dir=str(run.path), skipped=list(train_ds.skipped))
+
+
+class LogProb(torch.nn.Module):
+    """``forward(x) = model.log_prob(x)``: the module that DDP / torch.compile wrap."""
+
+    def __init__(self, model: PixelModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.log_prob(x)
+
+
+def _saved_step(run: RunDir) -> str:
+    try:
+        return pio.describe(run.last)["metadata"].get("step", "?")
+    except Exception:
+        return "none saved yet"
+
+
+def resume_config(run_dir: str, overrides: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig of an existing run, with the allowed overrides applied."""
+    saved = RunDir(run_dir).load_config()["train"]
+    bad = [k for k, v in overrides.items() if v is not None and k not in RESUMABLE_OVERRIDES
+           and saved.get(k) != v]
+    if bad:
+        raise RunError(f"cannot change {', '.join('--' + b.replace('_', '-') for b in bad)} when "
+                       f"resuming; only {', '.join('--' + k.replace('_', '-') for k in RESUMABLE_OVERRIDES)}")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in saved.items() if k in known})
+    for k, v in overrides.items():
+        if v is not None and k in RESUMABLE_OVERRIDES:
+            setattr(cfg, k, v)
+    cfg.out = run_dir
+    return cfg

@@ -1,0 +1,207 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import pixelrnn
+from pixelrnn.cli import main
+
+TINY = ["--data", "digits", "--arch", "pixelcnn", "--hidden", "6", "--layers", "1",
+        "--batch-size", "8", "--no-progress", "--threads", "1"]
+
+
+def cli(*args):
+    return main([str(a) for a in args])
+
+
+def test_train_then_eval_through_the_cli(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli("train", *TINY, "--steps", "12", "--log-every", "4", "--eval-every", "6",
+               "--out", out, "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["step"] == 12 and summary["stopped_by"] == "steps"
+    for name in ("config.json", "metrics.jsonl", "last.safetensors", "best.safetensors", "state.safetensors"):
+        assert (out / name).exists(), name
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["train"]["arch"] == "pixelcnn" and cfg["model"]["levels"] == 17
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "train_nll" in r] == [4, 8, 12]
+    assert [r["step"] for r in records if "test_nll" in r] == [6, 12]
+    r = records[-1]
+    for key in ("step", "train_nll", "train_bpd", "images_per_s", "lr", "time", "test_nll", "test_bpd"):
+        assert key in r
+    model = pixelrnn.load(out / "last.safetensors")
+    assert model.config.arch == "pixelcnn"
+    assert cli("eval", out / "last.safetensors", "--data", "digits", "--json") == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert ev["images"] == 359 and ev["nll_nats"] == pytest.approx(summary["test"]["nll_nats"], rel=1e-6)
+    assert ev["bits_per_dim"] == pytest.approx(ev["nll_nats"] / (64 * 0.6931471805599453))
+
+
+def test_eval_counts_every_image_once(tmp_path):
+    """Batch size that does not divide the split: the last partial batch is scored, nothing twice."""
+    from pixelrnn.data import load_dataset
+    from pixelrnn.evaluate import evaluate
+    model = pixelrnn.create_model("pixelcnn", levels=17, hidden=6, layers=1)
+    ds = load_dataset("digits", "test")
+    full = evaluate(model, ds.images, batch_size=1000)
+    odd = evaluate(model, ds.images, batch_size=7)
+    assert odd.images == full.images == 359
+    assert odd.nll == pytest.approx(full.nll, rel=1e-6)
+    with torch.no_grad():
+        direct = -model.log_prob(ds.images.long()).double().mean().item()
+    assert full.nll == pytest.approx(direct, rel=1e-6)
+
+
+def test_refuses_to_overwrite_a_run_and_reports_bad_run_dirs(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli("train", *TINY, "--steps", "2", "--out", out) == 0
+    capsys.readouterr()
+    assert cli("train", *TINY, "--steps", "2", "--out", out) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert cli("train", "--resume", tmp_path / "missing") == 2
+    assert "not found" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert cli("train", "--resume", tmp_path / "empty") == 2
+    assert "not a pixelrnn run" in capsys.readouterr().err
+    assert cli("train", "--resume", out, "--hidden", "9") == 2
+    assert "cannot change --hidden" in capsys.readouterr().err
+    state = out / "state.safetensors"
+    state.write_bytes(state.read_bytes()[:50])
+    assert cli("train", "--resume", out, "--steps", "4") == 2
+    err = capsys.readouterr().err
+    assert "corrupt" in err and err.count("\n") == 1
+    (out / "config.json").write_text("{not json")
+    assert cli("train", "--resume", out) == 2
+    assert "corrupt" in capsys.readouterr().err
+    assert cli("train", *TINY, "--steps", "2", "--out", tmp_path / "r2", "--data", "nope") == 2
+    assert "unknown dataset" in capsys.readouterr().err
+
+
+def test_resume_continues_exactly(tmp_path):
+    args = [*TINY, "--deterministic", "--save-every", "5", "--eval-every", "0"]
+    assert cli("train", *args, "--steps", "30", "--out", tmp_path / "full") == 0
+    assert cli("train", *args, "--steps", "13", "--out", tmp_path / "part") == 0
+    assert cli("train", "--resume", tmp_path / "part", "--steps", "30") == 0
+    a = load_file(tmp_path / "full" / "last.safetensors")
+    b = load_file(tmp_path / "part" / "last.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _spawn(args, env=None):
+    return subprocess.Popen([sys.executable, "-m", "pixelrnn", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+
+
+def _wait_for_step(state: Path, proc, min_step: int, timeout=120):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if state.exists():
+            try:
+                from pixelrnn.train import load_state
+                _, meta = load_state(state)
+                if meta["step"] >= min_step:
+                    return meta["step"]
+            except Exception:
+                pass
+        if proc.poll() is not None:
+            raise AssertionError(f"training ended before it could be interrupted: {proc.communicate()}")
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for a checkpoint")
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_gives_identical_weights(tmp_path):
+    args = [*TINY, "--arch", "row_lstm", "--hidden", "8", "--layers", "2", "--deterministic",
+            "--save-every", "10", "--eval-every", "0", "--steps", "150"]
+    proc = _spawn(["train", *args, "--out", tmp_path / "killed"])
+    saved = _wait_for_step(tmp_path / "killed" / "state.safetensors", proc, 20)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert saved < 150
+    assert cli("train", "--resume", tmp_path / "killed") == 0
+    assert cli("train", *args, "--out", tmp_path / "straight") == 0
+    a = load_file(tmp_path / "killed" / "last.safetensors")
+    b = load_file(tmp_path / "straight" / "last.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    steps = [json.loads(x)["step"] for x in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 150
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_saves_a_checkpoint(tmp_path, sig):
+    out = tmp_path / "run"
+    proc = _spawn(["train", *TINY, "--arch", "row_lstm", "--hidden", "8", "--layers", "2",
+                   "--save-every", "10", "--steps", "100000", "--out", out])
+    _wait_for_step(out / "state.safetensors", proc, 10)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    from pixelrnn.train import load_state
+    _, meta = load_state(out / "state.safetensors")
+    model_step = pixelrnn.io.describe(out / "last.safetensors")["metadata"]["step"]
+    assert int(model_step) == meta["step"] and meta["step"] >= 10
+    assert "Traceback" not in err
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    real = pixelrnn.PixelModel.log_prob
+    calls = {"n": 0}
+
+    def flaky(self, x):
+        calls["n"] += 1
+        lp = real(self, x)
+        return lp * float("nan") if calls["n"] > 7 and torch.is_grad_enabled() else lp
+    monkeypatch.setattr(pixelrnn.PixelModel, "log_prob", flaky)
+    assert cli("train", *TINY, "--steps", "20", "--save-every", "5", "--eval-every", "100",
+               "--out", out) == 1
+    err = capsys.readouterr().err
+    assert "nan" in err and "step 8" in err and "last.safetensors (step 5)" in err
+    assert pixelrnn.io.describe(out / "last.safetensors")["metadata"]["step"] == "5"
+    pixelrnn.load(out / "last.safetensors")
+
+
+def test_options_rmsprop_cosine_ema_bf16_dynamic_binarization(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli("train", "--data", "binarized-mnist", "--arch", "diagonal_bilstm", "--hidden", "4",
+               "--layers", "1", "--batch-size", "4", "--steps", "4", "--optimizer", "rmsprop",
+               "--lr-schedule", "cosine", "--warmup", "2", "--ema", "0.9", "--precision", "bf16",
+               "--dynamic-binarization", "--eval-batch-size", "500", "--no-progress",
+               "--out", out, "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["step"] == 4 and summary["test"]["images"] == 1000
+    lrs = [json.loads(x).get("lr") for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert lrs[0] is not None
+    cfg = json.loads((out / "config.json").read_text())["train"]
+    assert cfg["ema"] == 0.9 and cfg["optimizer"] == "rmsprop"
+
+
+def test_lr_schedule():
+    from pixelrnn.train import TrainConfig, lr_factor
+    c = TrainConfig(lr_schedule="cosine", warmup=10, steps=110)
+    assert lr_factor(c, 0, 110) == pytest.approx(0.1)
+    assert lr_factor(c, 9, 110) == pytest.approx(1.0)
+    assert lr_factor(c, 60, 110) == pytest.approx(0.5)
+    assert lr_factor(c, 110, 110) == pytest.approx(0.0, abs=1e-9)
+    assert lr_factor(TrainConfig(steps=5), 3, 5) == 1.0
+
+
+def test_bad_train_arguments(tmp_path, capsys):
+    for extra, msg in [(["--steps", "5", "--lr", "-1"], "--lr"),
+                       (["--lr-schedule", "cosine", "--max-minutes", "1"], "needs --steps"),
+                       ([], "--steps, --epochs, --max-minutes"),
+                       (["--steps", "5", "--crop", "axb"], "HxW")]:
+        assert cli("train", *TINY, *extra, "--out", tmp_path / "x") == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1
