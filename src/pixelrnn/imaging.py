@@ -1,0 +1,40 @@
+"""Pixel values <-> viewable images: scaling to 8 bits, grids, PNG files (Pillow)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .io import atomic_write
+
+
+def to_uint8(images: torch.Tensor | np.ndarray, levels: int) -> np.ndarray:
+    """Values in [0, levels) -> uint8 in [0, 255] (0 -> 0, levels-1 -> 255), shape kept."""
+    a = images.detach().cpu().numpy() if torch.is_tensor(images) else np.asarray(images)
+    a = a.astype(np.float64) * (255.0 / max(1, levels - 1))
+    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+
+
+def grid(images: np.ndarray, ncol: int | None = None, pad: int = 2, fill: int = 255) -> np.ndarray:
+    """(N, C, H, W) uint8 -> one (H', W', C) image with the N images in rows of ``ncol``."""
+    n, c, h, w = images.shape
+    ncol = ncol or max(1, math.ceil(math.sqrt(n)))
+    nrow = math.ceil(n / ncol)
+    out = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad, c), fill, dtype=np.uint8)
+    for k in range(n):
+        r, q = divmod(k, ncol)
+        y, x = pad + r * (h + pad), pad + q * (w + pad)
+        out[y:y + h, x:x + w] = images[k].transpose(1, 2, 0)
+    return out
+
+
+def save_png(image: np.ndarray, path: str | Path, scale: int = 1) -> None:
+    """Write an (H, W, C) or (H, W) uint8 array as PNG, atomically; ``scale`` enlarges it."""
+    a = image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
+    img = Image.fromarray(a)
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
