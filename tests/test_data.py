@@ -597,3 +597,33 @@ def test_cifar10_bad_batches_name_the_file(tmp_path, kind):
     with pytest.raises(DataError, match="data_batch_2") as err:
         load_dataset(f"cifar10:{tmp_path}", "train")
     assert "\n" not in str(err.value)
+
+
+def test_read_images_converts_channels_and_levels(tmp_path):
+    import warnings
+
+    import numpy as np
+    from PIL import Image
+
+    from pixelrnn.data import DataError, read_images
+    rgb = np.zeros((5, 6, 3), np.uint8)
+    rgb[..., 0] = 255
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    Image.fromarray(np.full((5, 6), 128, np.uint8)).save(tmp_path / "b.png")
+    ds = read_images([tmp_path / "a.png", tmp_path / "b.png"], channels=3, levels=4)
+    assert ds.images.shape == (2, 3, 5, 6) and ds.levels == 4
+    assert ds.images[0, 0].max() == 3 and ds.images[0, 1].max() == 0 and (ds.images[1] == 2).all()
+    gray = read_images([tmp_path], channels=1)
+    assert gray.images.shape == (2, 1, 5, 6) and gray.names[0].endswith("a.png")
+    Image.fromarray(np.zeros((7, 7), np.uint8)).save(tmp_path / "c.png")
+    with pytest.raises(DataError, match="c.png"):
+        read_images([tmp_path], channels=1)
+    (tmp_path / "bad.png").write_text("not a png")
+    with pytest.raises(DataError, match="bad.png"):
+        read_images([tmp_path / "bad.png"], channels=1)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        ok = read_images([tmp_path / "a.png", tmp_path / "bad.png"], channels=1, skip_bad=True)
+    assert len(ok) == 1 and ok.skipped == [str(tmp_path / "bad.png")]
+    with pytest.raises(DataError, match="does not exist"):
+        read_images([tmp_path / "nope.png"], channels=1)

@@ -12,7 +12,7 @@ import sys
 
 from . import __version__
 
-COMMANDS = ["train", "eval", "sample", "complete", "info", "demo"]
+COMMANDS = ["train", "eval", "sample", "complete", "score", "compress", "decompress", "info", "demo"]
 
 
 class UserError(Exception):

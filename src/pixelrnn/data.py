@@ -256,6 +256,55 @@ def load_dataset(spec: str, split: str = "train", *, levels: int | None = None,
     return _finish(spec, split, parts, None if levels is None else int(levels), crop)
 
 
+def read_images(paths, *, channels: int, levels: int = 256, skip_bad: bool = False) -> ImageDataset:
+    """Read PNG/JPEG files (folders are searched recursively) into one batch for a model with
+    ``channels`` (1: RGB files become gray by luminance; 3: gray files are repeated) and ``levels``
+    (values quantized as ``v * levels // 256``). All images must share one size. Names are the
+    paths as given. Unreadable files raise DataError naming them, or with ``skip_bad`` are skipped
+    with a warning and listed in ``ds.skipped``."""
+    from PIL import Image
+    if channels not in (1, 3):
+        raise DataError(f"channels must be 1 or 3, got {channels!r}")
+    if not 2 <= levels <= 256:
+        raise DataError(f"levels must be in 2..256 for image files, got {levels!r}")
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(_image_files(p))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise DataError(f"{p} does not exist")
+    if not files:
+        raise DataError("no image files given")
+    arrays, names, skipped = [], [], []
+    for path in files:
+        try:
+            pixels = _read_image(path)
+        except DataError as exc:
+            if not skip_bad:
+                raise
+            warnings.warn(f"skipping {path}: {exc}", DataWarning, stacklevel=2)
+            skipped.append(str(path))
+            continue
+        if channels == 1 and pixels.ndim == 3:
+            pixels = np.asarray(Image.fromarray(pixels).convert("L"))
+        pixels = pixels[:, :, None] if pixels.ndim == 2 else pixels
+        if channels == 3 and pixels.shape[2] == 1:
+            pixels = np.repeat(pixels, 3, axis=2)
+        if arrays and pixels.shape != arrays[0].shape:
+            raise DataError(f"images differ in size: {names[0]} is {arrays[0].shape[0]}x"
+                            f"{arrays[0].shape[1]} but {path} is {pixels.shape[0]}x{pixels.shape[1]}")
+        arrays.append(pixels)
+        names.append(str(path))
+    if not arrays:
+        raise DataError(f"none of the {len(files)} image files could be read")
+    images = torch.from_numpy((np.stack(arrays).transpose(0, 3, 1, 2).astype(np.int64) * levels
+                               // 256).astype(np.uint8))
+    return ImageDataset(images=images, levels=levels, name="files", split="all", names=names,
+                        skipped=skipped)
+
+
 def _load_parts(spec: str, split: str, crop: tuple[int, int] | None, skip_bad: bool) -> _Parts:
     if spec in _BUILTINS:
         return _BUILTINS[spec](split)
