@@ -34,7 +34,8 @@ def test_train_then_eval_through_the_cli(tmp_path, capsys):
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "train_nll" in r] == [4, 8, 12]
     assert [r["step"] for r in records if "test_nll" in r] == [6, 12]
-    r = records[-1]
+    assert records[-1]["final"] and records[-1]["step"] == 12
+    r = [x for x in records if "train_nll" in x][-1]
     for key in ("step", "train_nll", "train_bpd", "images_per_s", "lr", "time", "test_nll", "test_bpd"):
         assert key in r
     model = pixelrnn.load(out / "last.safetensors")

@@ -332,6 +332,7 @@ class TrainResult:
     best_nll: float | None
     stopped_by: str  # "steps" | "epochs" | "time" | "signal"
     run_dir: str
+    rank: int = 0
     skipped: list[str] = field(default_factory=list)
 
 
@@ -351,7 +352,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     if cfg.batch_size % d.world:
         raise ValueError(f"--batch-size {cfg.batch_size} must be divisible by the number of "
                          f"processes ({d.world})")
-    if not resume and d.main and (run.state.exists() or run.last.exists()):
+    if not resume and (run.state.exists() or run.last.exists()):
         raise RunError(f"{run.path} already holds a run; use --resume {run.path} to continue it "
                        f"or choose another --out")
 
@@ -456,94 +457,109 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
 
     def reached_limit() -> str | None:
         if total is not None and step >= total:
-            return "epochs" if (cfg.steps is None or (cfg.epochs is not None and
-                                                      cfg.epochs * steps_per_epoch < cfg.steps)) else "steps"
+            by_epochs = cfg.epochs is not None and (cfg.steps is None or cfg.epochs * steps_per_epoch <= cfg.steps)
+            return "epochs" if by_epochs else "steps"
         if deadline is not None and elapsed + (time.time() - t_start) >= deadline:
             return "time"
         return None
 
+    reasons = [None, "steps", "epochs", "time", "signal"]
+
+    def stop_reason(signals) -> str | None:
+        """Why to stop now, agreed by every rank (a signal or the clock may reach ranks apart)."""
+        reason = "signal" if signals.received is not None else reached_limit()
+        if d.world > 1:
+            code = torch.tensor([reasons.index(reason)], device=device)
+            dist.all_reduce(code, op=dist.ReduceOp.MAX)
+            reason = reasons[int(code)]
+        return reason
+
+    def all_sum(*values: float) -> list[float]:
+        if d.world == 1:
+            return list(values)
+        t = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        return t.tolist()
+
+    order, order_epoch = None, None
     with _Signals() as signals:
         try:
-            while (stop := reached_limit()) is None:
-                sampler.set_epoch(epoch)
-                if cfg.dynamic_binarization:
-                    train_ds.redraw(torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
-                    images = train_ds.images
-                order = torch.tensor(list(iter(sampler)), dtype=torch.long)
-                while batch_in_epoch < steps_per_epoch and (stop := reached_limit()) is None:
-                    idx = order[batch_in_epoch * local_batch:(batch_in_epoch + 1) * local_batch]
-                    x = images[idx].to(device=device, dtype=torch.long, non_blocking=True)
-                    for g in optimizer.param_groups:
-                        g["lr"] = cfg.lr * lr_factor(cfg, step, total)
-                    with autocast:
-                        logp = net(x)  # (B,) exact log-likelihoods in nats
-                    loss = -logp.mean() / dims  # nats per dimension
-                    if not torch.isfinite(loss):
-                        raise NonFiniteLoss(
-                            f"loss became {loss.item()} at step {step + 1}; stopped. The last good "
-                            f"checkpoint is {run.last} (step {_saved_step(run)})")
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if cfg.grad_clip:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    optimizer.step()
-                    if ema is not None:
-                        ema.update_parameters(model)
-                    step += 1
-                    batch_in_epoch += 1
-                    window_nll += float(-logp.detach().sum()) * d.world
-                    window_imgs += x.shape[0] * d.world
-                    record = None
-                    if step % cfg.log_every == 0 or step == total:
-                        now = time.time()
-                        train_nll = window_nll / max(1, window_imgs)
-                        record = {"step": step, "epoch": epoch, "train_nll": train_nll,
-                                  "train_bpd": train_nll / (dims * math.log(2)),
-                                  "images_per_s": window_imgs / max(1e-9, now - window_t),
-                                  "lr": optimizer.param_groups[0]["lr"], "time": now,
-                                  "elapsed": elapsed + now - t_start}
-                        window_nll, window_imgs, window_t = 0.0, 0, now
-                    test = None
-                    if step % eval_every == 0:
-                        test = evaluate_now()
-                        last_test = test
-                        record = record or {"step": step, "epoch": epoch, "time": time.time(),
-                                            "elapsed": elapsed + time.time() - t_start,
-                                            "lr": optimizer.param_groups[0]["lr"]}
-                        record.update({"test_nll": test["nll_nats"], "test_bpd": test["bits_per_dim"]})
-                    if record is not None and d.main:
-                        run.append_metrics(record)
-                        if tb is not None:
-                            for k in ("train_nll", "train_bpd", "test_nll", "test_bpd", "images_per_s", "lr"):
-                                if k in record:
-                                    tb.add_scalar(k, record[k], step)
-                    if bar is not None:
-                        bar.update(1)
-                        if record is not None:
-                            post = {"nll": f"{record.get('train_nll', float('nan')):.2f}",
-                                    "bpd": f"{record.get('train_bpd', float('nan')):.3f}",
-                                    "img/s": f"{record.get('images_per_s', 0):.0f}"}
-                            if "test_nll" in record:
-                                post["test"] = f"{record['test_nll']:.2f}"
-                            bar.set_postfix(post)
-                    if test is not None or step % cfg.save_every == 0:
-                        checkpoint(test)
-                    if signals.received is not None:
-                        break
-                if signals.received is not None:
-                    stop = "signal"
-                    break
+            while (stop := stop_reason(signals)) is None:
                 if batch_in_epoch >= steps_per_epoch:
-                    epoch += 1
-                    batch_in_epoch = 0
+                    epoch, batch_in_epoch = epoch + 1, 0
+                if order_epoch != epoch:  # data order is a function of (seed, epoch) only
+                    sampler.set_epoch(epoch)
+                    if cfg.dynamic_binarization:
+                        train_ds.redraw(torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
+                        images = train_ds.images
+                    order, order_epoch = torch.tensor(list(iter(sampler)), dtype=torch.long), epoch
+                idx = order[batch_in_epoch * local_batch:(batch_in_epoch + 1) * local_batch]
+                x = images[idx].to(device=device, dtype=torch.long, non_blocking=True)
+                for g in optimizer.param_groups:
+                    g["lr"] = cfg.lr * lr_factor(cfg, step, total)
+                with autocast:
+                    logp = net(x)  # (B,) exact log-likelihoods in nats
+                loss = -logp.mean() / dims  # nats per dimension
+                if not math.isfinite(all_sum(loss.item())[0]):
+                    raise NonFiniteLoss(
+                        f"loss became {loss.item()} at step {step + 1}; stopped. The last good "
+                        f"checkpoint is {run.last} (step {_saved_step(run)})")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                if ema is not None:
+                    ema.update_parameters(model)
+                step += 1
+                batch_in_epoch += 1
+                window_nll += float(-logp.detach().sum())
+                window_imgs += x.shape[0]
+                record = None
+                if step % cfg.log_every == 0 or step == total:
+                    now = time.time()
+                    nll_sum, n_imgs = all_sum(window_nll, window_imgs)
+                    train_nll = nll_sum / max(1, n_imgs)
+                    record = {"step": step, "epoch": epoch, "train_nll": train_nll,
+                              "train_bpd": train_nll / (dims * math.log(2)),
+                              "images_per_s": n_imgs / max(1e-9, now - window_t),
+                              "lr": optimizer.param_groups[0]["lr"], "time": now,
+                              "elapsed": elapsed + now - t_start}
+                    window_nll, window_imgs, window_t = 0.0, 0, now
+                test = None
+                if step % eval_every == 0:
+                    test = last_test = evaluate_now()
+                    record = record or {"step": step, "epoch": epoch, "time": time.time(),
+                                        "elapsed": elapsed + time.time() - t_start,
+                                        "lr": optimizer.param_groups[0]["lr"]}
+                    record.update({"test_nll": test["nll_nats"], "test_bpd": test["bits_per_dim"]})
+                if record is not None and d.main:
+                    run.append_metrics(record)
+                    if tb is not None:
+                        for k in ("train_nll", "train_bpd", "test_nll", "test_bpd", "images_per_s", "lr"):
+                            if k in record:
+                                tb.add_scalar(k, record[k], step)
+                if bar is not None:
+                    bar.update(1)
+                    if record is not None:
+                        post = {"nll": f"{record.get('train_nll', float('nan')):.2f}",
+                                "bpd": f"{record.get('train_bpd', float('nan')):.3f}",
+                                "img/s": f"{record.get('images_per_s', 0):.0f}"}
+                        if "test_nll" in record:
+                            post["test"] = f"{record['test_nll']:.2f}"
+                        bar.set_postfix(post)
+                if test is not None or step % cfg.save_every == 0:
+                    checkpoint(test)
             stopped_by = stop
+            final = {"step": step, "epoch": epoch, "final": True}
+            if d.world > 1:  # every rank must hold the same weights
+                final["rank_max_weight_diff"] = rank_weight_diff(model)
             if stopped_by != "signal" and (last_test is None or step % eval_every != 0):
                 last_test = evaluate_now()
-                if d.main:
-                    run.append_metrics({"step": step, "epoch": epoch, "time": time.time(),
-                                        "elapsed": elapsed + time.time() - t_start,
-                                        "test_nll": last_test["nll_nats"],
-                                        "test_bpd": last_test["bits_per_dim"], "final": True})
+                final.update({"test_nll": last_test["nll_nats"], "test_bpd": last_test["bits_per_dim"]})
+            if d.main:
+                run.append_metrics({**final, "time": time.time(),
+                                    "elapsed": elapsed + time.time() - t_start})
             checkpoint(last_test if stopped_by != "signal" else None)
         finally:
             if bar is not None:
@@ -551,7 +567,17 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
             if tb is not None:
                 tb.close()
     return TrainResult(step=step, epoch=epoch, test=last_test, best_nll=best, stopped_by=stopped_by,
-                       run_dir=str(run.path), skipped=list(train_ds.skipped))
+                       run_dir=str(run.path), skipped=list(train_ds.skipped), rank=d.rank)
+
+
+def rank_weight_diff(model: torch.nn.Module) -> float:
+    """Largest absolute difference between this rank's parameters and rank 0's, over all ranks."""
+    flat = torch.cat([p.detach().reshape(-1).float() for p in model.parameters()])
+    ref = flat.clone()
+    dist.broadcast(ref, src=0)
+    diff = (flat - ref).abs().max().reshape(1)
+    dist.all_reduce(diff, op=dist.ReduceOp.MAX)
+    return float(diff)
 
 
 class LogProb(torch.nn.Module):

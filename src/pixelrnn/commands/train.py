@@ -84,6 +84,8 @@ def run(args) -> int:
     except NonFiniteLoss as e:
         print(f"pixelrnn train: error: {e}", file=sys.stderr)
         return 1
+    if result.rank != 0:  # under torchrun only rank 0 reports
+        return 130 if result.stopped_by == "signal" else 0
     summary = {"run_dir": result.run_dir, "step": result.step, "epoch": result.epoch,
                "stopped_by": result.stopped_by, "test": result.test, "best_test_nll": result.best_nll,
                "skipped_files": len(result.skipped)}
