@@ -6,10 +6,11 @@
     pixelrnn.save(model, "m.safetensors")
     model = pixelrnn.load("m.safetensors")
 """
+from .anomaly import anomaly_scores
 from .io import CheckpointError, load, save
 from .models import ARCHITECTURES, ModelConfig, PixelModel, create_model
 
 __version__ = "0.1.0"
 
-__all__ = ["ARCHITECTURES", "CheckpointError", "ModelConfig", "PixelModel", "create_model", "load",
+__all__ = ["ARCHITECTURES", "anomaly_scores", "CheckpointError", "ModelConfig", "PixelModel", "create_model", "load",
            "save", "__version__"]
