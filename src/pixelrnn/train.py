@@ -339,10 +339,19 @@ class TrainResult:
 def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     """Train (or resume) the run described by ``cfg``; returns a summary."""
     cfg.validate()
-    run = RunDir(cfg.out)
     device_kind = "cuda" if (cfg.device.startswith("cuda") or
                              (cfg.device == "auto" and torch.cuda.is_available())) else "cpu"
+    owned = not (dist.is_available() and dist.is_initialized())
     d = init_distributed(device_kind)
+    try:
+        return _train(cfg, resume, d)
+    finally:
+        if owned and d.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()  # a clean exit: no gloo / NCCL threads killed at exit
+
+
+def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
+    run = RunDir(cfg.out)
     device = resolve_device(cfg.device, d)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
