@@ -290,3 +290,20 @@ def test_exported_from_the_package(trained):
     """Needs ``from .anomaly import anomaly_scores`` in pixelrnn/__init__.py."""
     x = stripes(2)
     torch.testing.assert_close(pixelrnn.anomaly_scores(trained, x, "bpd"), anomaly_scores(trained, x, "bpd"))
+
+
+def test_image_files_may_follow_options(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from pixelrnn.cli import main
+    model = pixelrnn.create_model("pixelcnn", levels=4, hidden=6, layers=1)
+    pixelrnn.save(model, tmp_path / "m.safetensors")
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.zeros((6, 6), np.uint8)).save(tmp_path / name)
+    assert main(["score", str(tmp_path / "m.safetensors"), "--method", "bpd", "--json",
+                 str(tmp_path / "a.png"), str(tmp_path / "b.png")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [s["image"] for s in out["scores"]] == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
+    with pytest.raises(SystemExit):
+        main(["score", str(tmp_path / "m.safetensors"), "--bogus", str(tmp_path / "a.png")])

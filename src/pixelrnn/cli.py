@@ -41,7 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     from .io import CheckpointError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # Python's argparse cannot take a variable-length positional (IMAGES...) after options;
+    # commands that have one name it with set_defaults(trailing_positionals="dest") and the
+    # positional words left over after the options are appended to it.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        dest = getattr(args, "trailing_positionals", None)
+        if dest is None or any(e.startswith("-") for e in extra):
+            parser.parse_args(argv)  # argparse's own "unrecognized arguments" error, exit 2
+        getattr(args, dest).extend(extra)
     try:
         return int(args.func(args) or 0)
     except (UserError, DataError, CheckpointError, ValueError, FileNotFoundError,

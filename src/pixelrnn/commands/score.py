@@ -13,9 +13,8 @@ Images
     ``--data SPEC`` loads a split (``--split``, default test) of a dataset; its channels and
     levels must be the model's (``--levels K`` requantizes 256-level data as ``v * K // 256``).
     IMAGES are PNG/JPEG files or folders (searched recursively), converted to the model's channels
-    and levels by ``pixelrnn.data.read_images``; they must all have one size. Give them right after
-    CHECKPOINT (options go before CHECKPOINT or after the images: argparse cannot resume a
-    positional list after an option).
+    and levels by ``pixelrnn.data.read_images``; they must all have one size. They may come
+    before or after the options.
 OOD sets (``--ood NAME``, repeatable)
     A built-in set (``noise``, ``inverted``, ``rotated``, ``shuffled``, ``digits``, ``constant``,
     ``uniform``, ``photos``: see ``pixelrnn.anomaly.OOD_SETS``), built from the scored
@@ -52,7 +51,7 @@ def register(sub) -> None:
         "images. With --ood: ROC-AUC / AUPR of every method against out-of-distribution sets.")
     p.add_argument("checkpoint")
     p.add_argument("images", nargs="*", metavar="IMAGES",
-                   help="PNG/JPEG files or folders, right after CHECKPOINT")
+                   help="PNG/JPEG files or folders")
     p.add_argument("--data", help="dataset name or PREFIX:PATH (instead of IMAGES)")
     p.add_argument("--split", default="test", choices=["train", "test", "all"],
                    help="split of --data (default test)")
@@ -76,7 +75,7 @@ def register(sub) -> None:
     p.add_argument("--hist", metavar="PNG", help="histogram of the --ood scores (default: "
                    "<checkpoint without suffix>.ood-hist.png)")
     p.add_argument("--no-hist", action="store_true", help="do not write the --ood histogram")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, trailing_positionals="images")
 
 
 def _check_args(args) -> None:
