@@ -191,9 +191,9 @@ def test_evaluate_ood_report(trained):
 def test_heatmap_layout(trained):
     x = stripes(3)
     picture, vmax = heatmap(x, pixel_nll(trained, x), LEVELS)
-    assert picture.dtype == np.uint8 and picture.shape == (2 + SIZE + 2, 2 + 6 * (SIZE + 2), 3)
+    assert picture.dtype == np.uint8 and picture.shape == (SIZE, 6 * SIZE + 5, 3)  # 1 px gaps
     assert vmax > 0
-    assert np.array_equal(picture[2, 2:2 + SIZE, 0], (x[0, 0, 0] * 85).numpy().astype(np.uint8))
+    assert np.array_equal(picture[0, :SIZE, 0], (x[0, 0, 0] * 85).numpy().astype(np.uint8))
 
 
 # -- the command ------------------------------------------------------------------------------
@@ -224,7 +224,7 @@ def test_cli_csv_files_and_heatmap(files, capsys):
     assert scores["z_noise.png"] > max(scores[f"p{k}.png"] for k in range(3))
     with Image.open(hm) as im:
         im.load()
-        assert im.mode == "RGB" and im.size == ((2 + 8 * (SIZE + 2)) * 8, (2 + SIZE + 2) * 8)
+        assert im.mode == "RGB" and im.size == ((8 * SIZE + 7) * 8, SIZE * 8)
 
 
 def test_cli_text_table(files, capsys):
@@ -276,7 +276,7 @@ def test_cli_user_errors(files, tmp_path, capsys):
     assert_user_error(capsys, "score", rgb, "--data", data, match="has 1 channel(s) but the model expects 3")
     # image files of different sizes; an unreadable file; a missing one
     Image.fromarray(np.zeros((9, 9), dtype=np.uint8)).save(tmp_path / "big.png")
-    assert_user_error(capsys, "score", ckpt, files["pngs"] / "p0.png", tmp_path / "big.png", match="differ in size")
+    assert_user_error(capsys, "score", ckpt, files["pngs"] / "p0.png", tmp_path / "big.png", match="same size")
     (tmp_path / "bad.png").write_text("not a png")
     assert_user_error(capsys, "score", ckpt, tmp_path / "bad.png", match="cannot read image")
     assert_user_error(capsys, "score", ckpt, tmp_path / "missing.png", match="does not exist")

@@ -74,6 +74,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .data import convert_images
 from .imaging import grid, save_png, to_uint8
 from .models import PixelModel
 
@@ -267,26 +268,6 @@ def heatmap_scale(height: int, width: int) -> int:
 # --------------------------------------------------------------------------------------------
 # Out-of-distribution sets
 # --------------------------------------------------------------------------------------------
-
-def convert_images(images: torch.Tensor, native_levels: int, channels: int, levels: int) -> torch.Tensor:
-    """Images (N, C, H, W) with ``native_levels`` values -> ``channels`` and ``levels``: values
-    are scaled to 8 bits (``to_uint8``), RGB becomes gray by Pillow's luminance (``convert("L")``)
-    or gray is repeated into RGB, then quantized as ``v * levels // 256``. Unchanged when the
-    channels and levels already match. Returns uint8."""
-    from PIL import Image
-    if images.shape[1] == channels and native_levels == levels:
-        return images.to(torch.uint8)
-    a = images.cpu().numpy()
-    a8 = a.astype(np.uint8) if native_levels == 256 else to_uint8(a, native_levels)
-    if a8.shape[1] == 3 and channels == 1:
-        a8 = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(im.transpose(1, 2, 0))).convert("L"))
-                       for im in a8])[:, None]
-    elif a8.shape[1] == 1 and channels == 3:
-        a8 = np.repeat(a8, 3, axis=1)
-    elif a8.shape[1] != channels:
-        raise ValueError(f"cannot convert {a8.shape[1]}-channel images to {channels} channels")
-    return torch.from_numpy((a8.astype(np.int64) * levels // 256).astype(np.uint8))
-
 
 def _resize(a8: np.ndarray, height: int, width: int) -> np.ndarray:
     """(N, C, h, w) uint8 -> (N, C, height, width) with Pillow's bilinear filter."""

@@ -104,6 +104,7 @@ import importlib.util
 import numbers
 import os
 import pickle
+import re
 import struct
 import warnings
 import zlib
@@ -256,6 +257,40 @@ def load_dataset(spec: str, split: str = "train", *, levels: int | None = None,
     return _finish(spec, split, parts, None if levels is None else int(levels), crop)
 
 
+def parse_size(text: str, what: str = "size") -> tuple[int, int]:
+    """'28x28', '28X32', '28,32' or '28' (square) -> (H, W); ValueError naming ``what``."""
+    m = re.fullmatch(r"\s*(\d+)\s*(?:[xX×,]\s*(\d+)\s*)?", str(text))
+    if not m:
+        raise ValueError(f"bad {what} {text!r}: expected HxW, e.g. 28x28")
+    h = int(m.group(1))
+    w = int(m.group(2)) if m.group(2) is not None else h
+    if h < 1 or w < 1:
+        raise ValueError(f"bad {what} {text!r}: height and width must be >= 1")
+    return h, w
+
+
+def convert_images(images: torch.Tensor, native_levels: int, channels: int, levels: int) -> torch.Tensor:
+    """Images (N, C, H, W) with ``native_levels`` values -> ``channels`` and ``levels`` (uint8):
+    values are scaled to 8 bits, RGB becomes gray by Pillow's luminance (``convert("L")``) or gray
+    is repeated into RGB, then quantized as ``v * levels // 256``. Unchanged when the channels and
+    levels already match."""
+    from PIL import Image
+
+    from .imaging import to_uint8
+    if images.shape[1] == channels and native_levels == levels:
+        return images.to(torch.uint8)
+    a = images.cpu().numpy()
+    a8 = a.astype(np.uint8) if native_levels == 256 else to_uint8(a, native_levels)
+    if a8.shape[1] == 3 and channels == 1:
+        a8 = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(im.transpose(1, 2, 0))).convert("L"))
+                       for im in a8])[:, None]
+    elif a8.shape[1] == 1 and channels == 3:
+        a8 = np.repeat(a8, 3, axis=1)
+    elif a8.shape[1] != channels:
+        raise DataError(f"cannot convert {a8.shape[1]}-channel images to {channels} channels")
+    return torch.from_numpy((a8.astype(np.int64) * levels // 256).astype(np.uint8))
+
+
 def read_images(paths, *, channels: int, levels: int = 256, skip_bad: bool = False) -> ImageDataset:
     """Read PNG/JPEG files (folders are searched recursively) into one batch for a model with
     ``channels`` (1: RGB files become gray by luminance; 3: gray files are repeated) and ``levels``
@@ -293,7 +328,7 @@ def read_images(paths, *, channels: int, levels: int = 256, skip_bad: bool = Fal
         if channels == 3 and pixels.shape[2] == 1:
             pixels = np.repeat(pixels, 3, axis=2)
         if arrays and pixels.shape != arrays[0].shape:
-            raise DataError(f"images differ in size: {names[0]} is {arrays[0].shape[0]}x"
+            raise DataError(f"images must all have the same size: {names[0]} is {arrays[0].shape[0]}x"
                             f"{arrays[0].shape[1]} but {path} is {pixels.shape[0]}x{pixels.shape[1]}")
         arrays.append(pixels)
         names.append(str(path))

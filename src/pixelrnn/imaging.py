@@ -18,17 +18,23 @@ def to_uint8(images: torch.Tensor | np.ndarray, levels: int) -> np.ndarray:
     return np.clip(np.rint(a), 0, 255).astype(np.uint8)
 
 
-def grid(images: np.ndarray, ncol: int | None = None, pad: int = 2, fill: int = 255) -> np.ndarray:
-    """(N, C, H, W) uint8 -> one (H', W', C) image with the N images in rows of ``ncol``."""
+def grid(images: np.ndarray, ncol: int | None = None, gap: int = 1, fill: int = 128) -> np.ndarray:
+    """(N, C, H, W) uint8 -> one (H', W', C) image: the N images row by row, ``ncol`` per row
+    (default: a near-square grid), ``gap`` pixels of value ``fill`` between them."""
     n, c, h, w = images.shape
     ncol = ncol or max(1, math.ceil(math.sqrt(n)))
     nrow = math.ceil(n / ncol)
-    out = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad, c), fill, dtype=np.uint8)
+    out = np.full((nrow * (h + gap) - gap, ncol * (w + gap) - gap, c), fill, dtype=np.uint8)
     for k in range(n):
         r, q = divmod(k, ncol)
-        y, x = pad + r * (h + pad), pad + q * (w + pad)
+        y, x = r * (h + gap), q * (w + gap)
         out[y:y + h, x:x + w] = images[k].transpose(1, 2, 0)
     return out
+
+
+def as_rgb(images: np.ndarray) -> np.ndarray:
+    """(N, 1|3, H, W) uint8 -> (N, 3, H, W)."""
+    return np.repeat(images, 3, axis=1) if images.shape[1] == 1 else images
 
 
 def save_png(image: np.ndarray, path: str | Path, scale: int = 1) -> None:

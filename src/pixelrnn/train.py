@@ -40,7 +40,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from . import io as pio
-from .data import load_dataset
+from .data import load_dataset, parse_size
 from .evaluate import _autocast, evaluate
 from .models import ModelConfig, PixelModel, create_model
 
@@ -130,20 +130,7 @@ class TrainConfig:
             raise ValueError("give at least one of --steps, --epochs, --max-minutes")
 
     def crop_size(self) -> tuple[int, int] | None:
-        return parse_size(self.crop) if self.crop else None
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'28x28' or '28' -> (28, 28)."""
-    try:
-        parts = [int(p) for p in str(text).lower().split("x")]
-    except ValueError:
-        raise ValueError(f"size must look like HxW (e.g. 28x28), got {text!r}") from None
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or min(parts) < 1:
-        raise ValueError(f"size must look like HxW with positive integers, got {text!r}")
-    return parts[0], parts[1]
+        return parse_size(self.crop, "--crop") if self.crop else None
 
 
 # -- distributed helpers ----------------------------------------------------------------------

@@ -21,15 +21,14 @@ def register(sub) -> None:
 def run(args) -> int:
     import torch
 
-    from ..data import load_dataset
+    from ..data import load_dataset, parse_size
     from ..evaluate import evaluate
     from ..io import load
-    from ..train import parse_size
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     if args.batch_size < 1:
         raise ValueError("--batch-size must be >= 1")
     model = load(args.checkpoint, map_location=device)
-    crop = parse_size(args.crop) if args.crop else None
+    crop = parse_size(args.crop, "--crop") if args.crop else None
     ds = load_dataset(args.data, args.split, levels=args.levels, crop=crop)
     if ds.channels != model.channels or ds.levels != model.levels:
         raise ValueError(f"{args.data} has {ds.channels} channel(s) and {ds.levels} levels but the "

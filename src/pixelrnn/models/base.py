@@ -164,6 +164,42 @@ class PixelModel(nn.Module):
             raise ValueError(f"pixel values must be in [0, {self.levels - 1}], got min {lo}, max {hi}")
         return x.to(device=self.device, dtype=torch.long)
 
+    # -- generation (see pixelrnn.sampling) ---------------------------------------------------
+    def sample(self, n: int, height: int | None = None, width: int | None = None, *,
+               generator: torch.Generator | None = None, temperature: float = 1.0,
+               method: str = "cached", progress=False) -> torch.Tensor:
+        """``n`` images drawn from the model: int64 (n, C, height, width) on the model's device.
+
+        ``method="cached"`` (default) computes every (layer, position) once, about the cost of one
+        forward pass; ``"naive"`` re-runs the whole network per value (reference). The same
+        ``generator`` state gives the same images with both methods. ``temperature`` T > 0 divides
+        the logits (T = 1: the model's distribution). ``progress``: True for a progress bar on
+        stderr, or a callable ``f(done, total)``. Runs in eval mode under ``torch.no_grad``; the
+        training flag is restored afterwards. See :mod:`pixelrnn.sampling`."""
+        from ..sampling import sample
+        return sample(self, n, height, width, generator=generator, temperature=temperature,
+                      method=method, progress=progress)
+
+    def complete(self, x: torch.Tensor, known: torch.Tensor, generator: torch.Generator | None = None,
+                 particles: int = 1, *, temperature: float = 1.0, method: str = "cached",
+                 progress=False) -> torch.Tensor:
+        """Fill in the values of ``x`` (int (B, C, H, W)) where ``known`` (bool, broadcastable to
+        x, e.g. (B, 1, H, W) or (H, W)) is False; known values are returned exactly unchanged.
+        ``particles=K`` > 1: K candidates per image (K times the work, run as one batch), one kept
+        per image by the likelihood of the known values that follow an unknown one in raster
+        order. See :mod:`pixelrnn.sampling`."""
+        from ..sampling import complete
+        return complete(self, x, known, generator, particles, temperature=temperature,
+                        method=method, progress=progress)
+
+    def _sampling_engine(self, n: int, height: int, width: int, schedule: str | None = None):
+        """The cached-sampling engine of the body (see pixelrnn.sampling.core); per architecture.
+        ``schedule``: None (the architecture's fastest), "raster" or "wavefront"."""
+        raise NotImplementedError(f"no cached sampler for {type(self).__name__}")
+
+    def _has_sampling_engine(self) -> bool:
+        return type(self)._sampling_engine is not PixelModel._sampling_engine
+
     def extra_repr(self) -> str:
         c = self.config
         return f"arch={c.arch!r}, channels={c.channels}, levels={c.levels}, hidden={c.hidden}, layers={c.layers}"

@@ -18,3 +18,7 @@ class DiagonalBiLSTMPixelRNN(PixelModel):
 
     def _body(self, features: torch.Tensor) -> torch.Tensor:  # (B, 2h, H, W) -> (H, W, B, 2h)
         return self.stack(features.permute(2, 3, 0, 1).contiguous())
+
+    def _sampling_engine(self, n: int, height: int, width: int, schedule: str | None = None):
+        from ..sampling.diagonal_bilstm import DiagonalBiLSTMEngine  # raster schedule only
+        return DiagonalBiLSTMEngine(self, n, height, width)

@@ -25,3 +25,9 @@ class PixelCNN(PixelModel):
 
     def _body(self, features: torch.Tensor) -> torch.Tensor:  # (B, 2h, H, W) -> (H, W, B, 2h)
         return self.stack(features).permute(2, 3, 0, 1)
+
+    def _sampling_engine(self, n: int, height: int, width: int, schedule: str | None = None):
+        from ..sampling.pixelcnn import PixelCNNEngine, PixelCNNWavefrontEngine
+        if schedule == "raster":
+            return PixelCNNEngine(self, n, height, width)
+        return PixelCNNWavefrontEngine(self, n, height, width)

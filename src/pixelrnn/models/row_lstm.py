@@ -18,3 +18,9 @@ class RowLSTMPixelRNN(PixelModel):
 
     def _body(self, features: torch.Tensor) -> torch.Tensor:  # (B, 2h, H, W) -> (H, W, B, 2h)
         return self.stack(features.permute(2, 3, 0, 1).contiguous())
+
+    def _sampling_engine(self, n: int, height: int, width: int, schedule: str | None = None):
+        from ..sampling.row_lstm import RowLSTMEngine, RowLSTMWavefrontEngine
+        if schedule == "raster":
+            return RowLSTMEngine(self, n, height, width)
+        return RowLSTMWavefrontEngine(self, n, height, width)

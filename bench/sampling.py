@@ -1,0 +1,108 @@
+"""Cached sampling vs one teacher-forced forward pass vs naive sampling, per architecture and batch.
+
+    python bench/sampling.py [--size 28] [--levels 256] [--hidden 64] [--layers 7] [--channels 1]
+                             [--threads 2] [--batches 1 16 64] [--repeats 5] [--naive-steps 20]
+                             [--naive-batch 16] [--archs pixelcnn row_lstm diagonal_bilstm]
+
+For each architecture and batch size: the time of ``model.sample`` (cached, the default method), the
+time of one teacher-forced forward pass on a batch of the same size (``model._logits`` under
+``torch.no_grad``), and their ratio: cached sampling computes every (layer, position) once, so the
+ideal ratio is about 1. Forward and sampling are timed in interleaved rounds so that load on a
+shared machine affects both alike; times and ratio are medians of ``--repeats``, and the last
+column is the ratio of the fastest runs (min / min), which is less sensitive to other processes.
+
+Naive sampling (one full forward pass per generated value, C·H·W passes) would take minutes, so it
+is ESTIMATED at ``--naive-batch``: the time of ``--naive-steps`` naive steps (forward pass + value
+choice), times C·H·W / steps. The speedup column is that estimate over the cached time.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+
+import pixelrnn
+from pixelrnn.sampling.core import _Chooser
+
+ARCHS = ["pixelcnn", "row_lstm", "diagonal_bilstm"]
+
+
+def timed(f) -> float:
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0
+
+
+def naive_step_time(model, n: int, H: int, W: int, steps: int) -> float:
+    """Seconds per naive step (one full teacher-forced pass + choosing the value), measured over
+    ``steps`` steps in raster order."""
+    C = model.channels
+    values = torch.zeros(n, C, H, W, dtype=torch.long)
+    ch = _Chooser(values, None, torch.Generator().manual_seed(0), 1.0, weights=False, record=False,
+                  levels=model.levels, record_dtype=torch.float32)
+    images = ch.images()
+    positions = [(i, j, c) for i in range(H) for j in range(W) for c in range(C)][:steps]
+    with torch.no_grad():
+        model._logits(images.contiguous())  # warm-up
+        t0 = time.perf_counter()
+        for i, j, c in positions:
+            logits = model._logits(images.contiguous())[i, j, :, c]
+            ch.choose(logits, c, i * W + j, i, i, W)
+        return (time.perf_counter() - t0) / len(positions)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", type=int, default=28)
+    p.add_argument("--levels", type=int, default=256)
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--layers", type=int, default=7)
+    p.add_argument("--channels", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--naive-steps", type=int, default=20)
+    p.add_argument("--naive-batch", type=int, default=16)
+    p.add_argument("--archs", nargs="+", default=ARCHS, choices=ARCHS)
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    H = W = a.size
+    C = a.channels
+    values = C * H * W
+    print(f"`python bench/sampling.py {' '.join(sys.argv[1:] if argv is None else argv)}`".replace(" `", "`"))
+    print(f"{H}x{W}, {C} channel(s), {a.levels} levels, h={a.hidden}, {a.layers} layers, "
+          f"{a.threads} threads, torch {torch.__version__}, median of {a.repeats}; "
+          f"naive = estimate from {a.naive_steps} steps x {values} values\n")
+    print("| architecture | batch | forward pass (ms) | cached sampling (ms) | ratio | "
+          "naive (est., s) | speedup vs naive | ratio (min/min) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for arch in a.archs:
+        torch.manual_seed(0)
+        model = pixelrnn.create_model(arch, channels=C, levels=a.levels, hidden=a.hidden,
+                                      layers=a.layers).eval()
+        for n in a.batches:
+            x = torch.randint(0, a.levels, (n, C, H, W))
+            g = torch.Generator().manual_seed(0)
+            with torch.no_grad():
+                model._logits(x)  # warm-up
+            model.sample(n, height=min(H, 4), width=W, generator=g)  # warm-up
+            fwd, smp = [], []
+            for _ in range(a.repeats):
+                with torch.no_grad():
+                    fwd.append(timed(lambda: model._logits(x)))
+                smp.append(timed(lambda: model.sample(n, height=H, width=W, generator=g)))
+            f, s = statistics.median(fwd), statistics.median(smp)
+            naive = speedup = "-"
+            if n == a.naive_batch:
+                est = naive_step_time(model, n, H, W, a.naive_steps) * values
+                naive, speedup = f"{est:.0f}", f"{est / s:.0f}x"
+            print(f"| {arch} | {n} | {f * 1000:.0f} | {s * 1000:.0f} | {s / f:.2f} | {naive} | {speedup} "
+                  f"| {min(smp) / min(fwd):.2f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

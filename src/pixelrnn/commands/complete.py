@@ -1,0 +1,158 @@
+"""``pixelrnn complete CHECKPOINT (--data SPEC | IMAGES...) --mask MASK --out grid.png``:
+fill in the hidden part of images (inpainting).
+
+Images come from a dataset split (``--data``, ``--split``, the first ``--n``) or from PNG/JPEG
+files (converted to the model's channels; values quantized as ``v * levels // 256``; all the same
+size). ``--mask`` says which pixels are unknown:
+
+    bottom-half   rows H//2 .. H-1          top-half   rows 0 .. H//2 - 1
+    center        a centred (H//2)×(W//2) rectangle
+    random:P      each pixel independently with probability P (drawn with --seed)
+    MASK.png      white (> 127) pixels, an image of the same H×W
+
+The grid has three rows: the occluded input (unknown pixels in red), the completions, the
+originals. ``--particles K`` draws K candidates per image and keeps one by the likelihood of the
+known pixels after the first unknown one (K times the work). Same --seed -> same images.
+"""
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+import torch
+
+from ..imaging import as_rgb, grid, save_png, to_uint8
+from .sample import check_out_path, load_model, make_progress, save_npz
+
+UNKNOWN_RGB = (255, 0, 0)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("complete", help="fill in the hidden part of images (inpainting)",
+                       description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoint")
+    p.add_argument("images", nargs="*", help="PNG/JPEG files (instead of --data)")
+    p.add_argument("--data", help="dataset spec, e.g. binarized-mnist or npz:PATH (see pixelrnn.data)")
+    p.add_argument("--split", default="test", help="dataset split (test)")
+    p.add_argument("--n", type=int, default=None, help="number of images (default 8 from --data, "
+                                                       "all files given)")
+    p.add_argument("--mask", required=True,
+                   help="bottom-half | top-half | center | random:P | MASK.png (white = unknown)")
+    p.add_argument("--particles", type=int, default=1, help="candidates per image (1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    p.add_argument("--temperature", type=float, default=1.0, help="divide the logits by T > 0")
+    p.add_argument("--method", choices=["cached", "naive"], default="cached")
+    p.add_argument("--batch-size", type=int, default=64, help="images completed together (64)")
+    p.add_argument("--out", required=True, help="PNG grid to write")
+    p.add_argument("--npz", help="also write images, known (bool N,1,H,W), originals and levels")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--progress", dest="progress", action="store_true", default=None)
+    g.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(func=run, trailing_positionals="images")
+
+
+def load_images(args, channels: int, levels: int) -> np.ndarray:
+    """int64 (N, channels, H, W) in [0, levels)."""
+    from ..data import convert_images, load_dataset, read_images
+    n = args.n
+    if n is not None and n < 1:
+        raise ValueError(f"--n must be >= 1, got {n}")
+    if args.data and args.images:
+        raise ValueError("give either --data or image files, not both")
+    if args.data:
+        ds = load_dataset(args.data, args.split)
+        imgs = ds.images[:8 if n is None else n]
+        if len(imgs) == 0:
+            raise ValueError(f"{args.data} ({args.split}) has no images")
+        return convert_images(imgs, ds.levels, channels, levels).numpy().astype(np.int64)
+    if not args.images:
+        raise ValueError("give --data SPEC or one or more image files")
+    files = args.images[:n] if n is not None else args.images
+    return read_images(files, channels=channels, levels=levels).images.numpy().astype(np.int64)
+
+
+def build_unknown(spec: str, n: int, H: int, W: int, seed: int) -> torch.Tensor:
+    """bool (n, 1, H, W): True where the value is unknown (to be sampled)."""
+    unknown = torch.zeros(n, 1, H, W, dtype=torch.bool)
+    if spec == "bottom-half":
+        unknown[:, :, H // 2:] = True
+    elif spec == "top-half":
+        unknown[:, :, :H // 2] = True
+    elif spec == "center":
+        h, w = max(1, H // 2), max(1, W // 2)
+        top, left = (H - h) // 2, (W - w) // 2
+        unknown[:, :, top:top + h, left:left + w] = True
+    elif spec.startswith("random:"):
+        try:
+            p = float(spec[len("random:"):])
+        except ValueError:
+            p = float("nan")
+        if not (0.0 <= p <= 1.0):
+            raise ValueError(f"bad --mask {spec!r}: random:P needs 0 <= P <= 1")
+        g = torch.Generator().manual_seed(seed)
+        unknown = torch.rand(n, 1, H, W, generator=g) < p
+    elif spec.lower().endswith((".png", ".jpg", ".jpeg", ".bmp", ".gif")) or "/" in spec:
+        from PIL import Image, UnidentifiedImageError
+        try:
+            with Image.open(spec) as im:
+                m = np.asarray(im.convert("L"), dtype=np.uint8)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"mask image not found: {spec}") from None
+        except (UnidentifiedImageError, OSError, ValueError) as e:
+            raise ValueError(f"cannot read mask image {spec}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        if m.shape != (H, W):
+            raise ValueError(f"mask {spec} is {m.shape[1]}x{m.shape[0]} but the images are {W}x{H}")
+        unknown[:] = torch.from_numpy(m > 127)
+    else:
+        raise ValueError(f"bad --mask {spec!r}: use bottom-half, top-half, center, random:P or a PNG file")
+    return unknown
+
+
+def run(args) -> int:
+    if args.particles < 1:
+        raise ValueError(f"--particles must be >= 1, got {args.particles}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if not (args.temperature > 0) or not math.isfinite(args.temperature):
+        raise ValueError(f"--temperature must be a finite number > 0, got {args.temperature}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    check_out_path(args.out, "--out")
+    if args.npz:
+        check_out_path(args.npz, "--npz")
+    model, _ = load_model(args.checkpoint)
+    C, levels = model.channels, model.levels
+    originals = torch.from_numpy(load_images(args, C, levels))
+    N, _, H, W = originals.shape
+    unknown = build_unknown(args.mask, N, H, W, args.seed)
+    known = ~unknown
+    gen = torch.Generator(device=model.device).manual_seed(args.seed)
+    x = originals.masked_fill(unknown, 0)
+    bar, callback = make_progress(args.progress, N * C * H * W, "completing")
+    chunks = []
+    try:
+        for s in range(0, N, args.batch_size):
+            e = min(N, s + args.batch_size)
+            callback.set_batch(e - s)
+            chunks.append(model.complete(x[s:e], known[s:e], gen, args.particles,
+                                         temperature=args.temperature, method=args.method,
+                                         progress=callback).cpu())
+    finally:
+        bar.close()
+    done = torch.cat(chunks)
+    occluded = as_rgb(to_uint8(originals, levels)).transpose(0, 2, 3, 1).copy()  # (N, H, W, 3)
+    occluded[unknown[:, 0].numpy()] = UNKNOWN_RGB
+    rows = [occluded.transpose(0, 3, 1, 2), as_rgb(to_uint8(done, levels)),
+            as_rgb(to_uint8(originals, levels))]
+    save_png(grid(np.concatenate(rows), ncol=N), args.out)
+    if args.npz:
+        save_npz(args.npz, images=done.numpy().astype(np.uint8 if levels <= 256 else np.int64),
+                 known=known.numpy(), originals=originals.numpy().astype(np.uint8 if levels <= 256 else np.int64),
+                 levels=np.int64(levels))
+    print(f"wrote {N} completions ({args.mask}, {args.particles} particle(s)) to {args.out}",
+          file=sys.stderr)
+    return 0

@@ -1,0 +1,147 @@
+"""Cached sampling engine for the Diagonal BiLSTM PixelRNN (see ``core`` for the engine protocol).
+
+Left-to-right direction, pixel by pixel: the state at (i, j) needs (i-1, j) and (i, j-1). The part
+from the row above (and the input-to-state bias) is one matrix product per layer for the whole row
+at the row start; per pixel and layer one matrix product over [x(i, j) | h(i, j-1)] (stored side
+by side), the gates, the cell and the block's 1×1 output conv.
+
+Right-to-left direction: its state at (i, j) reads (i, j+1), so it can only run once row i is
+complete; its output enters row i + 1 through the one-row shift. At the end of row i it runs for all
+layers at once (the layers are independent there: the input of layer l + 1 in row i only uses the
+right-to-left states of row i - 1), one batched matrix product per column, right to left. Its
+contribution to the blocks of row i + 1 (1×1 output conv of the shifted states, plus the bias) is
+then precomputed for the whole row.
+"""
+from __future__ import annotations
+
+import torch
+
+from .core import LSTMActivation, SkipSum, pointwise_weight
+
+
+class DiagonalBiLSTMEngine:
+    """Every row buffer is laid out (layer, column, batch, features): the (batch, features) matrix
+    of one pixel is contiguous, and a whole row is a (layer, column*batch, features) batch of
+    matrices with a uniform row stride, so the per-row products need no copies."""
+
+    def __init__(self, model, n: int, H: int, W: int):
+        blocks = model.stack.blocks
+        L = len(blocks)
+        h = blocks[0].layer.hidden
+        w0 = blocks[0].out.weight
+        dt, dev = w0.dtype, w0.device
+        self.n, self.H, self.W, self.L, self.h = n, H, W, L, h
+        G = 4 * h
+        # XH[l, k] = [x_l(i, k-1) | h_l(i, k-2)] (left-to-right h); column 0 unused, h(i, -1) = 0
+        self.XH = torch.zeros(L + 1, W + 2, n, 3 * h, dtype=dt, device=dev)
+        self.Cl = torch.zeros(L, W + 1, n, h, dtype=dt, device=dev)  # c(i, j) at column j + 1
+        self.UP = torch.empty(L, W, n, G, dtype=dt, device=dev)  # bias + K_ss(above) h(i-1, j)
+        self.R = torch.empty(L, W, n, 2 * h, dtype=dt, device=dev)  # out-conv of shifted r2l + bias
+        self.A = torch.empty(L, n, G, dtype=dt, device=dev)
+        self.T = torch.empty(L, n, h, dtype=dt, device=dev)
+        # right-to-left: h(i, j) at [:, j], column W = zero padding
+        self.Hr = torch.zeros(L, W + 1, n, h, dtype=dt, device=dev)
+        self.Cr = torch.zeros(L, W + 1, n, h, dtype=dt, device=dev)
+        self.PRE = torch.empty(L, W, n, G, dtype=dt, device=dev)
+        self.AR = torch.empty(L, n, G, dtype=dt, device=dev)
+        self.TR = torch.empty(L, n, h, dtype=dt, device=dev)
+        self.skip = SkipSum(model.stack, n)
+        self.act = act = LSTMActivation(h, n * h)  # left-to-right, per pixel
+        self.act_r = act_r = LSTMActivation(h, L * n * h)  # right-to-left, all layers at once
+        b_l2r, w_up, layers = [], [], []
+        b_r2l, wr_x, wr_up, wr_left, w_out, b_out = [], [], [], [], [], []
+        for block in blocks:
+            lay = block.layer
+            wis = lay.input_to_state.masked_weight()[:, :, 0, 0]  # (8h, 2h)
+            bis = lay.input_to_state.bias.detach()
+            ws = lay.state_weight().detach()  # (2, 2h, 4h): rows [tap above | tap left/right]
+            b_l2r.append(act.scale_g(bis[:G]))
+            w_up.append(act.scale_g(ws[0, :h]))
+            wl_cat = act.scale_g(torch.cat([wis[:G].t(), ws[0, h:]], dim=0)).contiguous()  # (3h, 4h)
+            b_r2l.append(act_r.scale_g(bis[G:]))
+            wr_x.append(act_r.scale_g(wis[G:].t()))
+            wr_up.append(act_r.scale_g(ws[1, :h]))  # the row above (i-1, j)
+            wr_left.append(act_r.scale_g(ws[1, h:]))  # the right neighbour (i, j+1)
+            wo, bo = pointwise_weight(block.out)
+            w_out.append(wo)
+            b_out.append(bo)
+            layers.append((wl_cat, wo))
+        self.b_l2r = torch.stack(b_l2r).unsqueeze(1)  # (L, 1, 4h)
+        self.w_up = torch.stack(w_up).contiguous()  # (L, h, 4h)
+        self.b_r2l = torch.stack(b_r2l).unsqueeze(1)  # (L, 1, 4h)
+        self.wr_x = torch.stack(wr_x).contiguous()  # (L, 2h, 4h)
+        self.wr_up = torch.stack(wr_up).contiguous()  # (L, h, 4h)
+        self.wr_left = torch.stack(wr_left).contiguous()  # (L, h, 4h)
+        self.w_out = torch.stack(w_out).contiguous()  # (L, h, 2h)
+        self.b_out = torch.stack(b_out).unsqueeze(1)  # (L, 1, 2h)
+        self.R.copy_(self.b_out.unsqueeze(1).expand_as(self.R))  # row 0: the shifted state is zero
+        A, XH, Cl = self.A, self.XH, self.Cl
+        self.steps = []
+        for j in range(W):
+            per_l = []
+            for l, (wl_cat, wo) in enumerate(layers):
+                a = A[l]
+                per_l.append((
+                    self.UP[l, j], XH[l, j + 1], wl_cat, a, a[:, :3 * h], a[:, 3 * h:],
+                    a[:, :h], a[:, h:2 * h], a[:, 2 * h:3 * h], Cl[l, j], Cl[l, j + 1],
+                    self.T[l], XH[l, j + 2, :, 2 * h:], XH[l, j + 1, :, :2 * h], self.R[l, j],
+                    XH[l + 1, j + 1, :, :2 * h], wo))
+            self.steps.append(per_l)
+        AR = self.AR
+        self.scan = [(self.PRE[:, j], self.Hr[:, j + 1], self.Cr[:, j + 1], self.Cr[:, j], self.Hr[:, j])
+                     for j in reversed(range(W))]
+        self.gates_r = (AR[..., :3 * h], AR[..., 3 * h:], AR[..., :h], AR[..., h:2 * h],
+                        AR[..., 2 * h:3 * h])
+        self.x0s = [XH[0, j + 1, :, :2 * h] for j in range(W)]
+        self.outs = [XH[L, j + 1, :, :2 * h] for j in range(W)]
+        # whole rows as (layer, column*batch, features) batches of matrices (views, no copies)
+        self.rows_x = XH[:L, 1:W + 1, :, :2 * h].view(L, W * n, 2 * h)  # x_l(i, j)
+        self.rows_h = XH[:L, 2:W + 2, :, 2 * h:].view(L, W * n, h)  # left-to-right h(i, j)
+        self.rows_hr = self.Hr[:, :W].view(L, W * n, h)  # right-to-left h(i, j)
+        self.rows_pre = self.PRE.view(L, W * n, G)
+        self.rows_up = self.UP.view(L, W * n, G)
+        self.rows_r = self.R.view(L, W * n, 2 * h)
+
+    def x0(self, j: int) -> torch.Tensor:
+        return self.x0s[j]
+
+    def start_row(self, i: int) -> None:
+        if i == 0:  # h(-1, j) = 0
+            self.UP.copy_(self.b_l2r.unsqueeze(1).expand_as(self.UP))
+        else:  # the left-to-right h of row i - 1, still in XH
+            torch.baddbmm(self.b_l2r, self.rows_h, self.w_up, out=self.rows_up)
+
+    def pixel(self, j: int) -> torch.Tensor:
+        skip = self.skip if self.skip.enabled else None
+        act = self.act
+        for l, (up, xh, wcat, a, ofi, g, o, f, ig, cprev, ccur, t, hcur, xl, r, xnext, wo) in \
+                enumerate(self.steps[j]):
+            torch.addmm(up, xh, wcat, out=a)
+            act.gates_(a, ofi, g)
+            torch.mul(f, cprev, out=ccur)
+            ccur.addcmul_(ig, g)
+            act.tanh(ccur, t)
+            torch.mul(o, t, out=hcur)
+            torch.add(xl, r, out=xnext)
+            xnext.addmm_(hcur, wo)
+            if skip is not None:
+                skip.add(l, xnext)
+        return skip.total if skip is not None else self.outs[j]
+
+    def end_row(self, i: int) -> None:
+        """Right-to-left direction over row i, all layers at once; then the shifted contribution
+        of its states to row i + 1."""
+        if i == self.H - 1:
+            return  # the last row's right-to-left states are shifted out of the image
+        torch.baddbmm(self.b_r2l, self.rows_x, self.wr_x, out=self.rows_pre)
+        self.rows_pre.baddbmm_(self.rows_hr, self.wr_up)  # h(i-1, j), before the scan overwrites it
+        AR, TR, wr_left, act = self.AR, self.TR, self.wr_left, self.act_r
+        ofi, g, o, f, ig = self.gates_r
+        for pre_j, h_right, c_right, c_j, h_j in self.scan:
+            torch.baddbmm(pre_j, h_right, wr_left, out=AR)
+            act.gates_(AR, ofi, g)
+            torch.mul(f, c_right, out=c_j)
+            c_j.addcmul_(ig, g)
+            act.tanh(c_j, TR)
+            torch.mul(o, TR, out=h_j)
+        torch.baddbmm(self.b_out, self.rows_hr, self.w_out, out=self.rows_r)

@@ -1,0 +1,159 @@
+"""Cached sampling engine for PixelCNN (see ``core`` for the engine protocol).
+
+Each block is ReLU, 1×1 -> ReLU, k×k mask B -> ReLU, 1×1, plus the input. Per layer the engine
+keeps the last r = k // 2 rows (and the current one) of the k×k conv's input (Fast-PixelCNN++
+style). Row start: the taps on the r rows above are one matrix product for the whole row (bias
+included). Per pixel and layer: the two 1×1 convs and ONE matrix product over the r left taps and
+the centre tap, which sit side by side in the row buffer.
+"""
+from __future__ import annotations
+
+import torch
+
+from .core import SkipSum, pointwise_weight
+
+
+class PixelCNNEngine:
+    def __init__(self, model, n: int, H: int, W: int):
+        blocks = model.stack.blocks
+        L = len(blocks)
+        conv0 = blocks[0].conv
+        h = conv0.out_channels
+        kh, kw = conv0.kernel_size
+        r, rw = kh // 2, kw // 2
+        dt, dev = conv0.weight.dtype, conv0.weight.device
+        self.n, self.H, self.W, self.L, self.h, self.r, self.rw, self.kw = n, H, W, L, h, r, rw, kw
+        self.X = torch.zeros(L + 1, n, 2 * h, dtype=dt, device=dev)
+        # Y[l][:, a, rw + j]: input of the k×k conv (ReLU'd) at rows i-r .. i (a = r: current row)
+        self.Y = torch.zeros(L, n, r + 1, W + 2 * rw, h, dtype=dt, device=dev)
+        self.ZA = torch.empty(L, n, W, h, dtype=dt, device=dev)  # bias + taps on the rows above
+        self.T1 = torch.empty(L, n, 2 * h, dtype=dt, device=dev)
+        self.Z = torch.empty(L, n, h, dtype=dt, device=dev)
+        self.skip = SkipSum(model.stack, n)
+        self.w_above, self.b_conv, layers = [], [], []
+        for block in blocks:
+            w = block.conv.masked_weight()  # (h, h, r + 1, kw)
+            self.w_above.append(w[:, :, :r].permute(2, 3, 1, 0).reshape(r * kw * h, h).contiguous()
+                                if r > 0 else None)
+            self.b_conv.append(block.conv.bias.detach().clone())
+            w_cur = w[:, :, r, :rw + 1].permute(2, 1, 0).reshape((rw + 1) * h, h).contiguous()
+            w_red, b_red = pointwise_weight(block.reduce)
+            w_exp, b_exp = pointwise_weight(block.expand)
+            layers.append((w_red, b_red, w_cur, w_exp, b_exp))
+        self.steps = []
+        for j in range(W):
+            per_l = []
+            for l, (w_red, b_red, w_cur, w_exp, b_exp) in enumerate(layers):
+                win = self.Y[l, :, r, j:j + rw + 1].reshape(n, (rw + 1) * h)
+                assert win._base is not None
+                per_l.append((self.X[l], self.T1[l], b_red, w_red, self.Y[l, :, r, j + rw],
+                              self.ZA[l, :, j], win, w_cur, self.Z[l], w_exp, self.X[l + 1], b_exp))
+            self.steps.append(per_l)
+        self.x0s = [self.X[0]] * W
+        self.out = self.X[L]
+
+    def x0(self, j: int) -> torch.Tensor:
+        return self.x0s[j]
+
+    def start_row(self, i: int) -> None:
+        n, W, h, r, kw = self.n, self.W, self.h, self.r, self.kw
+        for l in range(self.L):
+            if r == 0:
+                self.ZA[l].copy_(self.b_conv[l].expand(n, W, h))
+                continue
+            y = self.Y[l]
+            s = y.stride()
+            taps = y.as_strided((n, W, r, kw, h), (s[0], s[2], s[1], s[2], s[3]))
+            torch.addmm(self.b_conv[l], taps.reshape(n * W, r * kw * h), self.w_above[l],
+                        out=self.ZA[l].view(n * W, h))
+
+    def pixel(self, j: int) -> torch.Tensor:
+        skip = self.skip if self.skip.enabled else None
+        for l, (x, t1, b_red, w_red, ycell, za, win, w_cur, z, w_exp, xnext, b_exp) in \
+                enumerate(self.steps[j]):
+            torch.clamp_min(x, 0, out=t1)
+            torch.addmm(b_red, t1, w_red, out=ycell)
+            ycell.relu_()
+            torch.addmm(za, win, w_cur, out=z)
+            z.relu_()
+            torch.addmm(x, z, w_exp, out=xnext)
+            xnext.add_(b_exp)
+            if skip is not None:
+                skip.add(l, xnext)
+        return skip.total if skip is not None else self.out
+
+    def end_row(self, i: int) -> None:
+        if self.r > 0:
+            self.Y[:, :, :self.r].copy_(self.Y[:, :, 1:].clone() if self.r > 1 else self.Y[:, :, 1:])
+
+
+class PixelCNNWavefrontEngine:
+    """The same computation on the wavefront schedule (``core._wavefront``): pixel (i, j) at step
+    t = s*i + j, all pixels of a step at once. The k×k conv's input is kept in a ring of the last
+    s*r + rw + 1 steps, skewed: Y[t % R, layer, row]; a slot is cleared when its step begins, so
+    every tap outside the image reads zero. Per step and layer: the two 1×1 convs and ONE matrix
+    product over the gathered taps."""
+
+    def __init__(self, model, n: int, H: int, W: int):
+        blocks = model.stack.blocks
+        L = len(blocks)
+        conv0 = blocks[0].conv
+        h = conv0.out_channels
+        kh, kw = conv0.kernel_size
+        r, rw = kh // 2, kw // 2
+        dt, dev = conv0.weight.dtype, conv0.weight.device
+        s = max(model.first.kernel_size[1] // 2, rw) + 1
+        self.skew = s
+        self.max_rows = S = min(H, -(-W // s))
+        self.n, self.H, self.W, self.L, self.h, self.r, self.rw = n, H, W, L, h, r, rw
+        self.R = s * r + rw + 1
+        # taps (row offset a - r, column offset d - rw) that can be non-zero: rows above, then the
+        # left ones and the centre of the current row
+        self.taps = [(a, d) for a in range(r) for d in range(kw)] + [(r, d) for d in range(rw + 1)]
+        self.Y = torch.zeros(self.R, L, H + r, n, h, dtype=dt, device=dev)  # row i at index i + r
+        self.X = torch.zeros(L + 1, S * n, 2 * h, dtype=dt, device=dev)
+        self.T1 = torch.empty(S * n, 2 * h, dtype=dt, device=dev)
+        self.Q = torch.empty(L, S, n, len(self.taps) * h, dtype=dt, device=dev)
+        self.Z = torch.empty(S * n, h, dtype=dt, device=dev)
+        self.skip = SkipSum(model.stack, n * S)
+        self.weights = []
+        for block in blocks:
+            w = block.conv.masked_weight()  # (h, h, r + 1, kw)
+            w_taps = torch.cat([w[:, :, a, d].t() for a, d in self.taps], dim=0).contiguous()
+            w_red, b_red = pointwise_weight(block.reduce)
+            w_exp, b_exp = pointwise_weight(block.expand)
+            self.weights.append((w_red, b_red, w_taps, block.conv.bias.detach().clone(), w_exp, b_exp))
+
+    def begin_step(self, t: int, lo: int, hi: int) -> None:
+        self.Y[t % self.R].zero_()
+
+    def x0(self, t: int, lo: int, hi: int) -> torch.Tensor:
+        return self.X[0, :(hi - lo + 1) * self.n]
+
+    def step(self, t: int, lo: int, hi: int) -> torch.Tensor:
+        s, n, h, r, rw, R = self.skew, self.n, self.h, self.r, self.rw, self.R
+        S = hi - lo + 1
+        N = S * n
+        # per tap, the slab of every layer: rows lo + a - r .. (index lo + a ..), step t + s(a-r) + d-rw
+        slabs = [self.Y[(t + s * (a - r) + d - rw) % R, :, lo + a:hi + a + 1].unbind(0)
+                 for a, d in self.taps]
+        X = self.X[:, :N].unbind(0)
+        Q = self.Q[:, :S].unbind(0)
+        t1, z = self.T1[:N], self.Z[:N]
+        skip = self.skip if self.skip.enabled else None
+        for l, (w_red, b_red, w_taps, b_conv, w_exp, b_exp) in enumerate(self.weights):
+            x = X[l]
+            torch.clamp_min(x, 0, out=t1)
+            y = slabs[-1][l].view(N, h)  # the centre tap: this step's slot
+            torch.addmm(b_red, t1, w_red, out=y)
+            y.relu_()
+            q = Q[l]
+            torch.cat([sl[l] for sl in slabs], dim=-1, out=q)
+            torch.addmm(b_conv, q.view(N, -1), w_taps, out=z)
+            z.relu_()
+            xn = X[l + 1]
+            torch.addmm(x, z, w_exp, out=xn)
+            xn.add_(b_exp)
+            if skip is not None:
+                skip.add(l, xn)
+        return skip.out(N) if skip is not None else X[self.L]

@@ -1,0 +1,199 @@
+"""Cached sampling engine for the Row LSTM PixelRNN (see ``core`` for the engine protocol).
+
+Row start (one matrix product per layer for the whole row): the state-to-state term of row i,
+K_ss * h[i-1] over the taps (i-1, j-1), (i-1, j), (i-1, j+1), plus the input-to-state bias.
+Per pixel and layer: the input-to-state taps (i, j-1) and (i, j) in ONE matrix product (the layer's
+input row is stored so that the two neighbours are adjacent in memory), the gates, the cell, and the
+block's 1×1 output conv. h and c of the previous row are kept; nothing else is recomputed.
+"""
+from __future__ import annotations
+
+import torch
+
+from .core import LSTMActivation, SkipSum, pointwise_weight
+
+
+class RowLSTMEngine:
+    def __init__(self, model, n: int, H: int, W: int):
+        blocks = model.stack.blocks
+        L = len(blocks)
+        h = blocks[0].layer.hidden
+        w0 = blocks[0].out.weight
+        dt, dev = w0.dtype, w0.device
+        self.n, self.H, self.W, self.L, self.h = n, H, W, L, h
+        # X[l][:, j + 1] is the input of block l at pixel j (column 0: the zero left padding)
+        self.X = torch.zeros(L + 1, n, W + 1, 2 * h, dtype=dt, device=dev)
+        # h of the previous row (then of the current one): hpad[l][:, j + 1], zero columns 0, W + 1
+        self.Hs = torch.zeros(L, n, W + 2, h, dtype=dt, device=dev)
+        self.Cs = torch.zeros(2, L, n, W, h, dtype=dt, device=dev)  # c of rows i - 1 and i, by parity
+        self.SS = torch.empty(L, n, W, 4 * h, dtype=dt, device=dev)
+        self.A = torch.empty(L, n, 4 * h, dtype=dt, device=dev)
+        self.T = torch.empty(L, n, h, dtype=dt, device=dev)
+        self.skip = SkipSum(model.stack, n)
+        self.act = act = LSTMActivation(h, n * h)
+        self.wss, self.bis = [], []
+        layers = []
+        for l, block in enumerate(blocks):
+            lay = block.layer
+            wis = lay.input_to_state.masked_weight()[:, :, 0]  # (4h, 2h, 3): taps j-1, j, (j+1 = 0)
+            wis_cat = act.scale_g(torch.cat([wis[:, :, 0], wis[:, :, 1]], dim=1).t()).contiguous()
+            self.bis.append(act.scale_g(lay.input_to_state.bias))
+            self.wss.append(act.scale_g(lay.state_weight()).contiguous())  # (3h, 4h)
+            wout, bout = pointwise_weight(block.out)
+            layers.append((wis_cat, wout, bout))
+            self.Hs[l, :, 1:W + 1] = lay.h0.detach()
+            self.Cs[1, l] = lay.c0.detach()  # "row -1" has parity 1
+        A = self.A
+        self.steps = []  # [parity][j] -> per-layer argument tuples
+        for p in range(2):
+            per_j = []
+            for j in range(W):
+                per_l = []
+                for l, (wis_cat, wout, bout) in enumerate(layers):
+                    a = A[l]
+                    per_l.append((
+                        self.SS[l, :, j], self.X[l, :, j:j + 2].reshape(n, 4 * h), wis_cat, a,
+                        a[:, :3 * h], a[:, 3 * h:], a[:, :h], a[:, h:2 * h], a[:, 2 * h:3 * h],
+                        self.Cs[1 - p, l, :, j], self.Cs[p, l, :, j], self.T[l], self.Hs[l, :, j + 1],
+                        self.X[l, :, j + 1], self.X[l + 1, :, j + 1], wout, bout))
+                per_j.append(per_l)
+            self.steps.append(per_j)
+        self.x0s = [self.X[0, :, j + 1] for j in range(W)]
+        self.outs = [self.X[L, :, j + 1] for j in range(W)]
+        for per_j in self.steps:  # the views must alias the buffers (reshape could have copied)
+            for per_l in per_j:
+                for args in per_l:
+                    assert args[1]._base is not None
+        self.row = 0
+
+    def x0(self, j: int) -> torch.Tensor:
+        return self.x0s[j]
+
+    def start_row(self, i: int) -> None:
+        self.row = i
+        n, W, h = self.n, self.W, self.h
+        for l in range(self.L):
+            hp = self.Hs[l]
+            taps = hp.as_strided((n, W, 3 * h), (hp.stride(0), h, 1))  # [h(j-1) | h(j) | h(j+1)]
+            torch.addmm(self.bis[l], taps.reshape(n * W, 3 * h), self.wss[l], out=self.SS[l].view(n * W, 4 * h))
+
+    def pixel(self, j: int) -> torch.Tensor:
+        skip = self.skip if self.skip.enabled else None
+        act = self.act
+        for l, (ss, xin, wis, a, ofi, g, o, f, ig, cprev, ccur, t, hcur, xl, xnext, wout, bout) in \
+                enumerate(self.steps[self.row & 1][j]):
+            torch.addmm(ss, xin, wis, out=a)
+            act.gates_(a, ofi, g)
+            torch.mul(f, cprev, out=ccur)
+            ccur.addcmul_(ig, g)
+            act.tanh(ccur, t)
+            torch.mul(o, t, out=hcur)
+            torch.addmm(xl, hcur, wout, out=xnext)
+            xnext.add_(bout)
+            if skip is not None:
+                skip.add(l, xnext)
+        return skip.total if skip is not None else self.outs[j]
+
+    def end_row(self, i: int) -> None:
+        pass
+
+
+class RowLSTMWavefrontEngine:
+    """The same computation on the wavefront schedule (``core._wavefront``): pixel (i, j) at step
+    t = s*i + j, all pixels of a step (up to ceil(W / s) rows) at once. Pixel (i, j) reads
+    h(i-1, j-1..j+1), c(i-1, j) (steps t-s-1 .. t-s+1) and the layer input at (i, j-1) (step t-1),
+    so the states live in small rings of steps, skewed: ring[t % R, layer, row]. A ring slot is
+    cleared when its step begins, so whatever a step reads from a pixel outside the image is zero
+    (the "row -1" of learned initial states is written in explicitly). Per step and layer: ONE
+    matrix product over [h(i-1, j-1) | h(i-1, j) | h(i-1, j+1) | x(i, j-1) | x(i, j)], the gates,
+    the cell and the block's 1×1 output conv."""
+
+    def __init__(self, model, n: int, H: int, W: int):
+        blocks = model.stack.blocks
+        L = len(blocks)
+        h = blocks[0].layer.hidden
+        w0 = blocks[0].out.weight
+        dt, dev = w0.dtype, w0.device
+        s = max(model.first.kernel_size[1] // 2, 1) + 1
+        self.skew = s
+        self.max_rows = S = min(H, -(-W // s))
+        self.n, self.H, self.W, self.L, self.h = n, H, W, L, h
+        self.RH, self.RC = s + 2, s + 1
+        self.X = torch.zeros(2, L + 1, H, n, 2 * h, dtype=dt, device=dev)  # layer inputs
+        self.Hh = torch.zeros(self.RH, L, H + 1, n, h, dtype=dt, device=dev)  # row i at index i + 1
+        self.Cc = torch.zeros(self.RC, L, H + 1, n, h, dtype=dt, device=dev)
+        self.U = torch.empty(L, S, n, 7 * h, dtype=dt, device=dev)
+        self.A = torch.empty(S * n, 4 * h, dtype=dt, device=dev)
+        self.T = torch.empty(S * n, h, dtype=dt, device=dev)
+        self.skip = SkipSum(model.stack, n * S)
+        self.act = act = LSTMActivation(h, S * n * h)
+        self.weights = []
+        h0s, c0s = [], []
+        for block in blocks:
+            lay = block.layer
+            wis = lay.input_to_state.masked_weight()[:, :, 0]  # (4h, 2h, 3): taps j-1, j, (j+1 = 0)
+            wcat = act.scale_g(torch.cat([lay.state_weight(), wis[:, :, 0].t(), wis[:, :, 1].t()], dim=0))
+            wout, bout = pointwise_weight(block.out)
+            self.weights.append((wcat.contiguous(), act.scale_g(lay.input_to_state.bias), wout, bout))
+            h0s.append(lay.h0.detach())
+            c0s.append(lay.c0.detach())
+        self.h0 = torch.stack(h0s).unsqueeze(1)  # (L, 1, h)
+        self.c0 = torch.stack(c0s).unsqueeze(1)
+        A = self.A
+        self.gates = []  # per S: views of the gate buffer
+        for k in range(1, S + 1):
+            a = A[:k * n]
+            self.gates.append((a, a[:, :3 * h], a[:, 3 * h:], a[:, :h], a[:, h:2 * h], a[:, 2 * h:3 * h],
+                               self.T[:k * n]))
+        for t in range(-s - 1, 0):  # the initial states of "row -1" at the steps before step 0
+            self._init_row_minus_one(t)
+
+    def _init_row_minus_one(self, t: int) -> None:
+        # slot of step t, row -1 holds column t + s
+        if 0 <= t + self.skew < self.W:
+            self.Hh[t % self.RH, :, 0] = self.h0
+            self.Cc[t % self.RC, :, 0] = self.c0
+
+    def begin_step(self, t: int, lo: int, hi: int) -> None:
+        self.X[t % 2].zero_()
+        self.Hh[t % self.RH].zero_()
+        self.Cc[t % self.RC].zero_()
+        self._init_row_minus_one(t)
+
+    def x0(self, t: int, lo: int, hi: int) -> torch.Tensor:
+        return self.X[t % 2, 0, lo:hi + 1].view(-1, 2 * self.h)
+
+    def step(self, t: int, lo: int, hi: int) -> torch.Tensor:
+        s, n, h = self.skew, self.n, self.h
+        S = hi - lo + 1
+        N = S * n
+        Hh, RH = self.Hh, self.RH
+        up_left = Hh[(t - s - 1) % RH, :, lo:hi + 1].unbind(0)  # h(i-1, j-1) per layer
+        up = Hh[(t - s) % RH, :, lo:hi + 1].unbind(0)
+        up_right = Hh[(t - s + 1) % RH, :, lo:hi + 1].unbind(0)
+        h_cur = Hh[t % RH, :, lo + 1:hi + 2].unbind(0)
+        c_up = self.Cc[(t - s) % self.RC, :, lo:hi + 1].unbind(0)
+        c_cur = self.Cc[t % self.RC, :, lo + 1:hi + 2].unbind(0)
+        x_left = self.X[(t - 1) % 2, :, lo:hi + 1].unbind(0)
+        x_cur = self.X[t % 2, :, lo:hi + 1].unbind(0)
+        a, ofi, g, o, f, ig, tc = self.gates[S - 1]
+        U = self.U[:, :S].unbind(0)
+        skip = self.skip if self.skip.enabled else None
+        act = self.act
+        for l, (wcat, bis, wout, bout) in enumerate(self.weights):
+            u = U[l]
+            torch.cat([up_left[l], up[l], up_right[l], x_left[l], x_cur[l]], dim=-1, out=u)
+            torch.addmm(bis, u.view(N, 7 * h), wcat, out=a)
+            act.gates_(a, ofi, g)
+            c = c_cur[l].view(N, h)
+            torch.mul(f, c_up[l].view(N, h), out=c)
+            c.addcmul_(ig, g)
+            act.tanh(c, tc)
+            hc = h_cur[l].view(N, h)
+            torch.mul(o, tc, out=hc)
+            xn = x_cur[l + 1].view(N, 2 * h)
+            torch.addmm(x_cur[l].view(N, 2 * h), hc, wout, out=xn)
+            xn.add_(bout)
+            if skip is not None:
+                skip.add(l, xn)
+        return skip.out(N) if skip is not None else x_cur[self.L].view(N, 2 * h)
