@@ -206,3 +206,15 @@ def test_bad_train_arguments(tmp_path, capsys):
         assert cli("train", *TINY, *extra, "--out", tmp_path / "x") == 2
         err = capsys.readouterr().err
         assert msg in err and err.count("\n") == 1
+
+
+def test_tensorboard_event_files(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    out = tmp_path / "run"
+    assert cli("train", *TINY, "--steps", "6", "--log-every", "2", "--eval-every", "3", "--out", out) == 0
+    acc = EventAccumulator(str(out / "tb"))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    assert {"train_nll", "test_nll", "lr", "images_per_s"} <= set(tags)
+    assert [e.step for e in acc.Scalars("train_nll")] == [2, 4, 6]
