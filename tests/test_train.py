@@ -196,11 +196,15 @@ def test_lr_schedule():
     assert lr_factor(c, 60, 110) == pytest.approx(0.5)
     assert lr_factor(c, 110, 110) == pytest.approx(0.0, abs=1e-9)
     assert lr_factor(TrainConfig(steps=5), 3, 5) == 1.0
+    # with only a time budget the schedule follows the fraction of the budget used
+    t = TrainConfig(lr_schedule="linear", max_minutes=1)
+    assert lr_factor(t, 50, None, 0.25) == pytest.approx(0.75)
+    assert lr_factor(t, 50, None, 1.5) == 0.0
+    assert lr_factor(TrainConfig(lr_schedule="cosine", steps=100), 10, 100, 0.5) == pytest.approx(0.5)
 
 
 def test_bad_train_arguments(tmp_path, capsys):
     for extra, msg in [(["--steps", "5", "--lr", "-1"], "--lr"),
-                       (["--lr-schedule", "cosine", "--max-minutes", "1"], "needs --steps"),
                        ([], "--steps, --epochs, --max-minutes"),
                        (["--steps", "5", "--crop", "axb"], "HxW")]:
         assert cli("train", *TINY, *extra, "--out", tmp_path / "x") == 2

@@ -72,7 +72,9 @@ class TrainConfig:
     layers: int = 7
     head: int | None = None
     skip: bool = False
-    kernel: int = 3  # PixelCNN only
+    kernel: int = 3  # PixelCNN only (also a multiscale model with base pixelcnn)
+    base: str | None = None  # multiscale only: architecture of both stages (default row_lstm)
+    factor: int | None = None  # multiscale only: the small image is x[..., ::factor, ::factor] (2)
     # optimisation
     optimizer: str = "adam"  # adam | rmsprop
     lr: float = 1e-3
@@ -124,10 +126,22 @@ class TrainConfig:
             raise ValueError("--ema must be in [0, 1)")
         if self.grad_clip < 0 or self.warmup < 0 or self.eval_every < 0:
             raise ValueError("--grad-clip, --warmup and --eval-every must be >= 0")
-        if self.lr_schedule != "constant" and self.steps is None and self.epochs is None:
-            raise ValueError(f"--lr-schedule {self.lr_schedule} needs --steps or --epochs")
         if self.steps is None and self.epochs is None and self.max_minutes is None:
             raise ValueError("give at least one of --steps, --epochs, --max-minutes")
+        if self.arch != "multiscale" and (self.base is not None or self.factor is not None):
+            raise ValueError("--base and --factor only apply to --arch multiscale")
+
+    def model_options(self) -> dict[str, Any]:
+        """Architecture options for create_model."""
+        if self.arch == "pixelcnn":
+            return {"kernel": self.kernel}
+        if self.arch == "multiscale":
+            base = "row_lstm" if self.base is None else self.base
+            opts: dict[str, Any] = {"base": base, "factor": 2 if self.factor is None else self.factor}
+            if base == "pixelcnn":
+                opts["kernel"] = self.kernel
+            return opts
+        return {}
 
     def crop_size(self) -> tuple[int, int] | None:
         return parse_size(self.crop, "--crop") if self.crop else None
@@ -273,13 +287,18 @@ def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.95, eps=1e-6, weight_decay=cfg.weight_decay)
 
 
-def lr_factor(cfg: TrainConfig, step: int, total: int | None) -> float:
-    """Multiplier of the base learning rate at ``step`` (0-based)."""
+def lr_factor(cfg: TrainConfig, step: int, total: int | None, time_fraction: float | None = None) -> float:
+    """Multiplier of the base learning rate at ``step`` (0-based). The schedule runs over the
+    steps when their number is known, else over the time budget (``time_fraction`` of
+    --max-minutes used), whichever ends first."""
     if cfg.warmup and step < cfg.warmup:
         return (step + 1) / cfg.warmup
-    if cfg.lr_schedule == "constant" or not total:
+    if cfg.lr_schedule == "constant" or (not total and time_fraction is None):
         return 1.0
-    progress = min(1.0, (step - cfg.warmup) / max(1, total - cfg.warmup))
+    progress = 0.0 if not total else (step - cfg.warmup) / max(1, total - cfg.warmup)
+    if time_fraction is not None:
+        progress = max(progress, time_fraction)
+    progress = min(1.0, progress)
     if cfg.lr_schedule == "cosine":
         return 0.5 * (1 + math.cos(math.pi * progress))
     return 1.0 - progress  # linear
@@ -365,7 +384,7 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.arch, channels=C, levels=train_ds.levels, hidden=cfg.hidden,
                          layers=cfg.layers, head=cfg.head, skip=cfg.skip,
-                         **({"kernel": cfg.kernel} if cfg.arch == "pixelcnn" else {})).to(device)
+                         **cfg.model_options()).to(device)
     optimizer = make_optimizer(cfg, model.parameters())
     ema = None
     if cfg.ema:
@@ -459,6 +478,14 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
             return "time"
         return None
 
+    def time_fraction() -> float | None:
+        if deadline is None:
+            return None
+        frac = (elapsed + time.time() - t_start) / deadline
+        if d.world > 1:  # every rank must use the same learning rate
+            frac = all_sum(frac)[0] / d.world
+        return frac
+
     reasons = [None, "steps", "epochs", "time", "signal"]
 
     def stop_reason(signals) -> str | None:
@@ -492,7 +519,7 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
                 idx = order[batch_in_epoch * local_batch:(batch_in_epoch + 1) * local_batch]
                 x = images[idx].to(device=device, dtype=torch.long, non_blocking=True)
                 for g in optimizer.param_groups:
-                    g["lr"] = cfg.lr * lr_factor(cfg, step, total)
+                    g["lr"] = cfg.lr * lr_factor(cfg, step, total, time_fraction())
                 with autocast:
                     logp = net(x)  # (B,) exact log-likelihoods in nats
                 loss = -logp.mean() / dims  # nats per dimension
