@@ -29,6 +29,10 @@ def register(sub) -> None:
     g.add_argument("--head", type=int, help="maps in the output 1x1 layers (default 2h)")
     g.add_argument("--skip", action="store_true", default=None, help="learned skip connections to the output")
     g.add_argument("--kernel", type=int, help="PixelCNN: size of the masked convolutions (default 3)")
+    g.add_argument("--base", choices=["row_lstm", "diagonal_bilstm", "pixelcnn"],
+                   help="multiscale: architecture of both stages (default row_lstm)")
+    g.add_argument("--factor", type=int,
+                   help="multiscale: the small image is x[..., ::F, ::F] (default 2)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--optimizer", choices=["adam", "rmsprop"])
     g.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
@@ -63,10 +67,10 @@ def register(sub) -> None:
 
 
 FIELDS = ["data", "levels", "crop", "skip_bad", "dynamic_binarization", "arch", "hidden", "layers",
-          "head", "skip", "kernel", "optimizer", "lr", "lr_schedule", "warmup", "weight_decay",
-          "grad_clip", "ema", "batch_size", "epochs", "steps", "max_minutes", "out", "eval_every",
-          "eval_batch_size", "log_every", "save_every", "progress", "seed", "deterministic",
-          "device", "precision", "compile", "threads"]
+          "head", "skip", "kernel", "base", "factor", "optimizer", "lr", "lr_schedule", "warmup",
+          "weight_decay", "grad_clip", "ema", "batch_size", "epochs", "steps", "max_minutes", "out",
+          "eval_every", "eval_batch_size", "log_every", "save_every", "progress", "seed",
+          "deterministic", "device", "precision", "compile", "threads"]
 
 
 def run(args) -> int:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .base import ModelConfig, PixelModel
 from .diagonal_bilstm import DiagonalBiLSTMPixelRNN
+from .multiscale import MultiScalePixelRNN
 from .pixelcnn import PixelCNN
 from .row_lstm import RowLSTMPixelRNN
 
@@ -10,6 +11,7 @@ ARCHITECTURES: dict[str, type[PixelModel]] = {
     "pixelcnn": PixelCNN,
     "row_lstm": RowLSTMPixelRNN,
     "diagonal_bilstm": DiagonalBiLSTMPixelRNN,
+    "multiscale": MultiScalePixelRNN,
 }
 
 _FIELDS = {"channels", "levels", "hidden", "layers", "head", "skip", "first_kernel"}
@@ -17,12 +19,15 @@ _FIELDS = {"channels", "levels", "hidden", "layers", "head", "skip", "first_kern
 
 def create_model(arch: str, *, channels: int = 1, levels: int = 256, hidden: int = 16,
                  layers: int = 7, **options) -> PixelModel:
-    """Build a model by name: "pixelcnn", "row_lstm" or "diagonal_bilstm".
+    """Build a model by name: "pixelcnn", "row_lstm", "diagonal_bilstm" or "multiscale".
 
     Keyword arguments: ``channels`` (1 or 3), ``levels`` (>= 2 values per channel), ``hidden``
     (h: the residual stream has 2h features), ``layers`` (L residual blocks), ``head`` (maps in the
     output 1×1 layers, default 2h), ``skip`` (learned skip connections), ``first_kernel`` (7) and
-    architecture options (``kernel`` for PixelCNN).
+    architecture options (``kernel`` for PixelCNN; for "multiscale": ``base`` (the architecture of
+    both stages, default "row_lstm"), ``factor`` (2: the small image is x[..., ::2, ::2]),
+    ``context`` (maps of the upsampled small image, default hidden) and ``kernel`` (base
+    "pixelcnn" only); see :mod:`pixelrnn.models.multiscale`).
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
@@ -39,4 +44,4 @@ def model_from_config(config: ModelConfig) -> PixelModel:
 
 
 __all__ = ["ARCHITECTURES", "ModelConfig", "PixelModel", "create_model", "model_from_config",
-           "PixelCNN", "RowLSTMPixelRNN", "DiagonalBiLSTMPixelRNN"]
+           "PixelCNN", "RowLSTMPixelRNN", "DiagonalBiLSTMPixelRNN", "MultiScalePixelRNN"]

@@ -83,12 +83,8 @@ class PixelModel(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        unknown = set(config.options) - set(self.OPTIONS)
-        if unknown:
-            raise ValueError(f"unknown option(s) for {config.arch!r}: {sorted(unknown)}"
-                             + (f"; it takes {sorted(self.OPTIONS)}" if self.OPTIONS else ""))
-        config.options = {**self.OPTIONS, **config.options}
-        self.config = config
+        self._set_config(config)
+        self.context_proj: nn.ModuleList | None = None  # conditional networks: see _init_context
         C, h = config.channels, config.hidden
         self.first = MaskedConv2d(C, 2 * h, config.first_kernel, "A", C)
         self.head1 = MaskedConv2d(2 * h, config.head, 1, "B", C)
@@ -96,6 +92,15 @@ class PixelModel(nn.Module):
         with torch.no_grad():  # start close to the uniform distribution (log2(levels) bits/dim)
             self.head2.weight.mul_(0.1)
             self.head2.bias.zero_()
+
+    def _set_config(self, config: ModelConfig) -> None:
+        """Check the architecture options against ``OPTIONS``, fill in their defaults, keep config."""
+        unknown = set(config.options) - set(self.OPTIONS)
+        if unknown:
+            raise ValueError(f"unknown option(s) for {config.arch!r}: {sorted(unknown)}"
+                             + (f"; it takes {sorted(self.OPTIONS)}" if self.OPTIONS else ""))
+        config.options = {**self.OPTIONS, **config.options}
+        self.config = config
 
     # -- properties ---------------------------------------------------------------------------
     @property
@@ -121,8 +126,57 @@ class PixelModel(nn.Module):
         out = self.head2.pointwise(F.relu(self.head1.pointwise(F.relu(features))))
         return out.unflatten(-1, (self.channels, self.levels))
 
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:  # checked int (B, C, H, W) -> (H, W, B, C, L)
-        return self._head(self._body(self.first(self._embed(x))))
+    def _logits(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """checked int (B, C, H, W) -> (H, W, B, C, L). ``context``: see :meth:`_init_context`."""
+        return self._logits_embedded(self._embed(x), context)
+
+    def _logits_embedded(self, e: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """The network on an embedded image (float (B, C, H, W) in [-1, 1]) -> (H, W, B, C, L)."""
+        features = self.first(e)
+        if context is None:
+            return self._head(self._body(features))
+        return self._head(self._body(features, self._context_terms(context)))
+
+    # -- conditioning (conditional networks, e.g. the second stage of the multi-scale model) ------
+    # A conditional network gets a context map (B, c, H, W) that is KNOWN before the image is
+    # generated; for every layer an unmasked 1×1 conv maps it to that layer's pre-activation width
+    # and the result is added there (Row LSTM / Diagonal BiLSTM: the input-to-state map; PixelCNN:
+    # the output of the block's k×k masked conv). Unconditional models have no such parameters.
+    def _context_widths(self) -> list[int]:
+        """Per layer, the width of the map the conditioning term is added to."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be conditioned")
+
+    def _init_context(self, channels: int) -> None:
+        """Make this a conditional network on a ``channels``-map context (called by the
+        architectures' constructors with ``context_channels`` > 0): one unmasked 1×1 conv per
+        layer, ``context_proj.{l}.weight`` (width, channels, 1, 1), no bias."""
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"context channels must be a positive integer, got {channels!r}")
+        self.context_proj = nn.ModuleList(nn.Conv2d(channels, w, 1, bias=False)
+                                          for w in self._context_widths())
+
+    @property
+    def context_channels(self) -> int:
+        """Channels of the context map of a conditional network; 0 for an unconditional one."""
+        return 0 if self.context_proj is None else self.context_proj[0].in_channels
+
+    def _check_context(self, context: torch.Tensor, B: int, H: int, W: int) -> None:
+        if self.context_proj is None:
+            raise ValueError(f"{type(self).__name__} is not a conditional network (no context)")
+        if tuple(context.shape) != (B, self.context_channels, H, W):
+            raise ValueError(f"context must have shape {(B, self.context_channels, H, W)}, "
+                             f"got {tuple(context.shape)}")
+
+    def _context_terms(self, context: torch.Tensor) -> list[torch.Tensor]:
+        """context (B, c, H, W) -> per layer the term to add (what ``_body`` takes as ``conds``):
+        here channels-last (H, W, B, width), all layers in one matrix product."""
+        w = torch.cat([p.weight[:, :, 0, 0] for p in self.context_proj])  # (sum of widths, c)
+        return list(F.linear(context.permute(2, 3, 0, 1), w).split(self._context_widths(), dim=-1))
+
+    def _engine_context(self, context: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """What a cached-sampling engine needs to add the conditioning: the context map
+        (n, c, H, W) and per layer the (c, width) matrix of its 1×1 conv (detached copies)."""
+        return context.detach(), [p.weight[:, :, 0, 0].t().detach().clone() for p in self.context_proj]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (B, levels, C, H, W) of every value given all earlier ones (teacher forcing);
@@ -192,9 +246,11 @@ class PixelModel(nn.Module):
         return complete(self, x, known, generator, particles, temperature=temperature,
                         method=method, progress=progress)
 
-    def _sampling_engine(self, n: int, height: int, width: int, schedule: str | None = None):
+    def _sampling_engine(self, n: int, height: int, width: int, schedule: str | None = None,
+                         context: torch.Tensor | None = None):
         """The cached-sampling engine of the body (see pixelrnn.sampling.core); per architecture.
-        ``schedule``: None (the architecture's fastest), "raster" or "wavefront"."""
+        ``schedule``: None (the architecture's fastest), "raster" or "wavefront". ``context``
+        (conditional networks only): the (n, c, H, W) context map, fixed for the whole run."""
         raise NotImplementedError(f"no cached sampler for {type(self).__name__}")
 
     def _has_sampling_engine(self) -> bool:

@@ -25,8 +25,10 @@ class RecurrentBlock(nn.Module):
         self.layer = layer
         self.out = MaskedConv2d(hidden, 2 * hidden, 1, "B", colors)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (H, W, B, 2h) -> (H, W, B, 2h)
-        return x + self.out.pointwise(self.layer(x))
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """(H, W, B, 2h) -> (H, W, B, 2h). ``cond``: an optional term added to the layer's
+        input-to-state map (see the layer's ``forward``), for conditional networks."""
+        return x + self.out.pointwise(self.layer(x) if cond is None else self.layer(x, cond))
 
 
 class ConvBlock(nn.Module):
@@ -38,9 +40,13 @@ class ConvBlock(nn.Module):
         self.conv = MaskedConv2d(hidden, hidden, kernel, "B", colors)
         self.expand = MaskedConv2d(hidden, 2 * hidden, 1, "B", colors)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 2h, H, W) -> (B, 2h, H, W)
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 2h, H, W) -> (B, 2h, H, W). ``cond``: an optional (B, h, H, W) term added to the
+        output of the k×k masked conv (before its ReLU), for conditional networks."""
         y = self.reduce(F.relu(x))
         y = self.conv(F.relu(y))
+        if cond is not None:
+            y = y + cond
         return x + self.expand(F.relu(y))
 
 
@@ -56,10 +62,12 @@ class ResidualStack(nn.Module):
         self.skips = (nn.ModuleList(MaskedConv2d(width, width, 1, "B", colors) for _ in blocks)
                       if skip else None)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, conds: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """``conds``: optional per-block conditioning terms (one per block, passed to the block's
+        ``forward`` as ``cond``), for conditional networks."""
         total = None
         for i, block in enumerate(self.blocks):
-            x = block(x)
+            x = block(x) if conds is None else block(x, conds[i])
             if self.skips is not None:
                 s = self.skips[i].pointwise(x) if self.channels_last else self.skips[i](x)
                 total = s if total is None else total + s

@@ -93,9 +93,17 @@ class DiagonalBiLSTM(nn.Module):
         x2 = torch.stack([x, x.flip(1)]).view(2, H * W * B, Cin)
         return torch.baddbmm(b, x2, w.transpose(1, 2)).view(2, H, W, B, 4 * self.hidden)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (H, W, B, Cin) -> (H, W, B, h)
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """(H, W, B, Cin) -> (H, W, B, h). ``cond``: an optional (H, W, B, 8h) term added to the
+        input-to-state maps, in image coordinates: [left-to-right 4h | right-to-left 4h] (the
+        second half is flipped with the map of its direction). For conditional networks; it must
+        only depend on information that is known before the image is generated."""
         H, W = x.shape[:2]
-        out = lstm_scan(self.input_to_state_map(x), self.state_weight(), None, None,
+        pre = self.input_to_state_map(x)
+        if cond is not None:
+            g = 4 * self.hidden
+            pre = pre + torch.stack([cond[..., :g], cond[..., g:].flip(1)])
+        out = lstm_scan(pre, self.state_weight(), None, None,
                         DiagonalGeometry(H, W))  # (2, H, W, B, h)
         right_to_left = out[1].flip(1)[:-1]  # flipped back; the last row is shifted out
         return out[0] + F.pad(right_to_left, (0, 0, 0, 0, 0, 0, 1, 0))  # shifted down one row

@@ -51,8 +51,14 @@ class RowLSTM(nn.Module):
     def state_weight(self) -> torch.Tensor:  # (3h, 4h), rows ordered tap-major
         return self.state_to_state.permute(2, 1, 0).reshape(3 * self.hidden, 4 * self.hidden)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (H, W, B, Cin) -> (H, W, B, h)
-        pre = self.input_to_state_map(x).unsqueeze(0)  # (1, H, W, B, 4h)
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """(H, W, B, Cin) -> (H, W, B, h). ``cond``: an optional (H, W, B, 4h) term added to the
+        input-to-state map (a conditional network's unmasked conditioning; it must only depend on
+        information that is known before the image is generated)."""
+        pre = self.input_to_state_map(x)
+        if cond is not None:
+            pre = pre + cond
+        pre = pre.unsqueeze(0)  # (1, H, W, B, 4h)
         h = lstm_scan(pre, self.state_weight().unsqueeze(0), self.h0, self.c0,
                       RowGeometry(x.shape[0], x.shape[1]))
         return h[0]

@@ -196,10 +196,16 @@ class _Chooser:
     each known value that comes after an unknown value of the same image in raster order.
 
     State is kept channels-first, batch-last, (C, H, W, n), so that the positions of one step of
-    any schedule are one strided view (see :func:`slab`)."""
+    any schedule are one strided view (see :func:`slab`).
+
+    ``decide`` (optional) replaces the random draw: ``decide(logits, c, t, lo, hi, s, unknown)``
+    gets the logits (S*n, levels) of channel c at the positions of a step that has unknown values,
+    and ``unknown``, a bool (S, n) mask of them (None: all unknown), and returns the values, int64
+    (S, n) (known ones are kept whatever it returns). No uniforms are drawn. Used by the entropy
+    decoder of :mod:`pixelrnn.compression`, and by its encoder, which returns the true values."""
 
     def __init__(self, values, known, generator, temperature, weights: bool, record: bool,
-                 levels: int, record_dtype):
+                 levels: int, record_dtype, decide: Callable | None = None):
         n, C, H, W = values.shape
         dev = values.device
         self.n, self.C, self.H, self.W = n, C, H, W
@@ -215,8 +221,9 @@ class _Chooser:
             self.samp = (~all_known).tolist()  # [c][i][j]: some value is drawn here
             self.anyk = self.kn.any(-1).tolist()
             positions = (~all_known).permute(1, 2, 0).reshape(-1)  # raster order (i, j, c)
+        self.decide = decide
         # the uniforms: one torch.rand(n) per position with an unknown value, in raster order
-        P = C * H * W if positions is None else int(positions.sum())
+        P = 0 if decide is not None else C * H * W if positions is None else int(positions.sum())
         draws = [torch.rand(n, generator=generator, device=dev) for _ in range(P)]
         self.u = torch.zeros(H * W * C, n, dtype=torch.float64, device=dev)
         if P:
@@ -262,6 +269,15 @@ class _Chooser:
         S, n = hi - lo + 1, self.n
         if self.rec is not None:
             slab(self.rec, c, t, lo, hi, s).copy_(logits.view(S, n, -1))
+        if self.decide is not None:
+            samp, mixed, _ = self._flags(c, t, lo, hi, s)
+            if not samp:
+                return None
+            vals = slab(self.v, c, t, lo, hi, s)
+            unknown = ~slab(self.kn, c, t, lo, hi, s) if mixed else None
+            v = self.decide(logits, c, t, lo, hi, s, unknown)
+            vals.copy_(v if unknown is None else torch.where(unknown, v, vals))
+            return vals
         samp, mixed, needw = self._flags(c, t, lo, hi, s)
         lg = logits.to(torch.float64)
         v = None
@@ -360,7 +376,8 @@ def _wavefront(model, ch: _Chooser, prog: _Progress, engine) -> None:
 def generate(model, values: torch.Tensor, known: torch.Tensor | None, *, generator=None,
              temperature: float = 1.0, method: str = "cached", particles: int = 1,
              progress: bool | Callable = False, record: bool = False, desc: str = "sampling",
-             keep_particles: bool = False, schedule: str | None = None):
+             keep_particles: bool = False, schedule: str | None = None,
+             decide: Callable | None = None):
     """Core of sample()/complete(), arguments already checked.
 
     values: int64 (B, C, H, W) on the model's device (unknown positions hold anything in range);
@@ -368,7 +385,8 @@ def generate(model, values: torch.Tensor, known: torch.Tensor | None, *, generat
     images int64 (B, C, H, W) (all B*K particles, unresampled, with ``keep_particles``); with
     ``record=True`` the logits (B*K, levels, C, H, W) of every value position as the sampler
     computed them, else None; log_weights (B, K) float64 (None when K = 1). ``schedule``
-    ("raster" or "wavefront") overrides the engine's default schedule (for tests)."""
+    ("raster" or "wavefront") overrides the engine's default schedule (for tests). ``decide``
+    replaces the random draw by a callback (see :class:`_Chooser`; particles must be 1)."""
     B, C, H, W = values.shape
     K = particles
     if K > 1:
@@ -381,7 +399,7 @@ def generate(model, values: torch.Tensor, known: torch.Tensor | None, *, generat
         model.eval()
         with torch.no_grad():
             ch = _Chooser(values, known, generator, temperature, weights=K > 1, record=record,
-                          levels=model.levels, record_dtype=model.first.weight.dtype)
+                          levels=model.levels, record_dtype=model.first.weight.dtype, decide=decide)
             if method == "naive":
                 _naive(model, ch, prog)
             else:

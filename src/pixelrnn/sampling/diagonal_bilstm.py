@@ -11,6 +11,11 @@ layers at once (the layers are independent there: the input of layer l + 1 in ro
 right-to-left states of row i - 1), one batched matrix product per column, right to left. Its
 contribution to the blocks of row i + 1 (1×1 output conv of the shifted states, plus the bias) is
 then precomputed for the whole row.
+
+Conditional networks (``context=(map, weights)``, see ``PixelModel._engine_context``): the
+unmasked 1×1 conditioning term of each direction is added to its input-to-state pre-activations,
+for the whole row at once (the context map is fixed for the whole run): to the row-start product
+of the left-to-right direction and to the end-of-row product of the right-to-left one.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ class DiagonalBiLSTMEngine:
     of one pixel is contiguous, and a whole row is a (layer, column*batch, features) batch of
     matrices with a uniform row stride, so the per-row products need no copies."""
 
-    def __init__(self, model, n: int, H: int, W: int):
+    def __init__(self, model, n: int, H: int, W: int, context=None):
         blocks = model.stack.blocks
         L = len(blocks)
         h = blocks[0].layer.hidden
@@ -48,6 +53,12 @@ class DiagonalBiLSTMEngine:
         self.skip = SkipSum(model.stack, n)
         self.act = act = LSTMActivation(h, n * h)  # left-to-right, per pixel
         self.act_r = act_r = LSTMActivation(h, L * n * h)  # right-to-left, all layers at once
+        self.ctx = None
+        if context is not None:  # conditional network: (n, c, H, W) map, per layer (c, 8h)
+            cmap, cws = context
+            self.ctx = cmap.to(dt).permute(2, 3, 0, 1).contiguous()  # (H, W, n, c)
+            self.wc_l2r = torch.stack([act.scale_g(w[:, :G].to(dt)) for w in cws]).contiguous()
+            self.wc_r2l = torch.stack([act_r.scale_g(w[:, G:].to(dt)) for w in cws]).contiguous()
         b_l2r, w_up, layers = [], [], []
         b_r2l, wr_x, wr_up, wr_left, w_out, b_out = [], [], [], [], [], []
         for block in blocks:
@@ -110,6 +121,11 @@ class DiagonalBiLSTMEngine:
             self.UP.copy_(self.b_l2r.unsqueeze(1).expand_as(self.UP))
         else:  # the left-to-right h of row i - 1, still in XH
             torch.baddbmm(self.b_l2r, self.rows_h, self.w_up, out=self.rows_up)
+        if self.ctx is not None:  # the conditioning term of the whole row, every layer
+            self.rows_up.baddbmm_(self._ctx_row(i), self.wc_l2r)
+
+    def _ctx_row(self, i: int) -> torch.Tensor:  # (L, W*n, c): the context of row i, per layer
+        return self.ctx[i].view(1, self.W * self.n, -1).expand(self.L, -1, -1)
 
     def pixel(self, j: int) -> torch.Tensor:
         skip = self.skip if self.skip.enabled else None
@@ -135,6 +151,8 @@ class DiagonalBiLSTMEngine:
             return  # the last row's right-to-left states are shifted out of the image
         torch.baddbmm(self.b_r2l, self.rows_x, self.wr_x, out=self.rows_pre)
         self.rows_pre.baddbmm_(self.rows_hr, self.wr_up)  # h(i-1, j), before the scan overwrites it
+        if self.ctx is not None:
+            self.rows_pre.baddbmm_(self._ctx_row(i), self.wc_r2l)
         AR, TR, wr_left, act = self.AR, self.TR, self.wr_left, self.act_r
         ofi, g, o, f, ig = self.gates_r
         for pre_j, h_right, c_right, c_j, h_j in self.scan:

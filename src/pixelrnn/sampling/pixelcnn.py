@@ -5,16 +5,23 @@ keeps the last r = k // 2 rows (and the current one) of the k×k conv's input (F
 style). Row start: the taps on the r rows above are one matrix product for the whole row (bias
 included). Per pixel and layer: the two 1×1 convs and ONE matrix product over the r left taps and
 the centre tap, which sit side by side in the row buffer.
+
+Conditional networks (``context=(map, weights)``, see ``PixelModel._engine_context``): the
+unmasked 1×1 conditioning term of every block is added to the output of its k×k conv; the context
+map is fixed for the whole run, so the raster engine adds it to the row-start product (one matrix
+product per layer and row) and the wavefront engine appends the context of the step's pixels to
+its one matrix product per step and layer.
 """
 from __future__ import annotations
 
 import torch
 
 from .core import SkipSum, pointwise_weight
+from .row_lstm import context_slab
 
 
 class PixelCNNEngine:
-    def __init__(self, model, n: int, H: int, W: int):
+    def __init__(self, model, n: int, H: int, W: int, context=None):
         blocks = model.stack.blocks
         L = len(blocks)
         conv0 = blocks[0].conv
@@ -30,6 +37,11 @@ class PixelCNNEngine:
         self.T1 = torch.empty(L, n, 2 * h, dtype=dt, device=dev)
         self.Z = torch.empty(L, n, h, dtype=dt, device=dev)
         self.skip = SkipSum(model.stack, n)
+        self.ctx_rows = self.wctx = None
+        if context is not None:  # conditional network: (n, c, H, W) map, per layer (c, h)
+            cmap, cws = context
+            self.ctx_rows = cmap.to(dt).permute(2, 0, 3, 1).contiguous()  # (H, n, W, c)
+            self.wctx = [w.to(dt).contiguous() for w in cws]
         self.w_above, self.b_conv, layers = [], [], []
         for block in blocks:
             w = block.conv.masked_weight()  # (h, h, r + 1, kw)
@@ -60,12 +72,14 @@ class PixelCNNEngine:
         for l in range(self.L):
             if r == 0:
                 self.ZA[l].copy_(self.b_conv[l].expand(n, W, h))
-                continue
-            y = self.Y[l]
-            s = y.stride()
-            taps = y.as_strided((n, W, r, kw, h), (s[0], s[2], s[1], s[2], s[3]))
-            torch.addmm(self.b_conv[l], taps.reshape(n * W, r * kw * h), self.w_above[l],
-                        out=self.ZA[l].view(n * W, h))
+            else:
+                y = self.Y[l]
+                s = y.stride()
+                taps = y.as_strided((n, W, r, kw, h), (s[0], s[2], s[1], s[2], s[3]))
+                torch.addmm(self.b_conv[l], taps.reshape(n * W, r * kw * h), self.w_above[l],
+                            out=self.ZA[l].view(n * W, h))
+            if self.ctx_rows is not None:  # the conditioning term of the whole row
+                self.ZA[l].view(n * W, h).addmm_(self.ctx_rows[i].view(n * W, -1), self.wctx[l])
 
     def pixel(self, j: int) -> torch.Tensor:
         skip = self.skip if self.skip.enabled else None
@@ -92,9 +106,10 @@ class PixelCNNWavefrontEngine:
     t = s*i + j, all pixels of a step at once. The k×k conv's input is kept in a ring of the last
     s*r + rw + 1 steps, skewed: Y[t % R, layer, row]; a slot is cleared when its step begins, so
     every tap outside the image reads zero. Per step and layer: the two 1×1 convs and ONE matrix
-    product over the gathered taps."""
+    product over the gathered taps (and the context of the step's pixels for a conditional
+    network)."""
 
-    def __init__(self, model, n: int, H: int, W: int):
+    def __init__(self, model, n: int, H: int, W: int, context=None):
         blocks = model.stack.blocks
         L = len(blocks)
         conv0 = blocks[0].conv
@@ -103,6 +118,9 @@ class PixelCNNWavefrontEngine:
         r, rw = kh // 2, kw // 2
         dt, dev = conv0.weight.dtype, conv0.weight.device
         s = max(model.first.kernel_size[1] // 2, rw) + 1
+        # conditional network: the context map (H, W, n, c), appended to each step's product
+        self.ctx = None if context is None else context[0].to(dt).permute(2, 3, 0, 1).contiguous()
+        cw = 0 if context is None else self.ctx.shape[-1]
         self.skew = s
         self.max_rows = S = min(H, -(-W // s))
         self.n, self.H, self.W, self.L, self.h, self.r, self.rw = n, H, W, L, h, r, rw
@@ -113,13 +131,16 @@ class PixelCNNWavefrontEngine:
         self.Y = torch.zeros(self.R, L, H + r, n, h, dtype=dt, device=dev)  # row i at index i + r
         self.X = torch.zeros(L + 1, S * n, 2 * h, dtype=dt, device=dev)
         self.T1 = torch.empty(S * n, 2 * h, dtype=dt, device=dev)
-        self.Q = torch.empty(L, S, n, len(self.taps) * h, dtype=dt, device=dev)
+        self.Q = torch.empty(L, S, n, len(self.taps) * h + cw, dtype=dt, device=dev)
         self.Z = torch.empty(S * n, h, dtype=dt, device=dev)
         self.skip = SkipSum(model.stack, n * S)
         self.weights = []
-        for block in blocks:
+        for l, block in enumerate(blocks):
             w = block.conv.masked_weight()  # (h, h, r + 1, kw)
-            w_taps = torch.cat([w[:, :, a, d].t() for a, d in self.taps], dim=0).contiguous()
+            parts = [w[:, :, a, d].t() for a, d in self.taps]
+            if context is not None:
+                parts.append(context[1][l].to(dt))  # (c, h)
+            w_taps = torch.cat(parts, dim=0).contiguous()
             w_red, b_red = pointwise_weight(block.reduce)
             w_exp, b_exp = pointwise_weight(block.expand)
             self.weights.append((w_red, b_red, w_taps, block.conv.bias.detach().clone(), w_exp, b_exp))
@@ -137,6 +158,7 @@ class PixelCNNWavefrontEngine:
         # per tap, the slab of every layer: rows lo + a - r .. (index lo + a ..), step t + s(a-r) + d-rw
         slabs = [self.Y[(t + s * (a - r) + d - rw) % R, :, lo + a:hi + a + 1].unbind(0)
                  for a, d in self.taps]
+        ctx = [] if self.ctx is None else [context_slab(self.ctx, t, lo, hi, s)]
         X = self.X[:, :N].unbind(0)
         Q = self.Q[:, :S].unbind(0)
         t1, z = self.T1[:N], self.Z[:N]
@@ -148,7 +170,7 @@ class PixelCNNWavefrontEngine:
             torch.addmm(b_red, t1, w_red, out=y)
             y.relu_()
             q = Q[l]
-            torch.cat([sl[l] for sl in slabs], dim=-1, out=q)
+            torch.cat([sl[l] for sl in slabs] + ctx, dim=-1, out=q)
             torch.addmm(b_conv, q.view(N, -1), w_taps, out=z)
             z.relu_()
             xn = X[l + 1]

@@ -5,6 +5,12 @@ K_ss * h[i-1] over the taps (i-1, j-1), (i-1, j), (i-1, j+1), plus the input-to-
 Per pixel and layer: the input-to-state taps (i, j-1) and (i, j) in ONE matrix product (the layer's
 input row is stored so that the two neighbours are adjacent in memory), the gates, the cell, and the
 block's 1×1 output conv. h and c of the previous row are kept; nothing else is recomputed.
+
+Conditional networks (``context=(map, weights)``, see ``PixelModel._engine_context``): the
+unmasked 1×1 conditioning term of every layer is added to its input-to-state pre-activations; the
+context map is fixed for the whole run, so the raster engine adds it to the row-start product (one
+matrix product per layer and row) and the wavefront engine appends the context of the step's
+pixels to its one matrix product per step and layer.
 """
 from __future__ import annotations
 
@@ -13,8 +19,16 @@ import torch
 from .core import LSTMActivation, SkipSum, pointwise_weight
 
 
+def context_slab(ctx: torch.Tensor, t: int, lo: int, hi: int, s: int) -> torch.Tensor:
+    """View (S, n, c) of the pixels (i, t - s*i), i = lo..hi, of a contiguous (H, W, n, c) map."""
+    sH, sW, sN, sC = ctx.stride()
+    S = hi - lo + 1
+    return ctx.as_strided((S, ctx.shape[2], ctx.shape[3]), (sH - s * sW if S > 1 else 0, sN, sC),
+                          ctx.storage_offset() + lo * sH + (t - s * lo) * sW)
+
+
 class RowLSTMEngine:
-    def __init__(self, model, n: int, H: int, W: int):
+    def __init__(self, model, n: int, H: int, W: int, context=None):
         blocks = model.stack.blocks
         L = len(blocks)
         h = blocks[0].layer.hidden
@@ -31,6 +45,11 @@ class RowLSTMEngine:
         self.T = torch.empty(L, n, h, dtype=dt, device=dev)
         self.skip = SkipSum(model.stack, n)
         self.act = act = LSTMActivation(h, n * h)
+        self.ctx_rows = self.wctx = None
+        if context is not None:  # conditional network: (n, c, H, W) map, per layer (c, 4h)
+            cmap, cws = context
+            self.ctx_rows = cmap.to(dt).permute(2, 0, 3, 1).contiguous()  # (H, n, W, c)
+            self.wctx = [act.scale_g(w.to(dt)).contiguous() for w in cws]
         self.wss, self.bis = [], []
         layers = []
         for l, block in enumerate(blocks):
@@ -76,6 +95,8 @@ class RowLSTMEngine:
             hp = self.Hs[l]
             taps = hp.as_strided((n, W, 3 * h), (hp.stride(0), h, 1))  # [h(j-1) | h(j) | h(j+1)]
             torch.addmm(self.bis[l], taps.reshape(n * W, 3 * h), self.wss[l], out=self.SS[l].view(n * W, 4 * h))
+            if self.ctx_rows is not None:  # the conditioning term of the whole row
+                self.SS[l].view(n * W, 4 * h).addmm_(self.ctx_rows[i].view(n * W, -1), self.wctx[l])
 
     def pixel(self, j: int) -> torch.Tensor:
         skip = self.skip if self.skip.enabled else None
@@ -105,16 +126,20 @@ class RowLSTMWavefrontEngine:
     so the states live in small rings of steps, skewed: ring[t % R, layer, row]. A ring slot is
     cleared when its step begins, so whatever a step reads from a pixel outside the image is zero
     (the "row -1" of learned initial states is written in explicitly). Per step and layer: ONE
-    matrix product over [h(i-1, j-1) | h(i-1, j) | h(i-1, j+1) | x(i, j-1) | x(i, j)], the gates,
-    the cell and the block's 1×1 output conv."""
+    matrix product over [h(i-1, j-1) | h(i-1, j) | h(i-1, j+1) | x(i, j-1) | x(i, j)] (and the
+    context at (i, j) for a conditional network), the gates, the cell and the block's 1×1 output
+    conv."""
 
-    def __init__(self, model, n: int, H: int, W: int):
+    def __init__(self, model, n: int, H: int, W: int, context=None):
         blocks = model.stack.blocks
         L = len(blocks)
         h = blocks[0].layer.hidden
         w0 = blocks[0].out.weight
         dt, dev = w0.dtype, w0.device
         s = max(model.first.kernel_size[1] // 2, 1) + 1
+        # conditional network: the context map (H, W, n, c), appended to each step's product
+        self.ctx = None if context is None else context[0].to(dt).permute(2, 3, 0, 1).contiguous()
+        cw = 0 if context is None else self.ctx.shape[-1]
         self.skew = s
         self.max_rows = S = min(H, -(-W // s))
         self.n, self.H, self.W, self.L, self.h = n, H, W, L, h
@@ -122,17 +147,21 @@ class RowLSTMWavefrontEngine:
         self.X = torch.zeros(2, L + 1, H, n, 2 * h, dtype=dt, device=dev)  # layer inputs
         self.Hh = torch.zeros(self.RH, L, H + 1, n, h, dtype=dt, device=dev)  # row i at index i + 1
         self.Cc = torch.zeros(self.RC, L, H + 1, n, h, dtype=dt, device=dev)
-        self.U = torch.empty(L, S, n, 7 * h, dtype=dt, device=dev)
+        self.U = torch.empty(L, S, n, 7 * h + cw, dtype=dt, device=dev)
+        self.uw = 7 * h + cw
         self.A = torch.empty(S * n, 4 * h, dtype=dt, device=dev)
         self.T = torch.empty(S * n, h, dtype=dt, device=dev)
         self.skip = SkipSum(model.stack, n * S)
         self.act = act = LSTMActivation(h, S * n * h)
         self.weights = []
         h0s, c0s = [], []
-        for block in blocks:
+        for l, block in enumerate(blocks):
             lay = block.layer
             wis = lay.input_to_state.masked_weight()[:, :, 0]  # (4h, 2h, 3): taps j-1, j, (j+1 = 0)
-            wcat = act.scale_g(torch.cat([lay.state_weight(), wis[:, :, 0].t(), wis[:, :, 1].t()], dim=0))
+            parts = [lay.state_weight(), wis[:, :, 0].t(), wis[:, :, 1].t()]
+            if context is not None:
+                parts.append(context[1][l].to(dt))  # (c, 4h)
+            wcat = act.scale_g(torch.cat(parts, dim=0))
             wout, bout = pointwise_weight(block.out)
             self.weights.append((wcat.contiguous(), act.scale_g(lay.input_to_state.bias), wout, bout))
             h0s.append(lay.h0.detach())
@@ -180,10 +209,14 @@ class RowLSTMWavefrontEngine:
         U = self.U[:, :S].unbind(0)
         skip = self.skip if self.skip.enabled else None
         act = self.act
+        ctx = None if self.ctx is None else context_slab(self.ctx, t, lo, hi, s)
         for l, (wcat, bis, wout, bout) in enumerate(self.weights):
             u = U[l]
-            torch.cat([up_left[l], up[l], up_right[l], x_left[l], x_cur[l]], dim=-1, out=u)
-            torch.addmm(bis, u.view(N, 7 * h), wcat, out=a)
+            if ctx is None:
+                torch.cat([up_left[l], up[l], up_right[l], x_left[l], x_cur[l]], dim=-1, out=u)
+            else:
+                torch.cat([up_left[l], up[l], up_right[l], x_left[l], x_cur[l], ctx], dim=-1, out=u)
+            torch.addmm(bis, u.view(N, self.uw), wcat, out=a)
             act.gates_(a, ofi, g)
             c = c_cur[l].view(N, h)
             torch.mul(f, c_up[l].view(N, h), out=c)
