@@ -75,6 +75,14 @@ class ModelConfig:
         return cls(**d)
 
 
+def log_probs_of(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Logits (H, W, B, C, L) and values int (B, C, H, W) -> log p of each value (B, C, H, W),
+    computed in float32 (at least)."""
+    logp = logits.float().log_softmax(dim=-1)  # (H, W, B, C, L)
+    picked = logp.gather(-1, x.permute(2, 3, 0, 1).unsqueeze(-1)).squeeze(-1)  # (H, W, B, C)
+    return picked.permute(2, 3, 0, 1)
+
+
 class PixelModel(nn.Module):
     """Base class: a PixelRNN-family model over images of ``channels`` × H × W with ``levels``
     values per channel. Any H×W works at run time."""
@@ -191,9 +199,7 @@ class PixelModel(nn.Module):
     def value_log_probs(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x[b, c, i, j] | all earlier values) for every value: (B, C, H, W), in nats."""
         x = self.check_input(x)
-        logp = self._logits(x).float().log_softmax(dim=-1)  # (H, W, B, C, L)
-        picked = logp.gather(-1, x.permute(2, 3, 0, 1).unsqueeze(-1)).squeeze(-1)  # (H, W, B, C)
-        return picked.permute(2, 3, 0, 1)
+        return log_probs_of(self._logits(x), x)
 
     def bits_per_dim(self, x: torch.Tensor) -> torch.Tensor:
         """Negative log-likelihood in bits per value (B,): log2(levels) for a uniform model."""

@@ -61,7 +61,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import ModelConfig, PixelModel
+from .base import ModelConfig, PixelModel, log_probs_of
 from .diagonal_bilstm import DiagonalBiLSTMPixelRNN
 from .pixelcnn import PixelCNN
 from .row_lstm import RowLSTMPixelRNN
@@ -198,6 +198,19 @@ class MultiScalePixelRNN(PixelModel):
         es = e[:, :, ::f, ::f]
         out = self.cond._logits_embedded(e, self._context(es, H, W))  # (H, W, B, C, L)
         out[::f, ::f] = self.small._logits_embedded(es)
+        return out
+
+    def value_log_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """log p of every value (B, C, H, W): the small model's at the picked positions, the
+        conditional model's elsewhere (the same numbers as from ``model(x)``, without building the
+        combined logits: training and evaluation go through here)."""
+        x = self.check_input(x)
+        f = self.factor
+        H, W = x.shape[-2:]
+        e = self._embed(x)
+        es = e[:, :, ::f, ::f]
+        out = log_probs_of(self.cond._logits_embedded(e, self._context(es, H, W)), x).clone()
+        out[:, :, ::f, ::f] = log_probs_of(self.small._logits_embedded(es), x[:, :, ::f, ::f])
         return out
 
     def _body(self, features):  # pragma: no cover - the stages have their own bodies
