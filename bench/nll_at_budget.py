@@ -29,6 +29,8 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr-schedule", default="cosine", choices=["constant", "cosine", "linear"],
+                   help="over the time budget (default cosine, as in the demo)")
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     p.add_argument("--out", default="runs/budget")
@@ -38,6 +40,7 @@ def main(argv=None):
         out = Path(a.out) / name
         shutil.rmtree(out, ignore_errors=True)
         cfg = TrainConfig(out=str(out), data="binarized-mnist", batch_size=a.batch_size, lr=a.lr,
+                          lr_schedule=a.lr_schedule,
                           max_minutes=a.minutes, eval_every=a.eval_every, save_every=10**9,
                           eval_batch_size=100, threads=a.threads, progress=False, **CONFIGS[name])
         res = train(cfg)
@@ -46,7 +49,7 @@ def main(argv=None):
         rows.append((name, res.step, res.test["nll_nats"], res.test["bits_per_dim"], curve))
         print(f"{name}: {res.step} steps, test NLL {res.test['nll_nats']:.2f}", flush=True)
     print(f"\nbinarized-mnist, {a.minutes:g} min of training, {a.threads} threads, batch {a.batch_size}, "
-          f"Adam lr {a.lr}")
+          f"Adam lr {a.lr} ({a.lr_schedule})")
     print("| configuration | steps | test NLL (nats) | bits/dim | curve: (step, test NLL) |")
     print("|---|---|---|---|---|")
     for name, steps, nll, bpd, curve in rows:

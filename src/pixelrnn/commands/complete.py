@@ -16,14 +16,13 @@ known pixels after the first unknown one (K times the work). Same --seed -> same
 """
 from __future__ import annotations
 
-import math
 import sys
 
 import numpy as np
 import torch
 
 from ..imaging import as_rgb, grid, save_png, to_uint8
-from .sample import check_out_path, load_model, make_progress, save_npz
+from .sample import check_generation_args, load_model, make_progress, save_npz
 
 UNKNOWN_RGB = (255, 0, 0)
 
@@ -113,17 +112,7 @@ def build_unknown(spec: str, n: int, H: int, W: int, seed: int) -> torch.Tensor:
 def run(args) -> int:
     if args.particles < 1:
         raise ValueError(f"--particles must be >= 1, got {args.particles}")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if not (args.temperature > 0) or not math.isfinite(args.temperature):
-        raise ValueError(f"--temperature must be a finite number > 0, got {args.temperature}")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    check_out_path(args.out, "--out")
-    if args.npz:
-        check_out_path(args.npz, "--npz")
+    check_generation_args(args)
     model, _ = load_model(args.checkpoint)
     C, levels = model.channels, model.levels
     originals = torch.from_numpy(load_images(args, C, levels))

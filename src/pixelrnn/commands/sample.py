@@ -59,6 +59,21 @@ def check_out_path(path: str, flag: str) -> None:
         raise ValueError(f"{flag} {path} is a directory")
 
 
+def check_generation_args(args) -> None:
+    """The checks `sample` and `complete` share: batch size, temperature, threads, output paths."""
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if not (args.temperature > 0) or not math.isfinite(args.temperature):
+        raise ValueError(f"--temperature must be a finite number > 0, got {args.temperature}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    check_out_path(args.out, "--out")
+    if args.npz:
+        check_out_path(args.npz, "--npz")
+
+
 def register(sub) -> None:
     p = sub.add_parser("sample", help="draw new images from a model (PNG grid, optional .npz)",
                        description=__doc__.split("\n\n")[0])
@@ -84,18 +99,8 @@ def register(sub) -> None:
 def run(args) -> int:
     if args.n < 1:
         raise ValueError(f"-n must be >= 1, got {args.n}")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if not (args.temperature > 0) or not math.isfinite(args.temperature):
-        raise ValueError(f"--temperature must be a finite number > 0, got {args.temperature}")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    check_generation_args(args)
     size = parse_size(args.size) if args.size is not None else None
-    check_out_path(args.out, "--out")
-    if args.npz:
-        check_out_path(args.npz, "--npz")
     model, meta = load_model(args.checkpoint)
     if size is None:
         if "image_size" not in meta:

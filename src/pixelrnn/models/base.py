@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..nn.blocks import RecurrentBlock, ResidualStack
 from ..nn.masked import MaskedConv2d
 
 
@@ -265,3 +266,28 @@ class PixelModel(nn.Module):
     def extra_repr(self) -> str:
         c = self.config
         return f"arch={c.arch!r}, channels={c.channels}, levels={c.levels}, hidden={c.hidden}, layers={c.layers}"
+
+
+class RecurrentPixelModel(PixelModel):
+    """The body shared by the two PixelRNNs: L residual blocks around a recurrent layer
+    (``layer``: RowLSTM or DiagonalBiLSTM), computed channels-last (H, W, B, 2h) throughout.
+    ``state_maps``: the width of the layer's input-to-state map in units of h (4 gates; 8 for
+    the two directions of the Diagonal BiLSTM) -- where a conditional network adds its terms."""
+
+    layer: type[nn.Module]
+    state_maps: int
+
+    def __init__(self, config: ModelConfig, *, context_channels: int = 0):
+        super().__init__(config)
+        h, C = config.hidden, config.channels
+        blocks = [RecurrentBlock(self.layer(2 * h, h, C), h, C) for _ in range(config.layers)]
+        self.stack = ResidualStack(blocks, 2 * h, C, skip=config.skip, channels_last=True)
+        if context_channels:  # a conditional network (see PixelModel._init_context)
+            self._init_context(context_channels)
+
+    def _context_widths(self) -> list[int]:
+        return [self.state_maps * self.config.hidden] * self.config.layers
+
+    def _body(self, features: torch.Tensor, conds: list[torch.Tensor] | None = None) -> torch.Tensor:
+        # (B, 2h, H, W) -> (H, W, B, 2h); conds: channels-last per-block conditioning terms
+        return self.stack(features.permute(2, 3, 0, 1).contiguous(), conds)

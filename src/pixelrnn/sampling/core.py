@@ -30,6 +30,13 @@ import torch.nn.functional as F
 __all__ = ["generate", "FirstConv", "Head", "pointwise_weight"]
 
 
+def recurrent_stack(model) -> tuple[list, int, int, torch.dtype, torch.device]:
+    """(blocks, L, h, dtype, device) of a Row LSTM / Diagonal BiLSTM model's residual stack."""
+    blocks = model.stack.blocks
+    w0 = blocks[0].out.weight
+    return blocks, len(blocks), blocks[0].layer.hidden, w0.dtype, w0.device
+
+
 def pointwise_weight(conv) -> tuple[torch.Tensor, torch.Tensor]:
     """(in, out) weight (transposed, contiguous, masked) and bias of a 1×1 MaskedConv2d."""
     return (conv.weight * conv.mask)[:, :, 0, 0].t().contiguous(), conv.bias.detach().clone()

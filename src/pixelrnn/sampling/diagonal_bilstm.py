@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from .core import LSTMActivation, SkipSum, pointwise_weight
+from .core import LSTMActivation, SkipSum, pointwise_weight, recurrent_stack
 
 
 class DiagonalBiLSTMEngine:
@@ -30,11 +30,7 @@ class DiagonalBiLSTMEngine:
     matrices with a uniform row stride, so the per-row products need no copies."""
 
     def __init__(self, model, n: int, H: int, W: int, context=None):
-        blocks = model.stack.blocks
-        L = len(blocks)
-        h = blocks[0].layer.hidden
-        w0 = blocks[0].out.weight
-        dt, dev = w0.dtype, w0.device
+        blocks, L, h, dt, dev = recurrent_stack(model)
         self.n, self.H, self.W, self.L, self.h = n, H, W, L, h
         G = 4 * h
         # XH[l, k] = [x_l(i, k-1) | h_l(i, k-2)] (left-to-right h); column 0 unused, h(i, -1) = 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from .core import LSTMActivation, SkipSum, pointwise_weight
+from .core import LSTMActivation, SkipSum, pointwise_weight, recurrent_stack
 
 
 def context_slab(ctx: torch.Tensor, t: int, lo: int, hi: int, s: int) -> torch.Tensor:
@@ -29,11 +29,7 @@ def context_slab(ctx: torch.Tensor, t: int, lo: int, hi: int, s: int) -> torch.T
 
 class RowLSTMEngine:
     def __init__(self, model, n: int, H: int, W: int, context=None):
-        blocks = model.stack.blocks
-        L = len(blocks)
-        h = blocks[0].layer.hidden
-        w0 = blocks[0].out.weight
-        dt, dev = w0.dtype, w0.device
+        blocks, L, h, dt, dev = recurrent_stack(model)
         self.n, self.H, self.W, self.L, self.h = n, H, W, L, h
         # X[l][:, j + 1] is the input of block l at pixel j (column 0: the zero left padding)
         self.X = torch.zeros(L + 1, n, W + 1, 2 * h, dtype=dt, device=dev)
@@ -131,11 +127,7 @@ class RowLSTMWavefrontEngine:
     conv."""
 
     def __init__(self, model, n: int, H: int, W: int, context=None):
-        blocks = model.stack.blocks
-        L = len(blocks)
-        h = blocks[0].layer.hidden
-        w0 = blocks[0].out.weight
-        dt, dev = w0.dtype, w0.device
+        blocks, L, h, dt, dev = recurrent_stack(model)
         s = max(model.first.kernel_size[1] // 2, 1) + 1
         # conditional network: the context map (H, W, n, c), appended to each step's product
         self.ctx = None if context is None else context[0].to(dt).permute(2, 3, 0, 1).contiguous()
