@@ -13,6 +13,19 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def completion_masks():
+    """(H, W) -> named `known` masks for completion tests: bottom half unknown, a hole, scattered."""
+    def masks(H, W):
+        bottom = torch.ones(H, W, dtype=torch.bool)
+        bottom[H // 2:] = False
+        hole = torch.ones(H, W, dtype=torch.bool)
+        hole[1:H - 1, 1:W - 1] = False
+        scattered = torch.rand(H, W, generator=torch.Generator().manual_seed(3)) < 0.5
+        return {"bottom": bottom, "hole": hole, "scattered": scattered}
+    return masks
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

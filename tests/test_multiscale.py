@@ -274,22 +274,13 @@ def test_samples_follow_the_model_distribution(base):
 
 # -- completion ----------------------------------------------------------------------------------
 
-def masks(H, W):
-    bottom = torch.ones(H, W, dtype=torch.bool)
-    bottom[H // 2:] = False
-    hole = torch.ones(H, W, dtype=torch.bool)
-    hole[1:H - 1, 1:W - 1] = False
-    scattered = torch.rand(H, W, generator=torch.Generator().manual_seed(3)) < 0.5
-    return {"bottom": bottom, "hole": hole, "scattered": scattered}
-
-
 @pytest.mark.parametrize("base", BASES)
 @pytest.mark.parametrize("C", [1, 3])
-def test_completion_keeps_known_values_and_matches_naive(base, C):
+def test_completion_keeps_known_values_and_matches_naive(base, C, completion_masks):
     model = make_model(base, C)
     H, W = 5, 6
     x = torch.randint(0, model.levels, (3, C, H, W), generator=torch.Generator().manual_seed(0))
-    for (name, known), K in zip(masks(H, W).items(), (1, 3, 2)):
+    for (name, known), K in zip(completion_masks(H, W).items(), (1, 3, 2)):
         y = model.complete(x, known, generator=torch.Generator().manual_seed(4), particles=K)
         full = known.expand_as(x)
         assert torch.equal(y[full], x[full]), name

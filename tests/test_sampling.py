@@ -195,22 +195,13 @@ def test_temperature(arch):
 
 # -- completion ----------------------------------------------------------------------------------
 
-def masks(H, W):
-    bottom = torch.ones(H, W, dtype=torch.bool)
-    bottom[H // 2:] = False
-    hole = torch.ones(H, W, dtype=torch.bool)
-    hole[1:H - 1, 1:W - 1] = False
-    scattered = torch.rand(H, W, generator=torch.Generator().manual_seed(3)) < 0.5
-    return {"bottom": bottom, "hole": hole, "scattered": scattered}
-
-
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("C", [1, 3])
-def test_completion_keeps_known_values_and_matches_naive(arch, C):
+def test_completion_keeps_known_values_and_matches_naive(arch, C, completion_masks):
     model = make_model(arch, C)
     H, W = 5, 6
     x = torch.randint(0, model.levels, (3, C, H, W), generator=torch.Generator().manual_seed(0))
-    for name, known in masks(H, W).items():
+    for name, known in completion_masks(H, W).items():
         for kn in (known, known.expand(3, 1, H, W), known.expand(3, C, H, W)):
             g = torch.Generator().manual_seed(4)
             y = model.complete(x, kn, generator=g)
