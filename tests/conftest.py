@@ -13,6 +13,15 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Thousands of tiny ops: one thread avoids OpenMP wake-up costs without changing results."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def completion_masks():
     """(H, W) -> named `known` masks for completion tests: bottom half unknown, a hole, scattered."""

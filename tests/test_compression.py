@@ -21,12 +21,7 @@ from pixelrnn.compression import (MAGIC, FormatError, ModelMismatchError, compre
                                   fingerprint, read_header)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_model(arch="pixelcnn", C=1, levels=256, hidden=6, layers=1, seed=0, scale=0.3):

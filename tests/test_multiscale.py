@@ -14,13 +14,7 @@ from pixelrnn.cli import main
 BASES = ["row_lstm", "diagonal_bilstm", "pixelcnn"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Thousands of tiny ops: one thread avoids OpenMP wake-up costs without changing results."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_model(base, C=1, levels=4, hidden=6, layers=2, factor=2, seed=0, scale=0.4,

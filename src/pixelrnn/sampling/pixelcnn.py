@@ -20,15 +20,18 @@ from .core import SkipSum, pointwise_weight
 from .row_lstm import context_slab
 
 
+def conv_stack(model):
+    """(blocks, L, h, (r, rw, kw), dtype, device) of a PixelCNN's residual stack: its k×k masked
+    convs reach r rows up and rw columns either side."""
+    blocks = model.stack.blocks
+    conv0 = blocks[0].conv
+    kh, kw = conv0.kernel_size
+    return blocks, len(blocks), conv0.out_channels, (kh // 2, kw // 2, kw), conv0.weight.dtype, conv0.weight.device
+
+
 class PixelCNNEngine:
     def __init__(self, model, n: int, H: int, W: int, context=None):
-        blocks = model.stack.blocks
-        L = len(blocks)
-        conv0 = blocks[0].conv
-        h = conv0.out_channels
-        kh, kw = conv0.kernel_size
-        r, rw = kh // 2, kw // 2
-        dt, dev = conv0.weight.dtype, conv0.weight.device
+        blocks, L, h, (r, rw, kw), dt, dev = conv_stack(model)
         self.n, self.H, self.W, self.L, self.h, self.r, self.rw, self.kw = n, H, W, L, h, r, rw, kw
         self.X = torch.zeros(L + 1, n, 2 * h, dtype=dt, device=dev)
         # Y[l][:, a, rw + j]: input of the k×k conv (ReLU'd) at rows i-r .. i (a = r: current row)
@@ -110,13 +113,7 @@ class PixelCNNWavefrontEngine:
     network)."""
 
     def __init__(self, model, n: int, H: int, W: int, context=None):
-        blocks = model.stack.blocks
-        L = len(blocks)
-        conv0 = blocks[0].conv
-        h = conv0.out_channels
-        kh, kw = conv0.kernel_size
-        r, rw = kh // 2, kw // 2
-        dt, dev = conv0.weight.dtype, conv0.weight.device
+        blocks, L, h, (r, rw, kw), dt, dev = conv_stack(model)
         s = max(model.first.kernel_size[1] // 2, rw) + 1
         # conditional network: the context map (H, W, n, c), appended to each step's product
         self.ctx = None if context is None else context[0].to(dt).permute(2, 3, 0, 1).contiguous()
