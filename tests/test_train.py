@@ -46,6 +46,15 @@ def test_train_then_eval_through_the_cli(tmp_path, capsys):
     assert ev["bits_per_dim"] == pytest.approx(ev["nll_nats"] / (64 * 0.6931471805599453))
 
 
+def test_progress_bar_shows_loss_bits_speed_and_time_left(tmp_path, capsys):
+    args = [a for a in TINY if a != "--no-progress"]
+    assert cli("train", *args, "--max-minutes", "0.05", "--log-every", "2", "--eval-every", "0",
+               "--out", tmp_path / "run") == 0
+    err = capsys.readouterr().err
+    for key in ("nll=", "bpd=", "img/s=", "left=0:0"):
+        assert key in err, (key, err[-500:])
+
+
 def test_eval_counts_every_image_once(tmp_path):
     """Batch size that does not divide the split: the last partial batch is scored, nothing twice."""
     from pixelrnn.data import load_dataset

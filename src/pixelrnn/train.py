@@ -570,6 +570,9 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
                                 "img/s": f"{record.get('images_per_s', 0):.0f}"}
                         if "test_nll" in record:
                             post["test"] = f"{record['test_nll']:.2f}"
+                        if deadline is not None and total is None:  # a time budget: its ETA
+                            left = max(0.0, deadline - elapsed - (time.time() - t_start))
+                            post["left"] = f"{int(left // 60)}:{int(left % 60):02d}"
                         bar.set_postfix(post)
                 if test is not None or step % cfg.save_every == 0:
                     checkpoint(test)
