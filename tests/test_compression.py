@@ -125,6 +125,34 @@ def test_code_length_close_to_model_nll():
     assert len(enc.data) * 8 <= 1.01 * nll_bits + 8 * 60
 
 
+@pytest.mark.parametrize("base", ARCHS)
+@pytest.mark.parametrize("C,levels", [(1, 256), (3, 5)])
+def test_multiscale_round_trip_and_code_length(base, C, levels):
+    """The two-stage model codes the small image, then the rest given it; sizes not divisible
+    by the factor too; the code length is the model's exact NLL."""
+    torch.manual_seed(0)
+    model = pixelrnn.create_model("multiscale", base=base, factor=2, channels=C, levels=levels,
+                                  hidden=6, layers=1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    model.eval()
+    g = torch.Generator().manual_seed(1)
+    images = [model.sample(1, h, w, generator=g)[0] for h, w in [(5, 7), (1, 1), (4, 4), (5, 7), (2, 3)]]
+    enc = encode(model, images, chunk=2)
+    out = decompress(model, enc.data)
+    for a, b in zip(images, out):
+        assert torch.equal(a, b.image)
+    with torch.no_grad():
+        nll_bits = sum(float(-model.log_prob(x.unsqueeze(0)).double().sum()) for x in images) / np.log(2)
+    assert enc.nll_bits == pytest.approx(nll_bits, rel=1e-5)
+    assert 8 * (len(enc.data) - enc.header_bytes) <= 1.01 * nll_bits + 64
+    other = pixelrnn.create_model("multiscale", base=base, factor=2, channels=C, levels=levels,
+                                  hidden=6, layers=1)
+    with pytest.raises(ModelMismatchError):
+        decompress(other, enc.data)
+
+
 def test_fingerprint():
     model = make_model()
     fp = fingerprint(model)

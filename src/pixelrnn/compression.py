@@ -48,6 +48,7 @@ import struct
 import sys
 import zlib
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
@@ -241,8 +242,9 @@ def _run(model, plan, make_decide: Callable, progress, desc: str, total: int) ->
             n = len(idx)
             prog.start_chunk(n)
             zeros = torch.zeros(n, *shape, dtype=torch.long, device=model.device)
-            images, _, _ = generate(model, zeros, None, method=method, decide=make_decide(shape, idx),
-                                    progress=prog if progress else False)
+            run = model._generate if hasattr(model, "_generate") else partial(generate, model)  # multi-scale: 2 stages
+            images, _, _ = run(zeros, None, method=method, decide=make_decide(shape, idx),
+                               progress=prog if progress else False)
             for k, im in zip(idx, images.cpu()):
                 out[k] = im
     finally:
@@ -254,9 +256,6 @@ def _check_model_kind(model) -> None:
     """ValueError for models the codec cannot drive: one network, unconditional, is needed."""
     if getattr(model, "context_channels", 0):
         raise ValueError("cannot compress with a conditional network (it needs a context map)")
-    if hasattr(model, "_generate"):  # e.g. the multi-scale model: two networks, two stages
-        raise ValueError(f"compression does not support {type(model).__name__} (it generates in "
-                         "several stages) yet; use a single-network model")
 
 
 def _check_images(model, images, names) -> tuple[list[torch.Tensor], list[str] | None]:
@@ -321,7 +320,12 @@ def encode(model, images, names: Sequence[str] | None = None, *, chunk: int = DE
 
     def make_decide(shape, idx):
         truth = torch.stack([images[k] for k in idx]).to(dev).permute(1, 2, 3, 0).contiguous()  # (C, H, W, n)
+        if hasattr(model, "_generate"):  # multi-scale: the small image first, then the rest
+            f = model.factor
+            return coder(truth[:, ::f, ::f].contiguous()), coder(truth)
+        return coder(truth)
 
+    def coder(truth):
         def decide(logits, c, t, lo, hi, s, unknown):
             nonlocal nll
             v = slab(truth, c, t, lo, hi, s)  # (S, n): the true values of this step

@@ -268,12 +268,15 @@ class MultiScalePixelRNN(PixelModel):
     def _generate(self, values: torch.Tensor, known: torch.Tensor | None, *, generator=None,
                   temperature: float = 1.0, method: str = "cached", particles: int = 1,
                   progress=False, record: bool = False, desc: str = "sampling",
-                  keep_particles: bool = False, schedule: str | None = None, **kwargs):
+                  keep_particles: bool = False, schedule: str | None = None, decide=None, **kwargs):
         """The two-stage counterpart of ``pixelrnn.sampling.core.generate`` (arguments checked),
         with the same arguments and results: ``(images, logits, log_weights)``. With ``record``
         the logits are the small stage's at the picked positions and the conditional stage's
-        elsewhere (so they equal ``model(images)`` up to float rounding). Extra keyword arguments
-        go to ``generate`` of both stages."""
+        elsewhere (so they equal ``model(images)`` up to float rounding). ``decide`` (see
+        ``generate``; the entropy coder's hook): one callback for both stages, or a pair (stage 1
+        on the small image, stage 2 on the full image with the picked values known). Extra keyword
+        arguments go to ``generate`` of both stages."""
+        decide1, decide2 = decide if isinstance(decide, (tuple, list)) else (decide, decide)
         from ..sampling.core import _Progress, generate
         B, C, H, W = values.shape
         f, K = self.factor, particles
@@ -302,7 +305,8 @@ class MultiScalePixelRNN(PixelModel):
                 small, small_logits, log_w = generate(
                     stage1, values[:, :, ::f, ::f].contiguous(), small_known, generator=generator,
                     temperature=temperature, method=method, particles=K, progress=cb1,
-                    record=record, desc=desc, keep_particles=True, schedule=schedule, **kwargs)
+                    record=record, desc=desc, keep_particles=True, schedule=schedule,
+                    decide=decide1, **kwargs)
                 # stage 2: the rest, the picked pixels known
                 kn = None if known is None else (known.repeat_interleave(K, 0) if K > 1 else known)
                 full = values.repeat_interleave(K, 0) if K > 1 else values.clone()
@@ -317,7 +321,7 @@ class MultiScalePixelRNN(PixelModel):
                 images, logits, _ = generate(
                     stage2, full, known2, generator=generator, temperature=temperature,
                     method=method, particles=1, progress=cb2, record=record, desc=desc,
-                    schedule=schedule, **kwargs)
+                    schedule=schedule, decide=decide2, **kwargs)
                 if record:
                     logits[:, :, :, ::f, ::f] = small_logits
                 if K > 1:
