@@ -408,6 +408,21 @@ def test_train_eval_sample_complete_through_the_cli(tmp_path, capsys):
     assert np.array_equal(c["images"][:, :, :4], c["originals"][:, :, :4])
 
 
+@pytest.mark.parametrize("base", ["row_lstm", "pixelcnn"])
+def test_resume_continues_exactly(base, tmp_path):
+    from safetensors.torch import load_file
+    args = ["--data", "digits", "--arch", "multiscale", "--base", base, "--hidden", "4", "--layers", "1",
+            "--batch-size", "8", "--no-progress", "--threads", "1", "--deterministic",
+            "--save-every", "3", "--eval-every", "0"]
+    assert main(["train", *args, "--steps", "9", "--out", str(tmp_path / "full")]) == 0
+    assert main(["train", *args, "--steps", "4", "--out", str(tmp_path / "part")]) == 0
+    assert main(["train", "--resume", str(tmp_path / "part"), "--steps", "9"]) == 0
+    a = load_file(tmp_path / "full" / "last.safetensors")
+    b = load_file(tmp_path / "part" / "last.safetensors")
+    assert any(k.startswith("small.") for k in a) and any(k.startswith("cond.") for k in a)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_cli_rejects_base_without_multiscale(capsys):
     assert main(["train", "--data", "digits", "--arch", "row_lstm", "--base", "pixelcnn",
                  "--steps", "1", "--out", "/nonexistent/never"]) == 2
