@@ -8,9 +8,10 @@ import pixelrnn
 from conftest import ARCHS
 
 pytestmark = pytest.mark.gpu
+ALL = ARCHS + ["multiscale"]  # multiscale: its default base (row_lstm), factor 2
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", ALL)
 @pytest.mark.parametrize("C", [1, 3])
 def test_forward_backward_matches_cpu(arch, C):
     torch.manual_seed(0)
@@ -39,7 +40,7 @@ def test_bf16_autocast_forward_backward(arch):
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", ALL)
 def test_cached_sampling_on_gpu(arch):
     model = pixelrnn.create_model(arch, levels=4, hidden=8, layers=2).cuda()
     if not hasattr(model, "sample"):
