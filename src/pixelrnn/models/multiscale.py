@@ -227,14 +227,8 @@ class MultiScalePixelRNN(PixelModel):
                method: str = "cached", progress=False) -> torch.Tensor:
         """``n`` images (int64 (n, C, height, width)) in two stages (see the module docstring for
         the draw order); otherwise as :meth:`PixelModel.sample`."""
-        from ..sampling import _check_common, _check_int
-        n = _check_int("n (number of images)", n)
-        if height is None or width is None:
-            raise ValueError("sample() needs the image size: height=H, width=W")
-        height = _check_int("height", height)
-        width = _check_int("width", width)
-        t = _check_common(self, temperature, method)
-        values = torch.zeros(n, self.channels, height, width, dtype=torch.long, device=self.device)
+        from ..sampling import _sample_start
+        values, t = _sample_start(self, n, height, width, temperature, method)
         out, _, _ = self._generate(values, None, generator=generator, temperature=t, method=method,
                                    progress=progress, desc="sampling")
         return out
@@ -277,11 +271,10 @@ class MultiScalePixelRNN(PixelModel):
         on the small image, stage 2 on the full image with the picked values known). Extra keyword
         arguments go to ``generate`` of both stages."""
         decide1, decide2 = decide if isinstance(decide, (tuple, list)) else (decide, decide)
-        from ..sampling.core import _Progress, generate
+        from ..sampling.core import _Progress, generate, resample
         B, C, H, W = values.shape
         f, K = self.factor, particles
         n = B * K
-        dev = values.device
         s1 = C * (-(-H // f)) * (-(-W // f))
         total = C * H * W
         prog = _Progress(progress, total, desc)
@@ -327,12 +320,7 @@ class MultiScalePixelRNN(PixelModel):
                 if K > 1:
                     log_w = log_w + self._cond_weights(images, kn, picked, context).view(B, K)
                     if not keep_particles:
-                        probs = torch.softmax(log_w, dim=1).cumsum_(1)
-                        u = torch.rand(B, generator=generator, device=dev).to(torch.float64)
-                        pick = torch.searchsorted(probs, u.unsqueeze(1)).squeeze_(1).clamp_max_(K - 1)
-                        rows = torch.arange(B, device=dev) * K + pick
-                        images = images[rows]
-                        logits = logits[rows] if logits is not None else None
+                        images, logits = resample(log_w, generator, images, logits)
         finally:
             self.train(was_training)
             prog.close()

@@ -87,16 +87,21 @@ def sample(model, n: int, height: int | None = None, width: int | None = None, *
     """``n`` new images of ``height`` × ``width``: int64 (n, C, height, width) on the model's device.
 
     ``progress``: True for a tqdm bar on stderr, or a callable ``f(done, total)`` (values)."""
+    values, t = _sample_start(model, n, height, width, temperature, method)
+    out, _, _ = generate(model, values, None, generator=generator, temperature=t, method=method,
+                         progress=progress, desc="sampling")
+    return out
+
+
+def _sample_start(model, n, height, width, temperature, method) -> tuple[torch.Tensor, float]:
+    """Check the arguments of ``sample``; the all-unknown (n, C, height, width) start and T."""
     n = _check_int("n (number of images)", n)
     if height is None or width is None:
         raise ValueError("sample() needs the image size: height=H, width=W")
     height = _check_int("height", height)
     width = _check_int("width", width)
     t = _check_common(model, temperature, method)
-    values = torch.zeros(n, model.channels, height, width, dtype=torch.long, device=model.device)
-    out, _, _ = generate(model, values, None, generator=generator, temperature=t, method=method,
-                         progress=progress, desc="sampling")
-    return out
+    return torch.zeros(n, model.channels, height, width, dtype=torch.long, device=model.device), t
 
 
 def _check_known(model, x, known) -> tuple[torch.Tensor, torch.Tensor]:

@@ -310,7 +310,7 @@ class _Chooser:
 
 
 def _naive(model, ch: _Chooser, prog: _Progress) -> None:
-    n, C, H, W = ch.n, ch.C, ch.H, ch.W
+    C, H, W = ch.C, ch.H, ch.W
     images = ch.images()
     for i in range(H):
         for j in range(W):
@@ -421,16 +421,24 @@ def generate(model, values: torch.Tensor, known: torch.Tensor | None, *, generat
             if K > 1:
                 log_w = ch.w.view(B, K)
                 if not keep_particles:
-                    probs = torch.softmax(log_w, dim=1).cumsum_(1)
-                    u = torch.rand(B, generator=generator, device=values.device).to(torch.float64)
-                    pick = torch.searchsorted(probs, u.unsqueeze(1)).squeeze_(1).clamp_max_(K - 1)
-                    rows = torch.arange(B, device=values.device) * K + pick
-                    images = images[rows]
-                    logits = logits[rows] if logits is not None else None
+                    images, logits = resample(log_w, generator, images, logits)
     finally:
         model.train(was_training)
         prog.close()
     return images, logits, log_w
+
+
+def resample(log_w: torch.Tensor, generator, images: torch.Tensor,
+             logits: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Importance resampling: keep one of the K particles of each of the B images, drawn by the
+    normalised weights ``log_w`` (B, K) with one ``torch.rand(B, generator=...)``. ``images``
+    (B*K, ...) and ``logits`` (B*K, ... or None) -> their (B, ...) rows."""
+    B, K = log_w.shape
+    probs = torch.softmax(log_w, dim=1).cumsum_(1)
+    u = torch.rand(B, generator=generator, device=images.device).to(torch.float64)
+    pick = torch.searchsorted(probs, u.unsqueeze(1)).squeeze_(1).clamp_max_(K - 1)
+    rows = torch.arange(B, device=images.device) * K + pick
+    return images[rows], (logits[rows] if logits is not None else None)
 
 
 class SkipSum:
