@@ -55,6 +55,16 @@ def test_progress_bar_shows_loss_bits_speed_and_time_left(tmp_path, capsys):
         assert key in err, (key, err[-500:])
 
 
+def test_progress_bar_keeps_the_training_figures_across_an_evaluation(tmp_path, capsys):
+    # an evaluation step that is not a logging step must not blank the bar's loss (it showed nll=nan)
+    args = [a for a in TINY if a != "--no-progress"]
+    assert cli("train", *args, "--steps", "9", "--log-every", "2", "--eval-every", "5",
+               "--out", tmp_path / "run") == 0
+    err = capsys.readouterr().err
+    assert "test=" in err and "nll=" in err
+    assert "nan" not in err, err[-500:]
+
+
 def test_eval_counts_every_image_once(tmp_path):
     """Batch size that does not divide the split: the last partial batch is scored, nothing twice."""
     from pixelrnn.data import load_dataset

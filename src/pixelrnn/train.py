@@ -457,6 +457,7 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
             tb = None
 
     bar = None
+    post: dict[str, str] = {}  # the progress bar's figures, kept between log records
     if d.main and cfg.progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=total, initial=step, unit="step", dynamic_ncols=True, file=sys.stderr,
@@ -564,10 +565,11 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
                                 tb.add_scalar(k, record[k], step)
                 if bar is not None:
                     bar.update(1)
-                    if record is not None:
-                        post = {"nll": f"{record.get('train_nll', float('nan')):.2f}",
-                                "bpd": f"{record.get('train_bpd', float('nan')):.3f}",
-                                "img/s": f"{record.get('images_per_s', 0):.0f}"}
+                    if record is not None:  # an evaluation-only record keeps the last training figures
+                        if "train_nll" in record:
+                            post.update({"nll": f"{record['train_nll']:.2f}",
+                                         "bpd": f"{record['train_bpd']:.3f}",
+                                         "img/s": f"{record['images_per_s']:.0f}"})
                         if "test_nll" in record:
                             post["test"] = f"{record['test_nll']:.2f}"
                         if deadline is not None and total is None:  # a time budget: its ETA
