@@ -502,3 +502,12 @@ class LSTMActivation:
             out.mul_(2).sub_(1)
         else:
             torch.tanh(c, out=out)
+
+    def step_(self, a, ofi, g, o, f, i, c_prev, c, t, h) -> None:
+        """One LSTM step from the pre-activations ``a`` (views ofi, g, o, f, i of it), in place:
+        c = f * c_prev + i * g and h = o * tanh(c), with ``t`` as scratch for tanh(c)."""
+        self.gates_(a, ofi, g)
+        torch.mul(f, c_prev, out=c)
+        c.addcmul_(i, g)
+        self.tanh(c, t)
+        torch.mul(o, t, out=h)

@@ -129,11 +129,7 @@ class DiagonalBiLSTMEngine:
         for l, (up, xh, wcat, a, ofi, g, o, f, ig, cprev, ccur, t, hcur, xl, r, xnext, wo) in \
                 enumerate(self.steps[j]):
             torch.addmm(up, xh, wcat, out=a)
-            act.gates_(a, ofi, g)
-            torch.mul(f, cprev, out=ccur)
-            ccur.addcmul_(ig, g)
-            act.tanh(ccur, t)
-            torch.mul(o, t, out=hcur)
+            act.step_(a, ofi, g, o, f, ig, cprev, ccur, t, hcur)
             torch.add(xl, r, out=xnext)
             xnext.addmm_(hcur, wo)
             if skip is not None:
@@ -153,9 +149,5 @@ class DiagonalBiLSTMEngine:
         ofi, g, o, f, ig = self.gates_r
         for pre_j, h_right, c_right, c_j, h_j in self.scan:
             torch.baddbmm(pre_j, h_right, wr_left, out=AR)
-            act.gates_(AR, ofi, g)
-            torch.mul(f, c_right, out=c_j)
-            c_j.addcmul_(ig, g)
-            act.tanh(c_j, TR)
-            torch.mul(o, TR, out=h_j)
+            act.step_(AR, ofi, g, o, f, ig, c_right, c_j, TR, h_j)
         torch.baddbmm(self.b_out, self.rows_hr, self.w_out, out=self.rows_r)

@@ -100,11 +100,7 @@ class RowLSTMEngine:
         for l, (ss, xin, wis, a, ofi, g, o, f, ig, cprev, ccur, t, hcur, xl, xnext, wout, bout) in \
                 enumerate(self.steps[self.row & 1][j]):
             torch.addmm(ss, xin, wis, out=a)
-            act.gates_(a, ofi, g)
-            torch.mul(f, cprev, out=ccur)
-            ccur.addcmul_(ig, g)
-            act.tanh(ccur, t)
-            torch.mul(o, t, out=hcur)
+            act.step_(a, ofi, g, o, f, ig, cprev, ccur, t, hcur)
             torch.addmm(xl, hcur, wout, out=xnext)
             xnext.add_(bout)
             if skip is not None:
@@ -209,13 +205,8 @@ class RowLSTMWavefrontEngine:
             else:
                 torch.cat([up_left[l], up[l], up_right[l], x_left[l], x_cur[l], ctx], dim=-1, out=u)
             torch.addmm(bis, u.view(N, self.uw), wcat, out=a)
-            act.gates_(a, ofi, g)
-            c = c_cur[l].view(N, h)
-            torch.mul(f, c_up[l].view(N, h), out=c)
-            c.addcmul_(ig, g)
-            act.tanh(c, tc)
             hc = h_cur[l].view(N, h)
-            torch.mul(o, tc, out=hc)
+            act.step_(a, ofi, g, o, f, ig, c_up[l].view(N, h), c_cur[l].view(N, h), tc, hc)
             xn = x_cur[l + 1].view(N, 2 * h)
             torch.addmm(x_cur[l].view(N, 2 * h), hc, wout, out=xn)
             xn.add_(bout)
