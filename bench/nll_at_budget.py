@@ -23,6 +23,8 @@ CONFIGS = {
     # wider and shallower Row LSTMs: fewer sequential steps per training step
     "row_lstm-h48-l3": dict(arch="row_lstm", hidden=48, layers=3),
     "row_lstm-h48-l2": dict(arch="row_lstm", hidden=48, layers=2),
+    "diagonal_bilstm-h32-l3": dict(arch="diagonal_bilstm", hidden=32, layers=3),
+    "pixelcnn-h64-l7": dict(arch="pixelcnn", hidden=64, layers=7),
 }
 
 
