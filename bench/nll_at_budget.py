@@ -20,7 +20,8 @@ CONFIGS = {
     "diagonal_bilstm-h16-l7": dict(arch="diagonal_bilstm", hidden=16, layers=7),
     "row_lstm-h16-l7": dict(arch="row_lstm", hidden=16, layers=7),
     "pixelcnn-h32-l7": dict(arch="pixelcnn", hidden=32, layers=7),
-    # wider and shallower Row LSTMs: fewer sequential steps per training step
+    # other sizes (bench/README.md, "Other sizes"): wider, shallower recurrent stacks use the
+    # cores better than deep narrow ones; a wider PixelCNN
     "row_lstm-h48-l3": dict(arch="row_lstm", hidden=48, layers=3),
     "row_lstm-h48-l2": dict(arch="row_lstm", hidden=48, layers=2),
     "diagonal_bilstm-h32-l3": dict(arch="diagonal_bilstm", hidden=32, layers=3),

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 # The configuration chosen for the best test NLL in the demo's budget on 2 CPU cores
-# (see bench/README.md, "NLL at a fixed budget").
+# (see bench/README.md, "NLL at a fixed training budget").
 DEMO = dict(data="binarized-mnist", arch="row_lstm", hidden=48, layers=2, batch_size=16,
             lr=2e-3, lr_schedule="cosine", ema=0.0)  # cosine decay over the time budget
 
