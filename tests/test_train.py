@@ -241,3 +241,39 @@ def test_tensorboard_event_files(tmp_path):
     tags = acc.Tags()["scalars"]
     assert {"train_nll", "test_nll", "lr", "images_per_s"} <= set(tags)
     assert [e.step for e in acc.Scalars("train_nll")] == [2, 4, 6]
+
+
+def test_init_fine_tunes_from_a_checkpoint(tmp_path, capsys):
+    data = ["--data", "digits", "--batch-size", "8", "--no-progress", "--threads", "1"]
+    src = tmp_path / "src"
+    assert cli("train", *data, "--arch", "row_lstm", "--hidden", "6", "--layers", "2", "--head", "10",
+               "--steps", "6", "--eval-every", "0", "--out", src) == 0
+    ckpt = src / "last.safetensors"
+    # no model flags: architecture and weights come from the checkpoint (not the defaults)
+    ft = tmp_path / "ft"
+    assert cli("train", *data, "--init", ckpt, "--lr", "1e-9", "--steps", "2", "--eval-every", "0",
+               "--out", ft, "--json") == 0
+    capsys.readouterr()
+    cfg = json.loads((ft / "config.json").read_text())
+    assert cfg["model"] == json.loads((src / "config.json").read_text())["model"]
+    assert (cfg["train"]["arch"], cfg["train"]["hidden"], cfg["train"]["head"]) == ("row_lstm", 6, 10)
+    a, b = load_file(ckpt), load_file(ft / "last.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    fresh = pixelrnn.create_model("row_lstm", channels=1, levels=17, hidden=6, layers=2, head=10)
+    assert not all(torch.allclose(v, b[k], atol=1e-3) for k, v in fresh.state_dict().items())
+    # a fine-tuned run resumes like any other
+    assert cli("train", "--resume", ft, "--steps", "4") == 0
+    assert pixelrnn.load(ft / "last.safetensors").config.hidden == 6
+    capsys.readouterr()
+    # errors: a model flag with --init, other data, a bad file, a conflicting Python config
+    for extra, msg in [(["--hidden", "6"], "drop --hidden"),
+                       (["--data", "binarized-mnist"], "2 levels"),
+                       (["--init", tmp_path / "nope.safetensors"], "not found")]:
+        assert cli("train", *data, "--init", ckpt, "--steps", "1", *extra, "--out", tmp_path / "x") == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1
+    from pixelrnn.train import TrainConfig, train
+    with pytest.raises(ValueError, match="conflicts with the --init"):
+        train(TrainConfig(data="digits", init=str(ckpt), layers=3, steps=1, out=str(tmp_path / "y"),
+                          progress=False))
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y" / "last.safetensors").exists()

@@ -42,7 +42,7 @@ from safetensors.torch import save_file
 from . import io as pio
 from .data import load_dataset, parse_size
 from .evaluate import _autocast, evaluate
-from .models import ModelConfig, PixelModel, create_model
+from .models import ModelConfig, PixelModel, create_model, model_from_config
 
 STATE_FORMAT = "pixelrnn-train-state"
 STATE_VERSION = "1"
@@ -75,6 +75,7 @@ class TrainConfig:
     kernel: int = 3  # PixelCNN only (also a multiscale model with base pixelcnn)
     base: str | None = None  # multiscale only: architecture of both stages (default row_lstm)
     factor: int | None = None  # multiscale only: the small image is x[..., ::factor, ::factor] (2)
+    init: str | None = None  # start from this model checkpoint's architecture and weights (fine-tune)
     # optimisation
     optimizer: str = "adam"  # adam | rmsprop
     lr: float = 1e-3
@@ -145,6 +146,42 @@ class TrainConfig:
 
     def crop_size(self) -> tuple[int, int] | None:
         return parse_size(self.crop, "--crop") if self.crop else None
+
+
+MODEL_FIELDS = ("arch", "hidden", "layers", "head", "skip", "kernel", "base", "factor")
+
+
+def init_model(cfg: TrainConfig, channels: int, levels: int) -> PixelModel:
+    """The model of ``cfg.init`` (architecture and weights), checked against the data; ``cfg``'s
+    model fields are set from it so that the run's config.json describes the model it trains.
+    A model field of ``cfg`` that differs from its default and from the checkpoint is an error."""
+    from .io import CheckpointError, read_checkpoint
+    mc, tensors, _ = read_checkpoint(cfg.init)
+    if (mc.channels, mc.levels) != (channels, levels):
+        raise ValueError(f"--init {cfg.init} models {mc.channels} channel(s) with {mc.levels} levels, "
+                         f"but --data {cfg.data} has {channels} channel(s) with {levels} levels")
+    opts = mc.options
+    from_ckpt = {"arch": mc.arch, "hidden": mc.hidden, "layers": mc.layers, "head": mc.head,
+                 "skip": mc.skip, "kernel": opts.get("kernel", TrainConfig.kernel),
+                 "base": opts.get("base") if mc.arch == "multiscale" else None,
+                 "factor": opts.get("factor") if mc.arch == "multiscale" else None}
+    if mc.head == 2 * mc.hidden:
+        from_ckpt["head"] = None
+    defaults = TrainConfig()
+    for name in MODEL_FIELDS:
+        given, default = getattr(cfg, name), getattr(defaults, name)
+        if given != default and given != from_ckpt[name]:
+            raise ValueError(f"--{name} {given} conflicts with the --init checkpoint "
+                             f"({name} {from_ckpt[name]}); the architecture comes from the checkpoint")
+    for name, value in from_ckpt.items():
+        setattr(cfg, name, value)
+    model = model_from_config(mc)
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{cfg.init}: weights do not match the stored config: "
+                              f"{str(e).splitlines()[0]}") from None
+    return model
 
 
 # -- distributed helpers ----------------------------------------------------------------------
@@ -382,9 +419,12 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
 
     # model, optimizer, EMA
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.arch, channels=C, levels=train_ds.levels, hidden=cfg.hidden,
-                         layers=cfg.layers, head=cfg.head, skip=cfg.skip,
-                         **cfg.model_options()).to(device)
+    if cfg.init and not resume:
+        model = init_model(cfg, C, train_ds.levels).to(device)
+    else:
+        model = create_model(cfg.arch, channels=C, levels=train_ds.levels, hidden=cfg.hidden,
+                             layers=cfg.layers, head=cfg.head, skip=cfg.skip,
+                             **cfg.model_options()).to(device)
     optimizer = make_optimizer(cfg, model.parameters())
     ema = None
     if cfg.ema:

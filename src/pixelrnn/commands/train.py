@@ -33,6 +33,9 @@ def register(sub) -> None:
                    help="multiscale: architecture of both stages (default row_lstm)")
     g.add_argument("--factor", type=int,
                    help="multiscale: the small image is x[..., ::F, ::F] (default 2)")
+    g.add_argument("--init", metavar="CHECKPOINT",
+                   help="fine-tune: start from this checkpoint's architecture and weights "
+                        "(a new run: fresh optimizer and schedule)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--optimizer", choices=["adam", "rmsprop"])
     g.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
@@ -67,7 +70,7 @@ def register(sub) -> None:
 
 
 FIELDS = ["data", "levels", "crop", "skip_bad", "dynamic_binarization", "arch", "hidden", "layers",
-          "head", "skip", "kernel", "base", "factor", "optimizer", "lr", "lr_schedule", "warmup",
+          "head", "skip", "kernel", "base", "factor", "init", "optimizer", "lr", "lr_schedule", "warmup",
           "weight_decay", "grad_clip", "ema", "batch_size", "epochs", "steps", "max_minutes", "out",
           "eval_every", "eval_batch_size", "log_every", "save_every", "progress", "seed",
           "deterministic", "device", "precision", "compile", "threads"]
@@ -82,6 +85,11 @@ def run(args) -> int:
         given.pop("out")
         cfg = resume_config(args.resume, given)
     else:
+        model_flags = [k for k in ("arch", "hidden", "layers", "head", "skip", "kernel", "base", "factor")
+                       if given[k] is not None]
+        if args.init and model_flags:
+            raise ValueError(f"--init takes the architecture from the checkpoint; drop "
+                             f"{', '.join('--' + k for k in model_flags)}")
         cfg = TrainConfig(**{k: v for k, v in given.items() if v is not None})
     try:
         result = train(cfg, resume=bool(args.resume))
