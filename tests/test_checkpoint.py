@@ -96,3 +96,14 @@ def test_save_is_atomic(tmp_path, monkeypatch):
         pixelrnn.save(model, path)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["m.safetensors"]
+
+
+def test_written_files_get_the_umask_permissions_not_mkstemps_0600(tmp_path):
+    model = pixelrnn.create_model("pixelcnn", levels=4, hidden=6, layers=1)
+    old = os.umask(0o027)
+    try:
+        pixelrnn.save(model, tmp_path / "a.safetensors")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.safetensors").stat().st_mode & 0o777 == 0o640
+    assert os.umask(old) == old  # the process umask is left as it was

@@ -25,6 +25,12 @@ class CheckpointError(ValueError):
     """A file that is not a readable pixelrnn checkpoint."""
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write) -> None:
     """Call ``write(tmp_path)`` and move the result over ``path`` only when it succeeded."""
     path = Path(path)
@@ -33,6 +39,8 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        # mkstemp (and safetensors) make 0600; give the file what a plain open() would
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
