@@ -45,7 +45,7 @@ def main() -> None:
         groups += [(str(v), x == v) for v in range(1, model.levels)]
     else:
         groups += [(f"1-{mid - 1}", (x > 0) & (x < mid)), (f"{mid}-{hi}", (x >= mid) & (x <= hi)),
-                   (f"{hi + 1}-{top}", x > hi)]
+                   (f"{hi + 1}-{top}" if hi + 1 < top else str(top), x > hi)]
     print(f"{args.checkpoint} on {args.data}/{args.split}: {len(x)} images, "
           f"{total / x.numel():.4f} bits/dim\n")
     print("| true value | share of values | share of bits | bits per value |")
