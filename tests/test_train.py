@@ -277,3 +277,14 @@ def test_init_fine_tunes_from_a_checkpoint(tmp_path, capsys):
         train(TrainConfig(data="digits", init=str(ckpt), layers=3, steps=1, out=str(tmp_path / "y"),
                           progress=False))
     assert not (tmp_path / "x").exists() and not (tmp_path / "y" / "last.safetensors").exists()
+
+
+def test_a_fine_tuned_run_resumes_with_the_checkpoints_exact_model(tmp_path):
+    """Settings that are not train flags (here first_kernel) survive a resume of an --init run."""
+    model = pixelrnn.create_model("row_lstm", channels=1, levels=17, hidden=6, layers=1, first_kernel=5)
+    pixelrnn.save(model, tmp_path / "m.safetensors")
+    ft = tmp_path / "ft"
+    assert cli("train", "--data", "digits", "--init", tmp_path / "m.safetensors", "--steps", "2",
+               "--eval-every", "0", "--no-progress", "--threads", "1", "--out", ft) == 0
+    assert cli("train", "--resume", ft, "--steps", "3") == 0
+    assert pixelrnn.load(ft / "last.safetensors").config.first_kernel == 5

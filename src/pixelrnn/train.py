@@ -421,6 +421,8 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
     torch.manual_seed(cfg.seed)
     if cfg.init and not resume:
         model = init_model(cfg, C, train_ds.levels).to(device)
+    elif cfg.init:  # a fine-tuned run resumes with the model its config.json records
+        model = model_from_config(ModelConfig.from_dict(run.load_config()["model"])).to(device)
     else:
         model = create_model(cfg.arch, channels=C, levels=train_ds.levels, hidden=cfg.hidden,
                              layers=cfg.layers, head=cfg.head, skip=cfg.skip,

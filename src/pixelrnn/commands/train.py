@@ -77,7 +77,7 @@ FIELDS = ["data", "levels", "crop", "skip_bad", "dynamic_binarization", "arch", 
 
 
 def run(args) -> int:
-    from ..train import NonFiniteLoss, TrainConfig, resume_config, train
+    from ..train import MODEL_FIELDS, NonFiniteLoss, TrainConfig, resume_config, train
     given = {k: getattr(args, k) for k in FIELDS}
     if args.resume:
         if given.get("out") not in (None, args.resume):
@@ -85,8 +85,7 @@ def run(args) -> int:
         given.pop("out")
         cfg = resume_config(args.resume, given)
     else:
-        model_flags = [k for k in ("arch", "hidden", "layers", "head", "skip", "kernel", "base", "factor")
-                       if given[k] is not None]
+        model_flags = [k for k in MODEL_FIELDS if given[k] is not None]
         if args.init and model_flags:
             raise ValueError(f"--init takes the architecture from the checkpoint; drop "
                              f"{', '.join('--' + k for k in model_flags)}")
