@@ -155,8 +155,8 @@ def init_model(cfg: TrainConfig, channels: int, levels: int) -> PixelModel:
     """The model of ``cfg.init`` (architecture and weights), checked against the data; ``cfg``'s
     model fields are set from it so that the run's config.json describes the model it trains.
     A model field of ``cfg`` that differs from its default and from the checkpoint is an error."""
-    from .io import CheckpointError, read_checkpoint
-    mc, tensors, _ = read_checkpoint(cfg.init)
+    model = pio.load(cfg.init)
+    mc = model.config
     if (mc.channels, mc.levels) != (channels, levels):
         raise ValueError(f"--init {cfg.init} models {mc.channels} channel(s) with {mc.levels} levels, "
                          f"but --data {cfg.data} has {channels} channel(s) with {levels} levels")
@@ -175,12 +175,6 @@ def init_model(cfg: TrainConfig, channels: int, levels: int) -> PixelModel:
                              f"({name} {from_ckpt[name]}); the architecture comes from the checkpoint")
     for name, value in from_ckpt.items():
         setattr(cfg, name, value)
-    model = model_from_config(mc)
-    try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"{cfg.init}: weights do not match the stored config: "
-                              f"{str(e).splitlines()[0]}") from None
     return model
 
 
@@ -237,6 +231,13 @@ class RunDir:
         with open(self.metrics, "a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
             f.flush()
+
+    def load_model_config(self) -> ModelConfig:
+        saved = self.load_config()
+        try:
+            return ModelConfig.from_dict(saved["model"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise RunError(f"{self.config} has no valid model section: {e}") from None
 
     def load_config(self) -> dict:
         if not self.path.is_dir():
@@ -419,10 +420,10 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
 
     # model, optimizer, EMA
     torch.manual_seed(cfg.seed)
-    if cfg.init and not resume:
+    if resume:  # the model that config.json records (also one that came from --init)
+        model = model_from_config(run.load_model_config()).to(device)
+    elif cfg.init:
         model = init_model(cfg, C, train_ds.levels).to(device)
-    elif cfg.init:  # a fine-tuned run resumes with the model its config.json records
-        model = model_from_config(ModelConfig.from_dict(run.load_config()["model"])).to(device)
     else:
         model = create_model(cfg.arch, channels=C, levels=train_ds.levels, hidden=cfg.hidden,
                              layers=cfg.layers, head=cfg.head, skip=cfg.skip,
