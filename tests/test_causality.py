@@ -100,3 +100,21 @@ def test_bounded_field_misses_far_right_context(arch):
     dep = dependencies(arch, 1, H, W, layers=1)
     assert not dep[(H - 1) * W, W - 1]
     assert dep[(H - 1) * W, 0]  # but sees the pixel two rows straight above
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_dropout_in_training_mode_keeps_causality(arch):
+    """Dropout zeroes values of the residual branches: with any mask, no value may see itself or
+    later values (and in eval mode the model is exactly the model without dropout)."""
+    C, H, W = 3, 4, 4
+    torch.manual_seed(0)
+    model = pixelrnn.create_model(arch, channels=C, levels=5, hidden=12, layers=2).set_dropout(0.5)
+    model.train()
+    n = C * H * W
+    dep = None
+    for seed in range(3):
+        torch.manual_seed(seed)  # a different dropout mask per value's row of the batch
+        d = jacobian_mask(model, C, H, W, seed)
+        dep = d if dep is None else dep | d
+    assert not (dep & torch.ones(n, n, dtype=torch.bool).triu()).any()
+    assert (dep & torch.ones(n, n, dtype=torch.bool).tril(-1)).any()

@@ -627,3 +627,41 @@ def test_read_images_converts_channels_and_levels(tmp_path):
     assert len(ok) == 1 and ok.skipped == [str(tmp_path / "bad.png")]
     with pytest.raises(DataError, match="does not exist"):
         read_images([tmp_path / "nope.png"], channels=1)
+
+
+def test_augment_moves_values_and_repeats_edges():
+    from pixelrnn.data import augment
+    x = torch.arange(2 * 3 * 5 * 6, dtype=torch.int64).reshape(2, 3, 5, 6)
+    assert torch.equal(augment(x), x) and augment(x) is not x
+    g = lambda: torch.Generator().manual_seed(3)
+    y = augment(x, shift=2, generator=g())
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert torch.equal(y, augment(x, shift=2, generator=g()))  # a function of the generator
+    dy = torch.randint(-2, 3, (2, 1), generator=(r := g()))
+    dx = torch.randint(-2, 3, (2, 1), generator=r)
+    for b in range(2):  # y[b, :, i, j] = x[b, :, clamp(i - dy), clamp(j - dx)]
+        for i in range(5):
+            for j in range(6):
+                si = min(max(i - int(dy[b]), 0), 4)
+                sj = min(max(j - int(dx[b]), 0), 5)
+                assert torch.equal(y[b, :, i, j], x[b, :, si, sj])
+    # a centred digit on a black border moves without changing its values
+    img = torch.zeros(1, 1, 8, 8, dtype=torch.uint8)
+    img[0, 0, 3:5, 2:6] = torch.tensor([[10, 20, 30, 40], [50, 60, 70, 80]], dtype=torch.uint8)
+    moved = augment(img.expand(64, 1, 8, 8), shift=1, generator=g())
+    assert all(sorted(m.flatten().tolist()) == sorted(img.flatten().tolist()) for m in moved)
+    assert len({tuple(m.flatten().tolist()) for m in moved}) == 9  # all 3x3 moves occur
+
+
+def test_augment_hflip_and_errors():
+    from pixelrnn.data import augment
+    x = torch.randint(0, 256, (200, 3, 4, 5), generator=torch.Generator().manual_seed(0))
+    y = augment(x, hflip=True, generator=torch.Generator().manual_seed(1))
+    flipped = torch.tensor([torch.equal(y[b], x[b].flip(-1)) for b in range(200)])
+    same = torch.tensor([torch.equal(y[b], x[b]) for b in range(200)])
+    assert bool((flipped | same).all()) and 60 < int(flipped.sum()) < 140
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="shift"):
+            augment(x, shift=bad)
+    with pytest.raises(ValueError, match="batch"):
+        augment(x[0], shift=1)

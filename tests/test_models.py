@@ -129,3 +129,25 @@ def test_integer_dtypes_accepted():
     ref = model.log_prob(x)
     for dt in (torch.uint8, torch.int32, torch.int16):
         torch.testing.assert_close(model.log_prob(x.to(dt)), ref)
+
+
+@pytest.mark.parametrize("arch", ARCHS + ["multiscale"])
+def test_dropout_is_a_training_setting(arch):
+    torch.manual_seed(0)
+    model = pixelrnn.create_model(arch, channels=1, levels=4, hidden=6, layers=2)
+    x = torch.randint(0, 4, (3, 1, 6, 6))
+    model.eval()
+    ref = model.log_prob(x)
+    keys = set(model.state_dict())
+    assert model.set_dropout(0.5) is model
+    assert set(model.state_dict()) == keys and "dropout" not in str(model.config.to_dict())
+    assert torch.equal(model.log_prob(x), ref)  # eval mode: no dropout
+    model.train()
+    torch.manual_seed(1)
+    noisy = model.log_prob(x)
+    assert not torch.allclose(noisy, ref)
+    model.set_dropout(0)
+    assert torch.allclose(model.log_prob(x), ref, atol=1e-5)
+    for bad in (1.0, -0.1, True, "0.1"):
+        with pytest.raises(ValueError, match="dropout"):
+            model.set_dropout(bad)

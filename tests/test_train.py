@@ -105,8 +105,9 @@ def test_refuses_to_overwrite_a_run_and_reports_bad_run_dirs(tmp_path, capsys):
     assert "unknown dataset" in capsys.readouterr().err
 
 
-def test_resume_continues_exactly(tmp_path):
-    args = [*TINY, "--deterministic", "--save-every", "5", "--eval-every", "0"]
+@pytest.mark.parametrize("extra", [[], ["--shift", "2", "--hflip", "--dropout", "0.3"]])
+def test_resume_continues_exactly(tmp_path, extra):
+    args = [*TINY, "--deterministic", "--save-every", "5", "--eval-every", "0", *extra]
     assert cli("train", *args, "--steps", "30", "--out", tmp_path / "full") == 0
     assert cli("train", *args, "--steps", "13", "--out", tmp_path / "part") == 0
     assert cli("train", "--resume", tmp_path / "part", "--steps", "30") == 0
@@ -225,7 +226,10 @@ def test_lr_schedule():
 def test_bad_train_arguments(tmp_path, capsys):
     for extra, msg in [(["--steps", "5", "--lr", "-1"], "--lr"),
                        ([], "--steps, --epochs, --max-minutes"),
-                       (["--steps", "5", "--crop", "axb"], "HxW")]:
+                       (["--steps", "5", "--crop", "axb"], "HxW"),
+                       (["--steps", "5", "--dropout", "1"], "--dropout"),
+                       (["--steps", "5", "--shift", "-1"], "--shift"),
+                       (["--steps", "5", "--shift", "8"], "smaller than the images (8x8)")]:
         assert cli("train", *TINY, *extra, "--out", tmp_path / "x") == 2
         err = capsys.readouterr().err
         assert msg in err and err.count("\n") == 1
@@ -288,3 +292,21 @@ def test_a_fine_tuned_run_resumes_with_the_checkpoints_exact_model(tmp_path):
                "--eval-every", "0", "--no-progress", "--threads", "1", "--out", ft) == 0
     assert cli("train", "--resume", ft, "--steps", "3") == 0
     assert pixelrnn.load(ft / "last.safetensors").config.first_kernel == 5
+
+
+def test_regularisation_is_recorded_and_changes_training_only(tmp_path):
+    """--shift/--hflip/--dropout are training settings: config.json records them, the batches
+    and the updates differ from a plain run, the model config and the checkpoint keys do not."""
+    base = [*TINY, "--deterministic", "--steps", "6", "--eval-every", "0"]
+    assert cli("train", *base, "--out", tmp_path / "plain") == 0
+    for name, extra in [("shift", ["--shift", "1"]), ("flip", ["--hflip"]), ("drop", ["--dropout", "0.5"])]:
+        assert cli("train", *base, *extra, "--out", tmp_path / name) == 0
+    plain = json.loads((tmp_path / "plain" / "config.json").read_text())
+    a = load_file(tmp_path / "plain" / "last.safetensors")
+    for name, key, value in [("shift", "shift", 1), ("flip", "hflip", True), ("drop", "dropout", 0.5)]:
+        cfg = json.loads((tmp_path / name / "config.json").read_text())
+        assert cfg["train"][key] == value and plain["train"][key] in (0, False)
+        assert cfg["model"] == plain["model"]
+        b = load_file(tmp_path / name / "last.safetensors")
+        assert a.keys() == b.keys()
+        assert any(not torch.equal(a[k], b[k]) for k in a), f"--{key} did not change training"

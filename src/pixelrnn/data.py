@@ -269,6 +269,36 @@ def parse_size(text: str, what: str = "size") -> tuple[int, int]:
     return h, w
 
 
+def augment(images: torch.Tensor, *, shift: int = 0, hflip: bool = False,
+            generator: torch.Generator | None = None) -> torch.Tensor:
+    """Training-time augmentation of a batch (B, C, H, W), any dtype; a new tensor, same shape.
+
+    ``shift=s``: every image moves by its own random (dy, dx), each uniform in [-s, s]; the rows
+    and columns that come in repeat the edge (zeros for MNIST's black border, no black bands on
+    photos). ``hflip``: every image is mirrored left-right with probability 1/2. Values are only
+    moved, never interpolated, so the result has exactly the levels of the input. The draws come
+    from ``generator`` (CPU), in the order dy, dx, flip."""
+    if isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
+        raise ValueError(f"shift must be an integer >= 0, got {shift!r}")
+    if images.dim() != 4:
+        raise ValueError(f"expected a batch (B, C, H, W), got shape {tuple(images.shape)}")
+    B, C, H, W = images.shape
+    if not shift and not hflip:
+        return images.clone()
+    rows = torch.arange(H).expand(B, H)
+    cols = torch.arange(W).expand(B, W)
+    if shift:
+        dy = torch.randint(-shift, shift + 1, (B, 1), generator=generator)
+        dx = torch.randint(-shift, shift + 1, (B, 1), generator=generator)
+        rows, cols = (rows - dy).clamp(0, H - 1), (cols - dx).clamp(0, W - 1)  # (B, H), (B, W)
+    if hflip:
+        flip = torch.rand(B, 1, generator=generator) < 0.5
+        cols = torch.where(flip, cols.flip(-1), cols)
+    rows, cols = rows.to(images.device), cols.to(images.device)
+    out = images.gather(2, rows[:, None, :, None].expand(B, C, H, W))
+    return out.gather(3, cols[:, None, None, :].expand(B, C, H, W))
+
+
 def convert_images(images: torch.Tensor, native_levels: int, channels: int, levels: int) -> torch.Tensor:
     """Images (N, C, H, W) with ``native_levels`` values -> ``channels`` and ``levels`` (uint8):
     values are scaled to 8 bits, RGB becomes gray by Pillow's luminance (``convert("L")``) or gray

@@ -40,7 +40,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from . import io as pio
-from .data import load_dataset, parse_size
+from .data import augment, load_dataset, parse_size
 from .evaluate import _autocast, evaluate
 from .models import ModelConfig, PixelModel, create_model, model_from_config
 
@@ -66,7 +66,10 @@ class TrainConfig:
     crop: str | None = None  # "HxW"
     skip_bad: bool = False
     dynamic_binarization: bool = False
-    # model
+    # regularisation (training only: evaluation, checkpoints and the model config are unaffected)
+    shift: int = 0  # move every training image by a random (dy, dx) in [-shift, shift]
+    hflip: bool = False  # mirror every training image left-right with probability 1/2
+    dropout: float = 0.0  # drop-out probability on every residual block's branch
     arch: str = "diagonal_bilstm"
     hidden: int = 16
     layers: int = 7
@@ -125,6 +128,10 @@ class TrainConfig:
             raise ValueError("--lr must be > 0")
         if not 0 <= self.ema < 1:
             raise ValueError("--ema must be in [0, 1)")
+        if not 0 <= self.dropout < 1:
+            raise ValueError("--dropout must be in [0, 1)")
+        if isinstance(self.shift, bool) or not isinstance(self.shift, int) or self.shift < 0:
+            raise ValueError("--shift must be an integer >= 0")
         if self.grad_clip < 0 or self.warmup < 0 or self.eval_every < 0:
             raise ValueError("--grad-clip, --warmup and --eval-every must be >= 0")
         if self.steps is None and self.epochs is None and self.max_minutes is None:
@@ -417,6 +424,8 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
         raise ValueError("--dynamic-binarization needs a binarized dataset (binarized-mnist)")
     n_train = len(train_ds)
     C, H, W = train_ds.channels, train_ds.height, train_ds.width
+    if cfg.shift >= min(H, W):
+        raise ValueError(f"--shift {cfg.shift} must be smaller than the images ({H}x{W})")
 
     # model, optimizer, EMA
     torch.manual_seed(cfg.seed)
@@ -428,6 +437,7 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
         model = create_model(cfg.arch, channels=C, levels=train_ds.levels, hidden=cfg.hidden,
                              layers=cfg.layers, head=cfg.head, skip=cfg.skip,
                              **cfg.model_options()).to(device)
+    model.set_dropout(cfg.dropout)
     optimizer = make_optimizer(cfg, model.parameters())
     ema = None
     if cfg.ema:
@@ -561,7 +571,11 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
                         images = train_ds.images
                     order, order_epoch = torch.tensor(list(iter(sampler)), dtype=torch.long), epoch
                 idx = order[batch_in_epoch * local_batch:(batch_in_epoch + 1) * local_batch]
-                x = images[idx].to(device=device, dtype=torch.long, non_blocking=True)
+                x = images[idx]
+                if cfg.shift or cfg.hflip:  # draws are a function of (seed, step, rank): resumable
+                    g = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * d.world + d.rank)
+                    x = augment(x, shift=cfg.shift, hflip=cfg.hflip, generator=g)
+                x = x.to(device=device, dtype=torch.long, non_blocking=True)
                 for g in optimizer.param_groups:
                     g["lr"] = cfg.lr * lr_factor(cfg, step, total, time_fraction())
                 with autocast:

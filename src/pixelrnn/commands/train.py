@@ -22,6 +22,13 @@ def register(sub) -> None:
     g.add_argument("--skip-bad", action="store_true", default=None, help="skip unreadable files with a warning")
     g.add_argument("--dynamic-binarization", action="store_true", default=None,
                    help="redraw the binarized training images every epoch (binarized-mnist)")
+    g = p.add_argument_group("regularisation (training only)")
+    g.add_argument("--shift", type=int, metavar="S",
+                   help="move every training image by a random (dy, dx) in [-S, S], edges repeated")
+    g.add_argument("--hflip", action="store_true", default=None,
+                   help="mirror every training image left-right with probability 1/2")
+    g.add_argument("--dropout", type=float, metavar="P",
+                   help="drop-out probability on every residual block's branch (default 0)")
     g = p.add_argument_group("model")
     g.add_argument("--arch", choices=sorted(ARCHITECTURES), help="architecture (default diagonal_bilstm)")
     g.add_argument("--hidden", type=int, help="h: the residual stream has 2h features (default 16)")
@@ -69,7 +76,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-FIELDS = ["data", "levels", "crop", "skip_bad", "dynamic_binarization", "arch", "hidden", "layers",
+FIELDS = ["data", "levels", "crop", "skip_bad", "dynamic_binarization", "shift", "hflip", "dropout", "arch", "hidden", "layers",
           "head", "skip", "kernel", "base", "factor", "init", "optimizer", "lr", "lr_schedule", "warmup",
           "weight_decay", "grad_clip", "ema", "batch_size", "epochs", "steps", "max_minutes", "out",
           "eval_every", "eval_batch_size", "log_every", "save_every", "progress", "seed",

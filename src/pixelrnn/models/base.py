@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..nn.blocks import RecurrentBlock, ResidualStack
+from ..nn.blocks import ConvBlock, RecurrentBlock, ResidualStack
 from ..nn.masked import MaskedConv2d
 
 
@@ -123,6 +123,17 @@ class PixelModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.first.weight.device
+
+    def set_dropout(self, p: float) -> "PixelModel":
+        """Drop out each value of every residual block's branch with probability ``p`` in
+        training mode (0: off, the default). Evaluation, sampling and coding run in eval mode
+        and are unaffected. Not saved with the model: it is a training setting."""
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+            raise ValueError(f"dropout must be a number in [0, 1), got {p!r}")
+        for m in self.modules():
+            if isinstance(m, (RecurrentBlock, ConvBlock)):
+                m.dropout = float(p)
+        return self
 
     # -- the network --------------------------------------------------------------------------
     def _body(self, features: torch.Tensor) -> torch.Tensor:  # (B, 2h, H, W) -> (H, W, B, 2h)

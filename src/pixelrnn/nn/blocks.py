@@ -7,6 +7,11 @@ The residual stream has 2h features everywhere. A PixelRNN block maps it to the 
     PixelRNN block (channels-last)          PixelCNN block (NCHW)
     x (2h) -> LSTM -> h -> 1x1 -> 2h  + x   x (2h) -> ReLU, 1x1 -> h -> ReLU, kxk -> h
                                                    -> ReLU, 1x1 -> 2h  + x
+
+Both blocks can drop out their branch (``dropout``: the probability of zeroing each value of the
+branch output before it is added, in training mode only; 0 by default). Dropout acts value by
+value, so it cannot break causality; it is a training setting, not part of the model's config
+(``PixelModel.set_dropout``).
 """
 from __future__ import annotations
 
@@ -17,6 +22,10 @@ import torch.nn.functional as F
 from .masked import MaskedConv2d
 
 
+def _drop(y: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    return F.dropout(y, p, training=True) if training and p > 0 else y
+
+
 class RecurrentBlock(nn.Module):
     """x + 1×1(layer(x)) for a recurrent layer working on channels-last (H, W, B, 2h) maps."""
 
@@ -24,11 +33,13 @@ class RecurrentBlock(nn.Module):
         super().__init__()
         self.layer = layer
         self.out = MaskedConv2d(hidden, 2 * hidden, 1, "B", colors)
+        self.dropout = 0.0
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """(H, W, B, 2h) -> (H, W, B, 2h). ``cond``: an optional term added to the layer's
         input-to-state map (see the layer's ``forward``), for conditional networks."""
-        return x + self.out.pointwise(self.layer(x) if cond is None else self.layer(x, cond))
+        y = self.out.pointwise(self.layer(x) if cond is None else self.layer(x, cond))
+        return x + _drop(y, self.dropout, self.training)
 
 
 class ConvBlock(nn.Module):
@@ -39,6 +50,7 @@ class ConvBlock(nn.Module):
         self.reduce = MaskedConv2d(2 * hidden, hidden, 1, "B", colors)
         self.conv = MaskedConv2d(hidden, hidden, kernel, "B", colors)
         self.expand = MaskedConv2d(hidden, 2 * hidden, 1, "B", colors)
+        self.dropout = 0.0
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 2h, H, W) -> (B, 2h, H, W). ``cond``: an optional (B, h, H, W) term added to the
@@ -47,7 +59,7 @@ class ConvBlock(nn.Module):
         y = self.conv(F.relu(y))
         if cond is not None:
             y = y + cond
-        return x + self.expand(F.relu(y))
+        return x + _drop(self.expand(F.relu(y)), self.dropout, self.training)
 
 
 class ResidualStack(nn.Module):
