@@ -75,6 +75,16 @@ def test_round_trip_tensor_batch_and_2d_images():
     assert torch.equal(out[0].image[0], x[0, 0].long()) and torch.equal(out[1].image[0], x[1, 0].long())
 
 
+def test_a_model_left_in_training_mode_with_dropout_codes_as_in_eval_mode():
+    model = make_model("row_lstm", levels=16).set_dropout(0.5)
+    x = torch.randint(0, 16, (4, 1, 4, 5))
+    model.eval()
+    ref = compress(model, x)
+    model.train()
+    assert compress(model, x) == ref and model.training
+    assert all(torch.equal(a, d.image) for a, d in zip(x, decompress(model, ref)))
+
+
 def test_decode_with_another_thread_count():
     """BLAS may split work by threads; on this machine the bits do not change (docs/format.md)."""
     model = make_model("row_lstm", hidden=32)
