@@ -70,6 +70,7 @@ class TrainConfig:
     shift: int = 0  # move every training image by a random (dy, dx) in [-shift, shift]
     hflip: bool = False  # mirror every training image left-right with probability 1/2
     dropout: float = 0.0  # drop-out probability on every residual block's branch
+    # model
     arch: str = "diagonal_bilstm"
     hidden: int = 16
     layers: int = 7
@@ -573,8 +574,8 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
                 idx = order[batch_in_epoch * local_batch:(batch_in_epoch + 1) * local_batch]
                 x = images[idx]
                 if cfg.shift or cfg.hflip:  # draws are a function of (seed, step, rank): resumable
-                    g = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * d.world + d.rank)
-                    x = augment(x, shift=cfg.shift, hflip=cfg.hflip, generator=g)
+                    gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * d.world + d.rank)
+                    x = augment(x, shift=cfg.shift, hflip=cfg.hflip, generator=gen)
                 x = x.to(device=device, dtype=torch.long, non_blocking=True)
                 for g in optimizer.param_groups:
                     g["lr"] = cfg.lr * lr_factor(cfg, step, total, time_fraction())
