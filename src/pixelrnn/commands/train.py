@@ -76,11 +76,12 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-FIELDS = ["data", "levels", "crop", "skip_bad", "dynamic_binarization", "shift", "hflip", "dropout",
-          "arch", "hidden", "layers", "head", "skip", "kernel", "base", "factor", "init", "optimizer", "lr", "lr_schedule", "warmup",
-          "weight_decay", "grad_clip", "ema", "batch_size", "epochs", "steps", "max_minutes", "out",
-          "eval_every", "eval_batch_size", "log_every", "save_every", "progress", "seed",
-          "deterministic", "device", "precision", "compile", "threads"]
+FIELDS = ["data", "levels", "crop", "skip_bad", "dynamic_binarization", "shift", "hflip",
+          "dropout", "arch", "hidden", "layers", "head", "skip", "kernel", "base", "factor",
+          "init", "optimizer", "lr", "lr_schedule", "warmup", "weight_decay", "grad_clip", "ema",
+          "batch_size", "epochs", "steps", "max_minutes", "out", "eval_every", "eval_batch_size",
+          "log_every", "save_every", "progress", "seed", "deterministic", "device", "precision",
+          "compile", "threads"]
 
 
 def run(args) -> int:
