@@ -4,10 +4,9 @@
 
 Each value's cost is -log2 p(value | everything before it), the exact teacher-forced conditional;
 their sum is the model's NLL (and, within the coder's overhead, the size of a `pixelrnn compress`
-file). Values are grouped by range (levels split into 0, the low half, the high half without the
-top 2 %, and the top 2 %, for 256 levels: 0, 1-127, 128-250, 251-255; each value alone for 16 levels or
-fewer), plus the zeros whose 5×5
-neighbourhood is all zero ("background"). Prints a Markdown table.
+file). Values are grouped by range: 0, the low half, the high half without the top 2 %, and the
+top 2 % (for 256 levels: 0, 1-127, 128-250, 251-255; each value alone for 16 levels or fewer),
+plus the zeros whose 5×5 neighbourhood is all zero ("background"). Prints a Markdown table.
 """
 from __future__ import annotations
 
