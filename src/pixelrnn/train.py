@@ -395,10 +395,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
                              (cfg.device == "auto" and torch.cuda.is_available())) else "cpu"
     owned = not (dist.is_available() and dist.is_initialized())
     d = init_distributed(device_kind)
+    finished = False
     try:
-        return _train(cfg, resume, d)
+        result = _train(cfg, resume, d)
+        finished = True
+        return result
     finally:
         if owned and d.world > 1 and dist.is_initialized():
+            if finished:  # wait for every rank before the links close (a rank that left early
+                dist.barrier()  # while another was still writing once aborted in gloo's teardown)
             dist.destroy_process_group()  # a clean exit: no gloo / NCCL threads killed at exit
 
 
