@@ -3,6 +3,7 @@
     python bench/sampling.py [--size 28] [--levels 256] [--hidden 64] [--layers 7] [--channels 1]
                              [--threads 2] [--batches 1 16 64] [--repeats 5] [--naive-steps 20]
                              [--naive-batch 16] [--archs pixelcnn row_lstm diagonal_bilstm]
+                             [--device cpu|cuda]
 
 For each architecture and batch size: the time of ``model.sample`` (cached, the default method), the
 time of one teacher-forced forward pass on a batch of the same size (``model._logits`` under
@@ -30,9 +31,16 @@ from pixelrnn.sampling.core import _Chooser
 ARCHS = ["pixelcnn", "row_lstm", "diagonal_bilstm"]
 
 
-def timed(f) -> float:
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(f, device: torch.device) -> float:
+    sync(device)
     t0 = time.perf_counter()
     f()
+    sync(device)
     return time.perf_counter() - t0
 
 
@@ -40,17 +48,20 @@ def naive_step_time(model, n: int, H: int, W: int, steps: int) -> float:
     """Seconds per naive step (one full teacher-forced pass + choosing the value), measured over
     ``steps`` steps in raster order."""
     C = model.channels
-    values = torch.zeros(n, C, H, W, dtype=torch.long)
-    ch = _Chooser(values, None, torch.Generator().manual_seed(0), 1.0, weights=False, record=False,
+    device = model.device
+    values = torch.zeros(n, C, H, W, dtype=torch.long, device=device)
+    ch = _Chooser(values, None, torch.Generator(device=device).manual_seed(0), 1.0, weights=False, record=False,
                   levels=model.levels, record_dtype=torch.float32)
     images = ch.images()
     positions = [(i, j, c) for i in range(H) for j in range(W) for c in range(C)][:steps]
     with torch.no_grad():
         model._logits(images.contiguous())  # warm-up
+        sync(device)
         t0 = time.perf_counter()
         for i, j, c in positions:
             logits = model._logits(images.contiguous())[i, j, :, c]
             ch.choose(logits, c, i * W + j, i, i, W)
+        sync(device)
         return (time.perf_counter() - t0) / len(positions)
 
 
@@ -67,14 +78,21 @@ def main(argv=None) -> int:
     p.add_argument("--naive-steps", type=int, default=20)
     p.add_argument("--naive-batch", type=int, default=16)
     p.add_argument("--archs", nargs="+", default=ARCHS, choices=ARCHS)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     a = p.parse_args(argv)
+    try:
+        device = torch.device(a.device)
+    except RuntimeError:
+        p.error(f"--device: not a device: {a.device!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device here")
     torch.set_num_threads(a.threads)
     H = W = a.size
     C = a.channels
     values = C * H * W
     print(f"`python bench/sampling.py {' '.join(sys.argv[1:] if argv is None else argv)}`".replace(" `", "`"))
     print(f"{H}x{W}, {C} channel(s), {a.levels} levels, h={a.hidden}, {a.layers} layers, "
-          f"{a.threads} threads, torch {torch.__version__}, median of {a.repeats}; "
+          f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{a.threads} threads'}, torch {torch.__version__}, median of {a.repeats}; "
           f"naive = estimate from {a.naive_steps} steps x {values} values\n")
     print("| architecture | batch | forward pass (ms) | cached sampling (ms) | ratio | "
           "naive (est., s) | speedup vs naive | ratio (min/min) |")
@@ -82,18 +100,18 @@ def main(argv=None) -> int:
     for arch in a.archs:
         torch.manual_seed(0)
         model = pixelrnn.create_model(arch, channels=C, levels=a.levels, hidden=a.hidden,
-                                      layers=a.layers).eval()
+                                      layers=a.layers).to(device).eval()
         for n in a.batches:
-            x = torch.randint(0, a.levels, (n, C, H, W))
-            g = torch.Generator().manual_seed(0)
+            x = torch.randint(0, a.levels, (n, C, H, W), device=device)
+            g = torch.Generator(device=device).manual_seed(0)
             with torch.no_grad():
                 model._logits(x)  # warm-up
             model.sample(n, height=min(H, 4), width=W, generator=g)  # warm-up
             fwd, smp = [], []
             for _ in range(a.repeats):
                 with torch.no_grad():
-                    fwd.append(timed(lambda: model._logits(x)))
-                smp.append(timed(lambda: model.sample(n, height=H, width=W, generator=g)))
+                    fwd.append(timed(lambda: model._logits(x), device))
+                smp.append(timed(lambda: model.sample(n, height=H, width=W, generator=g), device))
             f, s = statistics.median(fwd), statistics.median(smp)
             naive = speedup = "-"
             if n == a.naive_batch:

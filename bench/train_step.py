@@ -1,16 +1,19 @@
 """Training-step time per architecture and its ratio to PixelCNN, measured in one run.
 
     python bench/train_step.py [--batch 16] [--size 28] [--levels 256] [--hidden 64] [--layers 7]
-                               [--threads 2] [--repeats 5]
+                               [--threads 2] [--repeats 5] [--device cpu|cuda] [--precision fp32|bf16]
 
 One step = forward + backward of the mean NLL (no optimizer). The architectures are timed in
 interleaved rounds and the median per architecture is reported, so that load on a shared machine
-affects all of them alike.
+affects all of them alike. On a GPU every timing ends with ``torch.cuda.synchronize()``; bf16 is
+autocast, as ``pixelrnn train --precision bf16`` does it.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
+import sys
 import time
 
 import torch
@@ -20,9 +23,14 @@ import pixelrnn
 ARCHS = ["pixelcnn", "row_lstm", "diagonal_bilstm"]
 
 
-def step(model, x):
-    loss = -model.log_prob(x).mean()
+def step(model, x, precision: str):
+    autocast = (torch.autocast(x.device.type, dtype=torch.bfloat16) if precision == "bf16"
+                else contextlib.nullcontext())
+    with autocast:
+        loss = -model.log_prob(x).mean()
     loss.backward()
+    if x.device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def main(argv=None):
@@ -35,32 +43,43 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--archs", nargs="+", default=ARCHS)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     a = p.parse_args(argv)
+    try:
+        device = torch.device(a.device)
+    except RuntimeError:
+        p.error(f"--device: not a device: {a.device!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device here")
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    x = torch.randint(0, a.levels, (a.batch, 1, a.size, a.size))
+    x = torch.randint(0, a.levels, (a.batch, 1, a.size, a.size), device=device)
     models = {arch: pixelrnn.create_model(arch, channels=1, levels=a.levels, hidden=a.hidden,
-                                          layers=a.layers) for arch in a.archs}
-    for m in models.values():  # warm-up
-        step(m, x)
+                                          layers=a.layers).to(device) for arch in a.archs}
+    for m in models.values():  # warm-up (twice: the first CUDA step also sets up the kernels)
+        step(m, x, a.precision)
+        step(m, x, a.precision)
     times = {arch: [] for arch in a.archs}
     for _ in range(a.repeats):
         for arch, m in models.items():
             m.zero_grad(set_to_none=True)
             t0 = time.perf_counter()
-            step(m, x)
+            step(m, x, a.precision)
             times[arch].append(time.perf_counter() - t0)
     base = statistics.median(times["pixelcnn"]) if "pixelcnn" in times else None
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda" else f"{a.threads} threads")
     print(f"batch {a.batch}, {a.size}x{a.size}, {a.levels} levels, h={a.hidden}, {a.layers} layers, "
-          f"{a.threads} threads, torch {torch.__version__}, median of {a.repeats}")
-    print(f"| {'architecture':<16} | {'params':>8} | {'ms/step':>8} | {'vs PixelCNN':>11} |")
-    print(f"|{'-' * 18}|{'-' * 10}|{'-' * 10}|{'-' * 13}|")
+          f"{where}, {a.precision}, torch {torch.__version__}, median of {a.repeats}")
+    print(f"| {'architecture':<16} | {'params':>8} | {'ms/step':>8} | {'images/s':>8} | {'vs PixelCNN':>11} |")
+    print(f"|{'-' * 18}|{'-' * 10}|{'-' * 10}|{'-' * 10}|{'-' * 13}|")
     for arch, m in models.items():
         med = statistics.median(times[arch]) * 1000
         ratio = f"{med / (base * 1000):.2f}x" if base else "-"
         n = sum(p.numel() for p in m.parameters())
-        print(f"| {arch:<16} | {n:>8} | {med:>8.1f} | {ratio:>11} |")
+        print(f"| {arch:<16} | {n:>8} | {med:>8.1f} | {a.batch / med * 1000:>8.0f} | {ratio:>11} |")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,9 +1,11 @@
-"""Smoke tests of the analysis scripts under bench/ (the timed benchmarks themselves are not run)."""
+"""Smoke tests of the scripts under bench/: what the analysis scripts compute, and the timed benchmarks
+run at toy sizes (their timings are not checked)."""
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 import pixelrnn
@@ -27,3 +29,34 @@ def test_bits_by_value_accounts_for_every_bit(tmp_path):
     parts = [rows[k] for k in ("0", "1-7", "8-15", "16")]  # 17 levels: 0, low half, high half, top
     assert abs(sum(r[0] for r in parts) - 100) < 0.5 and abs(sum(r[1] for r in parts) - 100) < 0.5
     assert rows["background 0 (5×5 all 0)"][1] <= rows["0"][1]
+
+
+def _bench(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_train_step_bench_prints_one_row_per_architecture():
+    r = _bench("bench/train_step.py", "--batch", "2", "--size", "6", "--hidden", "4", "--layers", "1",
+               "--repeats", "1", "--threads", "1", "--precision", "bf16")
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| ") and "architecture" not in line]
+    assert [row.split("|")[1].strip() for row in rows] == ["pixelcnn", "row_lstm", "diagonal_bilstm"]
+    assert rows[0].split("|")[-2].strip() == "1.00x"  # PixelCNN against itself
+    assert "bf16" in r.stdout
+
+
+def test_sampling_bench_prints_one_row_per_architecture():
+    r = _bench("bench/sampling.py", "--size", "4", "--hidden", "4", "--layers", "1", "--batches", "2",
+               "--naive-batch", "2", "--naive-steps", "2", "--repeats", "1", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if re.match(r"\| [a-z_]+ \| 2 \|", line)]
+    assert [row.split("|")[1].strip() for row in rows] == ["pixelcnn", "row_lstm", "diagonal_bilstm"]
+
+
+@pytest.mark.parametrize("script", ["bench/train_step.py", "bench/sampling.py"])
+@pytest.mark.parametrize("device, message", [("cuda", "no CUDA device here"), ("nonsense", "not a device")])
+def test_benches_reject_a_device_they_cannot_use(script, device, message):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    r = _bench(script, "--device", device)
+    assert r.returncode == 2 and message in r.stderr.splitlines()[-1]

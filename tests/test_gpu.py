@@ -59,3 +59,18 @@ def test_short_training_run_on_gpu(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["test"]["nll_nats"] < 544  # below a uniform model (784 ln 2)
     assert pixelrnn.load(out / "last.safetensors").config.arch == "row_lstm"
+
+
+@pytest.mark.parametrize("script", ["bench/train_step.py", "bench/sampling.py"])
+def test_timed_benches_run_on_gpu(script):
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+    small = (["--batch", "4", "--size", "8", "--precision", "bf16"] if "train_step" in script
+             else ["--size", "6", "--batches", "4", "--naive-batch", "4", "--naive-steps", "2"])
+    r = subprocess.run([sys.executable, script, "--device", "cuda", "--hidden", "8", "--layers", "2",
+                        "--repeats", "2", *small], cwd=Path(__file__).resolve().parents[1],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert torch.cuda.get_device_name() in r.stdout and re.search(r"\|\s*row_lstm\s*\|", r.stdout)
