@@ -5,6 +5,10 @@
 #   on the device:   bash bench/gpu_session.sh            # the `device` tool's run, carry [".whl"]
 #   a dry run here:  DEVICE=cpu MINUTES=0.3 HIDDEN=8 LAYERS=2 OUT=/tmp/gs bash bench/gpu_session.sh
 #
+# Settings (environment variables, defaults below): PY, DEVICE, MINUTES, ARCH, HIDDEN, LAYERS, BATCH,
+# LR, TRAIN_ARGS (more `pixelrnn train` options), SIZE (the benchmarks' image side), LIMIT (code only
+# the first LIMIT test images), OUT (set by the device tool).
+#
 # On the device it
 #   1. installs the carried wheels (constriction, mlxtend: the device image has neither) in /tmp/site;
 #   2. runs the GPU tests (pytest -m gpu)                                  -> $OUT/gpu-tests.txt
@@ -36,6 +40,8 @@ LAYERS=${LAYERS:-7}
 BATCH=${BATCH:-64}
 LR=${LR:-1e-3}
 TRAIN_ARGS=${TRAIN_ARGS:---shift 1 --ema 0.999 --warmup 200}  # more `pixelrnn train` options
+SIZE=${SIZE:-28}  # image side in the two timed benchmarks
+LIMIT=${LIMIT:-}  # code only the first LIMIT test images (default: all 1000)
 OUT=${OUT:?OUT must name the folder for the results}
 mkdir -p "$OUT"
 run_dir=$(mktemp -d)/run
@@ -44,9 +50,12 @@ step() {  # step NAME LOG COMMAND...: run it, keep its output, count a failure
     local name=$1 log=$2
     shift 2
     echo "== $name: $*" | tee -a "$log"
+    local t0=$SECONDS start
+    start=$(($(wc -l < "$log") + 1))
     "$@" >> "$log" 2>&1
     local rc=$?
-    tail -n 25 "$log"
+    tail -n "+$start" "$log" | tail -n 25
+    echo "== $name: $((SECONDS - t0)) s" | tee -a "$log"
     if (( rc != 0 )); then echo "== $name FAILED (exit $rc)"; failed=$((failed + 1)); fi
 }
 
@@ -61,11 +70,11 @@ torch.cuda.get_device_name() if torch.cuda.is_available() else 'none')" ||
     { echo "a module is missing: run 'bash bench/gpu_session.sh --fetch' here and carry .whl"; exit 98; }
 
 step "GPU tests" "$OUT/gpu-tests.txt" $PY -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py
-step "training step" "$OUT/bench.txt" $PY bench/train_step.py --device "$DEVICE" --batch "$BATCH" \
+step "training step" "$OUT/bench.txt" $PY bench/train_step.py --device "$DEVICE" --batch "$BATCH" --size "$SIZE" \
     --hidden "$HIDDEN" --layers "$LAYERS" --repeats 5
-step "training step, bf16" "$OUT/bench.txt" $PY bench/train_step.py --device "$DEVICE" --batch "$BATCH" \
+step "training step, bf16" "$OUT/bench.txt" $PY bench/train_step.py --device "$DEVICE" --batch "$BATCH" --size "$SIZE" \
     --hidden "$HIDDEN" --layers "$LAYERS" --repeats 5 --precision bf16
-step "sampling" "$OUT/bench.txt" $PY bench/sampling.py --device "$DEVICE" --hidden "$HIDDEN" \
+step "sampling" "$OUT/bench.txt" $PY bench/sampling.py --device "$DEVICE" --size "$SIZE" --hidden "$HIDDEN" \
     --layers "$LAYERS" --batches 1 64 --naive-batch 64 --repeats 3
 # shellcheck disable=SC2086  # TRAIN_ARGS is a list of options
 step "training" "$OUT/train.txt" $PY -m pixelrnn train --data mnist --arch "$ARCH" --hidden "$HIDDEN" \
@@ -75,7 +84,8 @@ step "training" "$OUT/train.txt" $PY -m pixelrnn train --data mnist --arch "$ARC
 for f in metrics.jsonl config.json best.safetensors; do [[ -f $run_dir/$f ]] && cp "$run_dir/$f" "$OUT/"; done
 if [[ -f $run_dir/best.safetensors ]]; then
     step "compression" "$OUT/compression.txt" $PY bench/compression.py --datasets mnist \
-        --checkpoint "mnist=$run_dir/best.safetensors" --threads 1 --out "$(dirname "$run_dir")/bench"
+        --checkpoint "mnist=$run_dir/best.safetensors" --threads 1 --out "$(dirname "$run_dir")/bench" \
+        ${LIMIT:+--limit "$LIMIT"}
 fi
 echo "== $failed step(s) failed; results in $OUT: $(ls "$OUT" | tr '\n' ' ')"
 exit "$failed"

@@ -60,3 +60,21 @@ def test_benches_reject_a_device_they_cannot_use(script, device, message):
         pytest.skip("this machine has CUDA")
     r = _bench(script, "--device", device)
     assert r.returncode == 2 and message in r.stderr.splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_gpu_session_script_dry_run_on_cpu(tmp_path):
+    """bench/gpu_session.sh with DEVICE=cpu and a toy model: every step runs and its file is there."""
+    import os
+    out = tmp_path / "out"
+    env = dict(os.environ, DEVICE="cpu", MINUTES="0.05", HIDDEN="4", LAYERS="1", BATCH="4", LIMIT="20", SIZE="8",
+               PY=sys.executable, OUT=str(out))
+    r = subprocess.run(["bash", "bench/gpu_session.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "0 step(s) failed" in r.stdout
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["bench.txt", "best.safetensors", "compression.txt", "config.json", "gpu-tests.txt",
+                     "metrics.jsonl", "train.txt"]
+    assert "round trip bit-exact" in (out / "compression.txt").read_text()
+    assert pixelrnn.load(out / "best.safetensors").config.hidden == 4
