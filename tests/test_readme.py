@@ -1,0 +1,32 @@
+"""The README's Python example runs as written, and its comments say what the objects are."""
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", README.read_text(), flags=re.S | re.M)
+
+
+@pytest.mark.slow
+def test_readme_python_example(tmp_path, monkeypatch):
+    blocks = python_blocks()
+    assert len(blocks) == 1
+    monkeypatch.chdir(tmp_path)
+    ns: dict = {}
+    exec(compile(blocks[0], str(README), "exec"), ns)
+    x, known = ns["x"], ns["known"]
+    assert ns["logits"].shape == (8, 2, 1, 28, 28)
+    assert ns["logp"].shape == ns["bpd"].shape == (8,)
+    assert ns["per_value"].shape == x.shape
+    torch.testing.assert_close(ns["per_value"].flatten(1).sum(1), ns["logp"])
+    torch.testing.assert_close(ns["model2"].log_prob(x), ns["logp"])
+    assert ns["samples"].shape == (16, 1, 28, 28)
+    assert torch.equal(ns["filled"][known], x[known])
+    assert ns["scores"].shape == (8,)
+    assert len(ns["images"]) == 8 and all(torch.equal(a, b) for a, b in zip(ns["images"], x))
+    assert (tmp_path / "m.safetensors").is_file()
