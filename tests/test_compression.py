@@ -2,6 +2,7 @@
 size, code length close to the model's NLL, every kind of damaged or foreign file a one-line error
 with nothing written, and a fuzzed decoder that only ever raises FormatError (never a crash, a
 hang or wrong pixels)."""
+import importlib.util
 import os
 import struct
 import zlib
@@ -471,7 +472,13 @@ def test_cli_refuses_lossy_inputs(ckpts, tmp_path, capsys):
     npz = tmp_path / "big.npz"
     np.savez(npz, images=np.full((2, 1, 4, 5), 7, np.uint8))
     out = tmp_path / "o.prnn"
-    cases = [(["gray", str(rgb)], "is RGB but the model takes gray"),
+    wide = []  # 16-bit RGB / RGBA PNGs: Pillow opens them as 8-bit modes, keeping the high byte
+    if importlib.util.find_spec("imagecodecs"):
+        import imagecodecs
+        for name, c in (("rgb16.png", 3), ("rgba16.png", 4)):
+            (tmp_path / name).write_bytes(imagecodecs.png_encode(np.full((3, 3, c), 0x12ff, np.uint16)))
+            wide.append((["rgb", str(tmp_path / name)], "16-bit samples"))
+    cases = wide + [(["gray", str(rgb)], "is RGB but the model takes gray"),
              (["rgb", str(gray)], "is gray but the model takes RGB"),
              (["binary", str(gray)], "cannot represent"),
              (["rgb", str(rgba)], "transparent"),

@@ -307,6 +307,19 @@ def test_folder_jpeg_rgba_and_palette(tmp_path):
         assert np.abs(image - smooth.transpose(2, 0, 1)).max() <= 3
 
 
+def test_folder_refuses_samples_of_more_than_8_bits(tmp_path):
+    """16-bit RGB, RGBA and gray + alpha PNGs open in Pillow as 8-bit modes (the high byte):
+    loading them would silently drop the low byte, so they are refused like 16-bit gray."""
+    imagecodecs = pytest.importorskip("imagecodecs")
+    for c in (1, 2, 3, 4):
+        folder = tmp_path / f"c{c}"
+        folder.mkdir()
+        _save(folder / "ok.png", _gray(1))
+        (folder / "wide.png").write_bytes(imagecodecs.png_encode(np.full((6, 5, c), 0x12ff, np.uint16)))
+        with pytest.raises(DataError, match=r"wide\.png.*16-bit|wide\.png.*I;16"):
+            load_dataset(f"folder:{folder}", "all")
+
+
 def test_folder_broken_files_name_the_file(tmp_path):
     _save(tmp_path / "good.png", _gray(1, 32, 32))
     data = (tmp_path / "good.png").read_bytes()
@@ -404,6 +417,15 @@ def test_npz_train_test_keys(tmp_path):
     assert len(load_dataset(f"npz:{tmp_path / 'd.npz'}", "all")) == 10
     np.savez_compressed(tmp_path / "e.npz", train=tr, test=te)
     assert np.array_equal(load_dataset(f"npz:{tmp_path / 'e.npz'}", "test").images.numpy(), te)
+
+
+def test_npz_splits_of_different_sizes_need_a_crop(tmp_path):
+    tr, te = _images(n=7, c=1, seed=1, h=8, w=8), _images(n=3, c=1, seed=2, h=6, w=6)
+    np.savez(tmp_path / "d.npz", x_train=tr, x_test=te)
+    with pytest.raises(DataError, match=r"train images are 1x8x8 but test images are 1x6x6"):
+        load_dataset(f"npz:{tmp_path / 'd.npz'}", "all")
+    both = load_dataset(f"npz:{tmp_path / 'd.npz'}", "all", crop=(6, 6)).images.numpy()
+    assert np.array_equal(both, np.concatenate([tr[..., 1:7, 1:7], te]))
 
 
 def test_npz_single_array(tmp_path):

@@ -235,6 +235,23 @@ def test_bad_train_arguments(tmp_path, capsys):
         assert msg in err and err.count("\n") == 1
 
 
+def test_train_and_test_splits_of_different_shapes_are_refused(tmp_path, capsys):
+    """x_train 8x8 with x_test 4x4 (or gray with RGB) would train on one size and report the NLL of
+    another: a one-line error before anything is written."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    for name, test_shape, msg in [("size", (5, 4, 4, 3), "train images are 3x8x8 but test images are 3x4x4"),
+                                  ("channels", (5, 8, 8), "train images are 3x8x8 but test images are 1x8x8")]:
+        data = tmp_path / f"{name}.npz"
+        np.savez(data, x_train=rng.integers(0, 256, (20, 8, 8, 3), dtype=np.uint8),
+                 x_test=rng.integers(0, 256, test_shape, dtype=np.uint8))
+        out = tmp_path / f"run-{name}"
+        assert cli("train", *TINY, "--data", f"npz:{data}", "--steps", "1", "--out", out) == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1
+        assert not out.exists()
+
+
 def test_tensorboard_event_files(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

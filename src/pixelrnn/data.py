@@ -419,6 +419,11 @@ def _finish(spec: str, split: str, parts: _Parts, levels: int | None,
         arr, names = (parts.train, parts.train_names) if which == "train" else (parts.test, parts.test_names)
         return list(names) if names is not None else [f"{which}/{i}" for i in range(len(arr))]
 
+    if not parts.same and parts.train is not None and parts.test is not None:  # whichever split is asked for
+        tr, te = parts.train.shape[1:], parts.test.shape[1:]
+        if tr[0] != te[0] or (crop is None and tr != te):
+            raise DataError(f"{spec}: train images are {_shape_str(parts.train)} but test images are "
+                            f"{_shape_str(parts.test)}")
     probs = None
     if split == "train":
         images, names, probs = parts.train, names_of("train"), parts.train_probs
@@ -427,9 +432,9 @@ def _finish(spec: str, split: str, parts: _Parts, levels: int | None,
     elif parts.same:
         images, names = parts.train, names_of("train")
     else:
-        if parts.train.shape[1:] != parts.test.shape[1:]:
-            raise DataError(f"{spec}: train images are {_shape_str(parts.train)} but test images are "
-                            f"{_shape_str(parts.test)}")
+        if crop is not None:  # both splits to the same size first
+            parts.train, parts.test = (_center_crop(a, crop, spec) for a in (parts.train, parts.test))
+            crop = None
         images = np.concatenate([parts.train, parts.test])
         names = names_of("train") + names_of("test")
 
@@ -533,6 +538,11 @@ def _mnist_binarized() -> np.ndarray:
 def _load_binarized_mnist(split: str) -> _Parts:
     b = _mnist_binarized()
     train, test = _mnist_perm()
+    if not parts.same and parts.train is not None and parts.test is not None:  # whichever split is asked for
+        tr, te = parts.train.shape[1:], parts.test.shape[1:]
+        if tr[0] != te[0] or (crop is None and tr != te):
+            raise DataError(f"{spec}: train images are {_shape_str(parts.train)} but test images are "
+                            f"{_shape_str(parts.test)}")
     probs = None
     if split == "train":
         probs = (_mnist_pixels()[train] / 255).astype(np.float32)
@@ -619,13 +629,26 @@ def _image_files(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
+def _has_wide_samples(im) -> bool:
+    """Whether the file stores more than 8 bits per sample. Pillow opens 16-bit RGB(A) and gray +
+    alpha PNGs as its 8-bit modes (keeping the high byte); the raw mode of the file's tiles tells."""
+    for tile in im.tile:  # (codec, box, offset, args); args: the raw mode, or a tuple starting with it
+        args = tile[3] if len(tile) > 3 else None
+        raw = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else None
+        if isinstance(raw, str) and (";16" in raw or ";32" in raw):
+            return True
+    return False
+
+
 def _read_image(path: Path) -> np.ndarray:
     """(H, W) gray or (H, W, 3) RGB uint8 pixels of one PNG/JPEG."""
     from PIL import Image
     try:
         with Image.open(path) as im:
             mode = im.mode
-            if mode in _GRAY_MODES:
+            if _has_wide_samples(im):  # e.g. a 16-bit RGB PNG: Pillow opens it as 8-bit "RGB"
+                mode = mode if "16" in mode else f"{mode} with 16-bit samples"
+            elif mode in _GRAY_MODES:
                 return np.asarray(im.convert("L"))
             if mode in _COLOR_MODES:
                 return np.asarray(im.convert("RGB"))
