@@ -44,6 +44,13 @@ def test_train_then_eval_through_the_cli(tmp_path, capsys):
     ev = json.loads(capsys.readouterr().out)
     assert ev["images"] == 359 and ev["nll_nats"] == pytest.approx(summary["test"]["nll_nats"], rel=1e-6)
     assert ev["bits_per_dim"] == pytest.approx(ev["nll_nats"] / (64 * 0.6931471805599453))
+    bad = ["bogus", "cuda:x"] + ([] if torch.cuda.is_available() else ["cuda"])
+    for command in (["eval", out / "last.safetensors", "--data", "digits"],
+                    ["score", out / "last.safetensors", "--data", "digits"]):
+        for device in bad:  # a one-line error, not a traceback from deep inside torch
+            assert cli(*command, "--device", device) == 2
+            err = capsys.readouterr().err
+            assert "--device" in err and err.count("\n") == 1
 
 
 def test_progress_bar_shows_loss_bits_speed_and_time_left(tmp_path, capsys):

@@ -19,12 +19,11 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import torch
-
     from ..data import load_dataset, parse_size
     from ..evaluate import evaluate
     from ..io import load
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    from . import resolve_device
+    device = resolve_device(args.device)
     if args.batch_size < 1:
         raise ValueError("--batch-size must be >= 1")
     model = load(args.checkpoint, map_location=device)

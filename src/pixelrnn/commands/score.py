@@ -171,11 +171,10 @@ def _emit_csv(target: str, header: list[str], rows: list[list]) -> None:
 
 
 def run(args) -> int:
-    import torch
-
     from ..io import load
+    from . import resolve_device
     _check_args(args)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = resolve_device(args.device)
     model = load(args.checkpoint, map_location=device)
     images, names, what = _load_images(args, model)
     notes = []
