@@ -206,3 +206,34 @@ def test_complete_errors(ckpt, tmp_path, capsys, case, match):
     assert main(args) == 2
     assert match in error_line(capsys)
     assert not (tmp_path / "c.png").exists()
+
+
+def test_existing_outputs_need_force(ckpt, tmp_path, capsys):
+    """sample, complete and score never replace a file the user named without --force."""
+    files = write_pngs(tmp_path, 2, 6, 5)
+    keep = tmp_path / "keep.png"
+    keep.write_bytes(b"precious")
+    keep_npz, keep_csv = tmp_path / "keep.npz", tmp_path / "keep.csv"
+    keep_npz.write_bytes(b"precious")
+    keep_csv.write_bytes(b"precious")
+    fresh = str(tmp_path / "fresh.png")
+    runs = {
+        "sample": (["sample", str(ckpt), "-n", "2", "--no-progress"], ["--out", str(keep)],
+                   ["--out", fresh, "--npz", str(keep_npz)]),
+        "complete": (["complete", str(ckpt), *files, "--mask", "bottom-half", "--no-progress"],
+                     ["--out", str(keep)], ["--out", fresh, "--npz", str(keep_npz)]),
+        "score": (["score", str(ckpt), *files], ["--csv", str(keep_csv)], ["--heatmap", str(keep)]),
+    }
+    for base, *outputs in runs.values():
+        for out in outputs:
+            assert main(base + out) == 2
+            assert "exists (use --force to overwrite)" in error_line(capsys)
+            assert keep.read_bytes() == keep_npz.read_bytes() == keep_csv.read_bytes() == b"precious"
+            assert not (tmp_path / "fresh.png").exists()
+    for base, *outputs in runs.values():
+        for out in outputs:
+            assert main(base + out + ["--force"]) == 0
+    assert keep.read_bytes() != b"precious" and keep_csv.read_bytes() != b"precious"
+    assert np.load(keep_npz)["images"].shape[0] == 2
+    assert main(["sample", str(ckpt), "-n", "1", "--out", fresh, "--npz", fresh, "--force"]) == 2
+    assert "same file" in error_line(capsys)

@@ -13,6 +13,7 @@ size). ``--mask`` says which pixels are unknown:
 The grid has three rows: the occluded input (unknown pixels in red), the completions, the
 originals. ``--particles K`` draws K candidates per image and keeps one by the likelihood of the
 known pixels after the first unknown one (K times the work). Same --seed -> same images.
+Outputs are written atomically; an existing file is not overwritten without ``--force``.
 """
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="images completed together (64)")
     p.add_argument("--out", required=True, help="PNG grid to write")
     p.add_argument("--npz", help="also write images, known (bool N,1,H,W), originals and levels")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--progress", dest="progress", action="store_true", default=None)

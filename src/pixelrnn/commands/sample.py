@@ -3,7 +3,8 @@
 Writes a PNG grid of the samples (values scaled from [0, levels) to 0..255, near-square grid
 with 1 px gaps) and optionally an .npz with ``images`` (uint8 N, C, H, W) and ``levels``. The
 image size comes from ``--size HxW`` or from the checkpoint's ``image_size`` metadata. The same
-``--seed`` (with the same ``--batch-size``) gives the same images.
+``--seed`` (with the same ``--batch-size``) gives the same images. Outputs are written atomically;
+an existing file is not overwritten without ``--force``.
 """
 from __future__ import annotations
 
@@ -54,9 +55,12 @@ def make_progress(enabled, total: int, desc: str):
     return bar, callback
 
 
-def check_out_path(path: str, flag: str) -> None:
+def check_out_path(path: str, flag: str, force: bool = False) -> None:
+    """An output file: not a directory, and not an existing file unless ``force``."""
     if os.path.isdir(path):
         raise ValueError(f"{flag} {path} is a directory")
+    if os.path.lexists(path) and not force:
+        raise FileExistsError(f"{path} exists (use --force to overwrite)")
 
 
 def check_generation_args(args) -> None:
@@ -69,9 +73,11 @@ def check_generation_args(args) -> None:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    check_out_path(args.out, "--out")
+    check_out_path(args.out, "--out", args.force)
     if args.npz:
-        check_out_path(args.npz, "--npz")
+        check_out_path(args.npz, "--npz", args.force)
+        if os.path.abspath(args.npz) == os.path.abspath(args.out):
+            raise ValueError("--out and --npz name the same file")
 
 
 def register(sub) -> None:
@@ -85,6 +91,7 @@ def register(sub) -> None:
     p.add_argument("--temperature", type=float, default=1.0,
                    help="divide the logits by T > 0 (1: the model's distribution)")
     p.add_argument("--npz", help="also write the images (uint8 N,C,H,W) and levels to this .npz")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.add_argument("--method", choices=["cached", "naive"], default="cached",
                    help="cached (default, about one forward pass) or naive (reference, slow)")
     p.add_argument("--batch-size", type=int, default=64, help="images sampled together (64)")

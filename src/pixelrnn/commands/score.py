@@ -29,7 +29,8 @@ Output
     or ``--csv FILE`` (``-``: stdout). With ``--ood``: a Markdown table, ``--json`` or ``--csv``
     (ood, method, roc_auc, aupr, ood_images, in_images). ``--heatmap PNG`` shows the first
     ``--heatmap-count`` scored images beside their per-pixel -log p maps. ``--limit N`` scores only
-    the first N images (and at most N per OOD set).
+    the first N images (and at most N per OOD set). Files are written atomically; a named output
+    that exists is not overwritten without ``--force``.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ import csv
 import io
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -75,6 +77,8 @@ def register(sub) -> None:
     p.add_argument("--hist", metavar="PNG", help="histogram of the --ood scores (default: "
                    "<checkpoint without suffix>.ood-hist.png)")
     p.add_argument("--no-hist", action="store_true", help="do not write the --ood histogram")
+    p.add_argument("--force", action="store_true", help="overwrite existing --csv / --heatmap / --hist "
+                   "files (the default histogram path is always replaced)")
     p.set_defaults(func=run, trailing_positionals="images")
 
 
@@ -103,6 +107,14 @@ def _check_args(args) -> None:
                              f"or a dataset: {', '.join(DATASETS)}, {', '.join(USER_FORMATS)}")
     if args.ood and len(set(args.ood)) != len(args.ood):
         raise ValueError("an --ood set is given twice")
+    from .sample import check_out_path
+    named = [(f, v) for f, v in (("--csv", args.csv), ("--heatmap", args.heatmap), ("--hist", args.hist))
+             if v and v != "-"]
+    for flag, path in named:
+        check_out_path(path, flag, args.force)
+    paths = [os.path.abspath(v) for _, v in named]
+    if len(set(paths)) != len(paths):
+        raise ValueError("two outputs (--csv, --heatmap, --hist) name the same file")
 
 
 def _load_images(args, model):
