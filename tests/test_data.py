@@ -278,6 +278,23 @@ def test_folder_recursive_and_subfolder_splits(tmp_path):
     assert np.array_equal(test.images[0, 0].numpy(), _gray(20))
 
 
+def test_folder_follows_symlinks_once(tmp_path):
+    root, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    _save(root / "real" / "r.png", _gray(1))
+    _save(elsewhere / "e0.png", _gray(2))
+    _save(elsewhere / "e1.png", _gray(3))
+    try:
+        (root / "linked").symlink_to(elsewhere, target_is_directory=True)
+        (root / "file.png").symlink_to(root / "real" / "r.png")
+        (root / "real" / "loop").symlink_to(root, target_is_directory=True)  # a cycle
+    except OSError:
+        pytest.skip("no symlinks here")
+    ds = load_dataset(f"folder:{root}", "all")
+    assert sorted(ds.names) == ["file.png", "linked/e0.png", "linked/e1.png", "real/r.png"]
+    by_name = dict(zip(ds.names, ds.images[:, 0].numpy()))
+    assert np.array_equal(by_name["linked/e1.png"], _gray(3))
+
+
 def test_folder_mixed_gray_and_rgb_becomes_rgb(tmp_path):
     _save(tmp_path / "gray.png", _gray(1))
     _save(tmp_path / "color.png", _rgb(2))

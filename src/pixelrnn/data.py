@@ -49,9 +49,10 @@ User data (spec ``PREFIX:PATH``; 256 levels)
 --------------------------------------------
 ``folder:PATH``
     PNG and JPEG files (``.png``, ``.jpg``, ``.jpeg``, any case) found recursively under PATH, sorted
-    by relative path; other files, and files or folders whose name starts with ``.``, are ignored.
-    Palette, RGBA, CMYK... images become RGB (alpha dropped), 1-bit/LA become gray; other modes
-    (e.g. 16-bit) are unsupported. If any image is RGB, the gray ones are converted to RGB (the
+    by relative path (symlinked files and folders followed, a link loop visited once); other files,
+    and files or folders whose name starts with ``.``, are ignored. Palette, RGBA, CMYK... images
+    become RGB (alpha dropped), 1-bit/LA become gray; other modes, and any file with 16-bit samples
+    (also 16-bit RGB, which Pillow would open as 8-bit), are unsupported. If any image is RGB, the gray ones are converted to RGB (the
     value repeated in the three channels); otherwise the data is 1-channel. All images must have
     one size unless ``crop=(H, W)`` is given (each image is then center-cropped; one smaller than
     the crop is an error naming it). If PATH has both ``train/`` and ``test/`` subfolders they are
@@ -616,10 +617,17 @@ _COLOR_MODES = {"P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB"
 
 
 def _image_files(root: Path) -> list[Path]:
-    """PNG/JPEG files under ``root`` (recursive, hidden entries skipped), sorted by relative path."""
+    """PNG/JPEG files under ``root`` (recursive, hidden entries skipped), sorted by relative path.
+    Symlinked folders are followed, each folder visited once (a link loop ends there)."""
     found = []
-    for dirpath, dirnames, filenames in os.walk(root):  # does not follow symlinked folders
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))  # a fixed visiting order
         for name in filenames:
             if name.startswith(".") or not name.lower().endswith(IMAGE_SUFFIXES):
                 continue
