@@ -181,6 +181,16 @@ def test_bad_levels(spec, levels, match):
         load_dataset(spec, "test", levels=levels)
 
 
+def test_levels_that_collapse_the_data_are_an_error(tmp_path):
+    """0/1 pixels stored as 8-bit, asked for 2 levels: v * 2 // 256 makes every value 0."""
+    np.save(tmp_path / "bits.npy", np.random.default_rng(0).integers(0, 2, (10, 1, 4, 4), dtype=np.uint8))
+    with pytest.raises(DataError, match=r"levels=2 maps every value of .*bits\.npy to 0: its values are 0\.\.1"):
+        load_dataset(f"npy:{tmp_path / 'bits.npy'}", "all", levels=2)
+    assert load_dataset(f"npy:{tmp_path / 'bits.npy'}", "all", levels=256).images.max() == 1
+    np.save(tmp_path / "flat.npy", np.full((10, 1, 4, 4), 9, np.uint8))  # constant data stays allowed
+    assert load_dataset(f"npy:{tmp_path / 'flat.npy'}", "all", levels=2).images.max() == 0
+
+
 def test_crop():
     full = load_dataset("mnist", "test")
     cropped = load_dataset("mnist", "test", crop=(20, 16))

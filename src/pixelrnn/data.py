@@ -447,7 +447,12 @@ def _finish(spec: str, split: str, parts: _Parts, levels: int | None,
     if levels is not None and levels > native:
         raise DataError(f"levels={levels} is more than the {native} levels of {spec}")
     if levels is not None and levels != native:
+        lo, hi = (int(images.min()), int(images.max())) if images.size else (0, 0)
         images = (images.astype(np.uint16) * levels // native).astype(np.uint8)
+        if lo != hi and images.min() == images.max():  # e.g. 0/1 pixels with levels=2: all 0
+            raise DataError(f"levels={levels} maps every value of {spec} to {int(images[(0,) * images.ndim])}: "
+                            f"its values are {lo}..{hi} and requantizing takes v * {levels} // {native} "
+                            f"(data with {native} levels); scale the data to 0..{native - 1} first")
     else:
         levels = native
 
@@ -539,11 +544,6 @@ def _mnist_binarized() -> np.ndarray:
 def _load_binarized_mnist(split: str) -> _Parts:
     b = _mnist_binarized()
     train, test = _mnist_perm()
-    if not parts.same and parts.train is not None and parts.test is not None:  # whichever split is asked for
-        tr, te = parts.train.shape[1:], parts.test.shape[1:]
-        if tr[0] != te[0] or (crop is None and tr != te):
-            raise DataError(f"{spec}: train images are {_shape_str(parts.train)} but test images are "
-                            f"{_shape_str(parts.test)}")
     probs = None
     if split == "train":
         probs = (_mnist_pixels()[train] / 255).astype(np.float32)
