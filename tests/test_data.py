@@ -714,3 +714,6 @@ def test_augment_hflip_and_errors():
             augment(x, shift=bad)
     with pytest.raises(ValueError, match="batch"):
         augment(x[0], shift=1)
+    g = torch.Generator().manual_seed(2)  # a numpy integer is an integer
+    assert torch.equal(augment(x, shift=np.int64(1), generator=g),
+                       augment(x, shift=1, generator=torch.Generator().manual_seed(2)))

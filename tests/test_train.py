@@ -259,6 +259,22 @@ def test_train_and_test_splits_of_different_shapes_are_refused(tmp_path, capsys)
         assert not out.exists()
 
 
+def test_skip_bad_warns_once_per_file_in_one_line(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(folder / f"ok{i}.png")
+    (folder / "broken.png").write_text("not a picture")
+    out = tmp_path / "run"
+    assert cli("train", *TINY, "--data", f"folder:{folder}", "--skip-bad", "--steps", "1", "--out", out) == 0
+    err = capsys.readouterr().err.splitlines()
+    warned = [line for line in err if "broken.png" in line]
+    assert len(warned) == 1 and warned[0].startswith("pixelrnn train: warning: skipping")
+    assert json.loads((out / "config.json").read_text())["data"]["skipped"] == [str(folder / "broken.png")]
+
+
 def test_tensorboard_event_files(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

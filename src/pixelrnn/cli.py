@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from . import __version__
 
@@ -36,6 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warnings(command: str, default):
+    """Our own warnings (DataWarning, ...) as one line each, 'pixelrnn CMD: warning: ...'; others
+    (torch's) as Python shows them."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not category.__module__.startswith("pixelrnn"):
+            return default(message, category, filename, lineno, file, line)
+        text = str(message).strip().splitlines()
+        print(f"pixelrnn {command}: warning: {text[0] if text else category.__name__}", file=file or sys.stderr)
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     from .data import DataError
     from .io import CheckpointError
@@ -51,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.parse_args(argv)  # argparse's own "unrecognized arguments" error, exit 2
         getattr(args, dest).extend(extra)
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(args.command, warnings.showwarning)
+            return int(args.func(args) or 0)
     except (UserError, DataError, CheckpointError, ValueError, FileNotFoundError,
             FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

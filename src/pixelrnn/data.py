@@ -279,8 +279,9 @@ def augment(images: torch.Tensor, *, shift: int = 0, hflip: bool = False,
     photos). ``hflip``: every image is mirrored left-right with probability 1/2. Values are only
     moved, never interpolated, so the result has exactly the levels of the input. The draws come
     from ``generator`` (CPU), in the order dy, dx, flip."""
-    if isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
+    if isinstance(shift, bool) or not isinstance(shift, numbers.Integral) or shift < 0:
         raise ValueError(f"shift must be an integer >= 0, got {shift!r}")
+    shift = int(shift)
     if images.dim() != 4:
         raise ValueError(f"expected a batch (B, C, H, W), got shape {tuple(images.shape)}")
     B, C, H, W = images.shape

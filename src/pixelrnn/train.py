@@ -30,6 +30,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from . import io as pio
-from .data import DataError, augment, load_dataset, parse_size
+from .data import DataError, DataWarning, augment, load_dataset, parse_size
 from .evaluate import _autocast, evaluate
 from .models import ModelConfig, PixelModel, create_model, model_from_config
 
@@ -425,7 +426,9 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
     # data
     crop = cfg.crop_size()
     train_ds = load_dataset(cfg.data, "train", levels=cfg.levels, crop=crop, skip_bad=cfg.skip_bad)
-    test_ds = load_dataset(cfg.data, "test", levels=cfg.levels, crop=crop, skip_bad=cfg.skip_bad)
+    with warnings.catch_warnings():  # the test split reads the same files: warned once, above
+        warnings.simplefilter("ignore", DataWarning)
+        test_ds = load_dataset(cfg.data, "test", levels=cfg.levels, crop=crop, skip_bad=cfg.skip_bad)
     if tuple(test_ds.images.shape[1:]) != tuple(train_ds.images.shape[1:]):
         raise DataError(f"{cfg.data}: train images are {'x'.join(map(str, train_ds.images.shape[1:]))} but "
                         f"test images are {'x'.join(map(str, test_ds.images.shape[1:]))}")
