@@ -286,6 +286,9 @@ def test_folder_recursive_and_subfolder_splits(tmp_path):
     assert train.names == ["train/t0.png", "train/t1.png", "train/t2.png"]
     assert test.names == ["test/sub/v.png"]
     assert np.array_equal(test.images[0, 0].numpy(), _gray(20))
+    _save(root / "val" / "w.png", _gray(21))  # neither split: said, not silently dropped
+    with pytest.warns(DataWarning, match=r"1 image\(s\) under .* outside train/ and test/ are not used.*val/w\.png"):
+        assert len(load_dataset(f"folder:{root}", "all")) == 4
 
 
 def test_folder_follows_symlinks_once(tmp_path):

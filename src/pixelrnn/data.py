@@ -56,7 +56,8 @@ User data (spec ``PREFIX:PATH``; 256 levels)
     value repeated in the three channels); otherwise the data is 1-channel. All images must have
     one size unless ``crop=(H, W)`` is given (each image is then center-cropped; one smaller than
     the crop is an error naming it). If PATH has both ``train/`` and ``test/`` subfolders they are
-    the splits (each searched recursively); otherwise the readable images are split as
+    the splits (each searched recursively; a DataWarning counts the images elsewhere under PATH,
+    which are not used); otherwise the readable images are split as
     ``perm = np.random.default_rng(0).permutation(n)``, test = the last ``max(1, n // 10)`` of
     ``perm``, train = the rest; a folder with a single image uses it as both train and test (and
     "all" holds it once). The whole folder is read for every split, so the gray/RGB decision and
@@ -152,7 +153,8 @@ class DataError(ValueError):
 
 
 class DataWarning(UserWarning):
-    """A bad file skipped because of ``skip_bad=True``."""
+    """Data left out: a bad file skipped because of ``skip_bad=True``, or images outside ``train/``
+    and ``test/`` of a folder that has both."""
 
 
 def _oneline(exc: BaseException) -> str:
@@ -675,6 +677,12 @@ def _load_folder(root: Path, crop: tuple[int, int] | None, skip_bad: bool) -> _P
         for which, files in groups.items():
             if not files:
                 raise DataError(f"no images found in {root / which}")
+        used = set(groups["train"]) | set(groups["test"])
+        unused = [p for p in _image_files(root) if p not in used]
+        if unused:
+            warnings.warn(DataWarning(f"{len(unused)} image(s) under {root} outside train/ and test/ are "
+                                      f"not used (the first: {unused[0].relative_to(root).as_posix()})"),
+                          stacklevel=2)
     else:
         groups = {"all": _image_files(root)}
         if not groups["all"]:
