@@ -86,17 +86,47 @@ def test_a_model_left_in_training_mode_with_dropout_codes_as_in_eval_mode():
     assert all(torch.equal(a, d.image) for a, d in zip(x, decompress(model, ref)))
 
 
-def test_decode_with_another_thread_count():
-    """BLAS may split work by threads; on this machine the bits do not change (docs/format.md)."""
+def test_the_file_records_the_thread_count_and_the_decoder_uses_it():
+    """BLAS may round differently with another thread count, and one rounding step can change a
+    quantized probability (a review found such a file on this machine: 1 thread in, 2 out). So
+    the encoder's count is in the header, and decode runs with it whatever the caller set."""
     model = make_model("row_lstm", hidden=32)
     x = torch.randint(0, 256, (16, 1, 6, 6))
-    data = compress(model, x, chunk=16)
+    seen = []
+    data = compress(model, x, chunk=16, threads=1, progress=lambda *_: seen.append(torch.get_num_threads()))
+    assert read_header(data).threads == 1 and read_header(data).version == 2 and set(seen) == {1}
     torch.set_num_threads(2)
     try:
-        out = decompress(model, data)
+        seen.clear()
+        out = decompress(model, data, progress=lambda *_: seen.append(torch.get_num_threads()))
+        assert set(seen) == {1} and torch.get_num_threads() == 2  # used the file's, then restored
+        data2 = compress(model, x, chunk=16)  # default: the current count
+        assert read_header(data2).threads == 2
     finally:
         torch.set_num_threads(1)
     assert all(torch.equal(a, d.image) for a, d in zip(x, out))
+    assert all(torch.equal(a, d.image) for a, d in zip(x, decompress(model, data2)))
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="threads"):
+            compress(model, x, threads=bad)
+
+
+def test_version_1_files_still_decode():
+    """Version 1 had no thread count: the same fields otherwise, read and decoded as before."""
+    model = make_model()
+    x = torch.randint(0, 256, (3, 1, 5, 4))
+    v2 = compress(model, x, names=["a", "b", "c"], threads=1)
+    h = read_header(v2)
+    payload = v2[h.header_bytes - 4:-4]  # between the header CRC and the payload CRC
+    head = compression._pack_header(
+        model_fp=bytes.fromhex(h.fingerprint), pixels=bytes.fromhex(h.pixels_checksum),
+        environment=bytes.fromhex(h.environment), channels=h.channels, levels=h.levels, chunk=h.chunk,
+        threads=None, payload_words=h.payload_words, runs=compression._runs(h.shapes), names=list(h.names))
+    v1 = head + payload + v2[-4:]
+    h1 = read_header(v1)
+    assert v1[4] == 1 and h1.version == 1 and h1.threads is None and len(v1) == len(v2) - 1
+    out = decompress(model, v1)
+    assert [d.name for d in out] == ["a", "b", "c"] and all(torch.equal(a, d.image) for a, d in zip(x, out))
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -218,7 +248,7 @@ def _reseal(data: bytes) -> bytes:
     """Recompute both CRC-32s of a (tampered) file, so that only the deeper checks can catch it;
     unchanged when its header structure cannot be read."""
     try:
-        _, end = compression._read_fields(memoryview(data))
+        _, end = compression._read_fields(memoryview(data), data[4])
     except FormatError:
         return data
     if len(data) < end + 8:
@@ -324,14 +354,14 @@ def small_limit():
 def test_fuzz_mutations_with_valid_checksums(small_limit, data):
     """The same mutations with both CRC-32s recomputed reach the field checks, the range decoder
     and the pixel checksum."""
-    if data[:4] == MAGIC and len(data) > 25 and data[4] == 1:
+    if data[:4] == MAGIC and len(data) > 25 and data[4] in (1, 2):
         data = _reseal(data)
     _decode_or_format_error(data)
 
 
 def _crafted(fields: dict) -> bytes:
     """FUZZ_DATA's payload behind a header built from ``fields`` (valid CRCs)."""
-    _, end = compression._read_fields(memoryview(FUZZ_DATA))
+    _, end = compression._read_fields(memoryview(FUZZ_DATA), FUZZ_DATA[4])
     return compression._pack_header(**fields) + FUZZ_DATA[end + 4:]
 
 
@@ -340,7 +370,7 @@ def _fields(data: bytes) -> dict:
     names = None if h.names is None else list(h.names)
     return dict(model_fp=bytes.fromhex(h.fingerprint), pixels=bytes.fromhex(h.pixels_checksum),
                 environment=bytes.fromhex(h.environment), channels=h.channels, levels=h.levels,
-                chunk=h.chunk, payload_words=h.payload_words,
+                chunk=h.chunk, threads=h.threads, payload_words=h.payload_words,
                 runs=compression._runs(h.shapes), names=names)
 
 
@@ -348,7 +378,7 @@ INTS = st.integers(0, 40) | st.integers(0, 2**70)
 FIELD_VALUES = {
     "model_fp": st.binary(min_size=8, max_size=8), "pixels": st.binary(min_size=8, max_size=8),
     "environment": st.binary(min_size=4, max_size=4), "channels": INTS, "levels": INTS,
-    "chunk": INTS, "payload_words": INTS,
+    "chunk": INTS, "threads": st.none() | INTS, "payload_words": INTS,
     "runs": st.lists(st.tuples(INTS, INTS, INTS), max_size=4),
     "names": st.none() | st.lists(st.text(max_size=5), max_size=4),
 }

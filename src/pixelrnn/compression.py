@@ -31,14 +31,16 @@ What must match between encoder and decoder: the model (checked with :func:`fing
 of the config and every weight), the device type and the numerical library (torch build, CPU
 instruction set). A checksum (SHA-256, 64 bits kept) of the decoded pixels is verified, so a
 mismatch is always detected (FormatError) and never returns wrong pixels. The torch thread count
-did not change any result in our tests (``tests/test_compression.py`` decodes with another thread
-count), see docs/format.md.
+can change a rounding step in BLAS, and with it a quantized probability, so the file records the
+encoder's count (format version 2) and the decoder computes with it, whatever its own setting;
+see docs/format.md.
 
 The header is compact binary (about 45 bytes without names), because per-file overhead matters
 for small images: 1000 binarized MNIST digits code to about 17 kB.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import json
@@ -59,7 +61,8 @@ __all__ = ["FormatError", "ModelMismatchError", "Header", "DecodedImage", "Encod
            "decompress", "read_header", "check_model", "pixels_dtype"]
 
 MAGIC = b"\x89PRN"                # the high bit catches 7-bit transfers
-VERSION = 1
+VERSION = 2                       # 2 records the encoder's torch thread count; 1 is still read
+_READABLE = (1, 2)
 DEFAULT_CHUNK = 128               # images coded together (one cached-sampler batch)
 _FIXED = struct.Struct("<4sB8s8s4s")  # magic, version, model fingerprint, pixel checksum, environment
 _CRC = struct.Struct("<I")
@@ -112,6 +115,7 @@ class Header:
     channels: int
     levels: int
     chunk: int
+    threads: int | None        # the encoder's torch thread count (the decoder uses it); None in version 1
     shapes: tuple[tuple[int, int, int], ...]   # (C, H, W) per image, in input order
     names: tuple[str, ...] | None
     payload_words: int
@@ -301,8 +305,23 @@ def _check_images(model, images, names) -> tuple[list[torch.Tensor], list[str] |
     return checked, names
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int | None):
+    """Run with ``n`` torch CPU threads (None: leave them), then restore the count. BLAS may split
+    its sums differently for another count, and one rounding step can change a quantized
+    probability, so the decoder computes with the encoder's count."""
+    before = torch.get_num_threads()
+    if n is not None and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 def encode(model, images, names: Sequence[str] | None = None, *, chunk: int = DEFAULT_CHUNK,
-           progress: bool | Callable[[int, int], None] = False) -> Encoded:
+           progress: bool | Callable[[int, int], None] = False, threads: int | None = None) -> Encoded:
     """Compress ``images`` (an int (N, C, H, W) tensor, or a list of int (C, H, W) tensors of any
     sizes the model accepts; (H, W) for a 1-channel model) losslessly into one file; see
     :func:`compress`. Also returns the model's code length (NLL in bits) for comparison."""
@@ -311,6 +330,11 @@ def encode(model, images, names: Sequence[str] | None = None, *, chunk: int = DE
     if isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral) or chunk < 1:
         raise ValueError(f"chunk must be an integer >= 1, got {chunk!r}")
     chunk = int(chunk)
+    if threads is None:
+        threads = torch.get_num_threads()
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or not 1 <= threads <= 4096:
+        raise ValueError(f"threads must be an integer in 1..4096, got {threads!r}")
+    threads = int(threads)
     images, names = _check_images(model, images, names)
     shapes = [tuple(im.shape) for im in images]
     family = stream.model.Categorical(perfect=False)
@@ -342,29 +366,32 @@ def encode(model, images, names: Sequence[str] | None = None, *, chunk: int = DE
         return decide
 
     total = sum(c * h * w for c, h, w in shapes)
-    _run(model, _plan(shapes, chunk), make_decide, progress, "compressing", total)
+    with _torch_threads(threads):
+        _run(model, _plan(shapes, chunk), make_decide, progress, "compressing", total)
     payload = encoder.get_compressed().astype("<u4").tobytes()
     head = _pack_header(model_fp=bytes.fromhex(fingerprint(model))[:8],
                         pixels=_pixels_checksum(images, model.levels),
                         environment=bytes.fromhex(environment_tag(dev)), channels=model.channels,
-                        levels=model.levels, chunk=chunk, payload_words=len(payload) // 4,
-                        runs=_runs(shapes), names=names)
+                        levels=model.levels, chunk=chunk, threads=threads,
+                        payload_words=len(payload) // 4, runs=_runs(shapes), names=names)
     data = head + payload + _CRC.pack(zlib.crc32(payload))
     return Encoded(data=data, values=total, nll_bits=float(nll) / math.log(2),
                    header_bytes=len(data) - len(payload))
 
 
 def compress(model, images, names: Sequence[str] | None = None, *, chunk: int = DEFAULT_CHUNK,
-             progress: bool | Callable[[int, int], None] = False) -> bytes:
+             progress: bool | Callable[[int, int], None] = False, threads: int | None = None) -> bytes:
     """Compress ``images`` losslessly with ``model``: the bytes of one ``.prnn`` file.
 
     ``images``: an int (N, C, H, W) tensor, or a list of int (C, H, W) tensors (sizes may differ;
     (H, W) for a 1-channel model) with values in [0, model.levels). ``names``: optional strings
     stored with the images (e.g. file names), returned by :func:`decompress`. ``chunk``: images
     coded together per cached-sampler batch (speed; the decoder uses the same). ``progress``: True
-    for a tqdm bar on stderr, or ``f(done, total)`` over values. Raises ValueError for bad
-    input. Decoding needs the same model, device type and numerical library (docs/format.md)."""
-    return encode(model, images, names, chunk=chunk, progress=progress).data
+    for a tqdm bar on stderr, or ``f(done, total)`` over values. ``threads``: torch CPU threads to
+    code with (default: the current count); the file records it and the decoder uses the same.
+    Raises ValueError for bad input. Decoding needs the same model, device type and numerical
+    library (docs/format.md)."""
+    return encode(model, images, names, chunk=chunk, progress=progress, threads=threads).data
 
 
 def _runs(shapes) -> list[list[int]]:
@@ -388,10 +415,12 @@ def _put_uvarint(out: bytearray, v: int) -> None:
 
 
 def _pack_header(*, model_fp: bytes, pixels: bytes, environment: bytes, channels: int,
-                 levels: int, chunk: int, payload_words: int, runs, names) -> bytes:
-    """The header bytes, its CRC-32 included (see docs/format.md)."""
-    out = bytearray(_FIXED.pack(MAGIC, VERSION, model_fp, pixels, environment))
-    for v in (channels, levels, chunk, payload_words, len(runs)):
+                 levels: int, chunk: int, threads: int | None, payload_words: int, runs, names) -> bytes:
+    """The header bytes, its CRC-32 included (see docs/format.md); ``threads=None`` writes the
+    version-1 layout (no thread count), which only tests need."""
+    out = bytearray(_FIXED.pack(MAGIC, 1 if threads is None else VERSION, model_fp, pixels, environment))
+    counts = (channels, levels, chunk) + (() if threads is None else (threads,))
+    for v in counts + (payload_words, len(runs)):
         _put_uvarint(out, v)
     for run in runs:
         for v in run:
@@ -439,16 +468,19 @@ class _Reader:
         return self.data[self.pos - n:self.pos]
 
 
-def _read_fields(data: memoryview) -> tuple[tuple, int]:
-    """The raw variable-length header fields (channels, levels, chunk, payload words, shape runs,
-    compressed names) of a file with a valid fixed part, and where the header ends (its CRC)."""
+def _read_fields(data: memoryview, version: int) -> tuple[tuple, int]:
+    """The raw variable-length header fields (channels, levels, chunk, threads (None in version 1),
+    payload words, shape runs, compressed names) of a file with a valid fixed part, and where the
+    header ends (its CRC)."""
     r = _Reader(data, _FIXED.size)
-    channels, levels, chunk, words, nruns = (r.uvarint() for _ in range(5))
+    channels, levels, chunk = (r.uvarint() for _ in range(3))
+    threads = r.uvarint() if version >= 2 else None
+    words, nruns = r.uvarint(), r.uvarint()
     runs = []
     for _ in range(nruns):  # each run takes >= 3 bytes, so this loop is bounded by the file size
         runs.append((r.uvarint(), r.uvarint(), r.uvarint()))
     packed = r.take(r.uvarint())
-    return (channels, levels, chunk, words, runs, packed), r.pos
+    return (channels, levels, chunk, threads, words, runs, packed), r.pos
 
 
 def _check(v: int, what: str, lo: int, hi: int) -> int:
@@ -471,16 +503,18 @@ def _split(data) -> tuple[Header, memoryview]:
     if len(data) < _FIXED.size:
         raise FormatError("truncated file (it ends inside the header)")
     _, version, fp, pixels, env = _FIXED.unpack_from(data)
-    if version != VERSION:
-        raise FormatError(f"unsupported format version {version} (this pixelrnn reads version {VERSION}); "
-                          f"or a corrupted file")
+    if version not in _READABLE:
+        raise FormatError(f"unsupported format version {version} (this pixelrnn reads versions "
+                          f"{', '.join(map(str, _READABLE))}); or a corrupted file")
     # read the structure first, check the CRC, then the values
-    (channels, levels, chunk, words, runs, packed), end = _read_fields(data)
+    (channels, levels, chunk, threads, words, runs, packed), end = _read_fields(data, version)
     if zlib.crc32(data[:end]) != _CRC.unpack(_Reader(data, end).take(_CRC.size))[0]:
         raise FormatError("corrupted file: header checksum mismatch")
     channels = _check(channels, "channel count", 1, 1 << 16)
     levels = _check(levels, "level count", 2, _MAX_LEVELS)
     chunk = _check(chunk, "chunk size", 1, 1 << 32)
+    if threads is not None:
+        threads = _check(threads, "thread count", 1, 4096)
     shapes: list[tuple[int, int, int]] = []
     values = 0
     for h, w, k in runs:
@@ -514,7 +548,7 @@ def _split(data) -> tuple[Header, memoryview]:
         raise FormatError("corrupted file: payload checksum mismatch")
     header = Header(version=version, fingerprint=fp.hex(), pixels_checksum=pixels.hex(),
                     environment=env.hex(), channels=channels, levels=levels, chunk=chunk,
-                    shapes=tuple(shapes), names=names, payload_words=words,
+                    threads=threads, shapes=tuple(shapes), names=names, payload_words=words,
                     header_bytes=end + 2 * _CRC.size)
     return header, payload
 
@@ -583,14 +617,18 @@ def decompress(model, data, *, progress: bool | Callable[[int, int], None] = Fal
             return out.view(S, -1)
         return decide
 
-    decoded = _run(model, _plan(header.shapes, header.chunk), make_decide, progress, "decompressing",
-                   header.values)
+    with _torch_threads(header.threads):
+        decoded = _run(model, _plan(header.shapes, header.chunk), make_decide, progress, "decompressing",
+                       header.values)
     images = [decoded[k] for k in range(header.count)]
     exhausted = decoder.maybe_exhausted()
     if _pixels_checksum(images, model.levels).hex() != header.pixels_checksum or not exhausted:
         if header.environment != environment_tag(dev):
             why = ("it was encoded with other software or on another kind of device (pixelrnn, "
                    "torch, constriction version or device type differ)")
+        elif header.threads is None:
+            why = ("corrupted payload, encoded on another CPU type, or decoded with another torch thread "
+                   "count (format version 1 does not record it: retry with the encoder's)")
         else:
             why = "corrupted payload, or encoded on another CPU type"
         raise FormatError(f"decoded pixels do not match the file's checksum: {why}")

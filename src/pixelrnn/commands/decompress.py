@@ -37,7 +37,8 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.add_argument("--device", default=DEFAULT_DEVICE, help="cpu (default) or cuda: the kind of "
                    "device the file was compressed on")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--threads", type=int, help="torch CPU threads for files of format version 1 "
+                   "(a version-2 file records the encoder's count and is decoded with it)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_progress_flags(p)
     p.set_defaults(func=run)
