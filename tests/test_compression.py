@@ -492,6 +492,22 @@ def test_cli_npz_round_trip_and_names(ckpts, tmp_path, capsys):
     capsys.readouterr()
 
 
+@pytest.mark.parametrize("key, shape, layout", [
+    ("gray", (2, 1, 5, 1), "nchw"), ("rgb", (2, 3, 5, 3), "nchw"),  # width 1 or 3: still N×C×H×W
+    ("gray", (2, 1, 5, 3), "nchw"), ("rgb", (2, 5, 4, 3), "nhwc"), ("gray", (2, 5, 4, 1), "nhwc")])
+def test_cli_npz_layouts_with_the_models_channels(ckpts, tmp_path, capsys, key, shape, layout):
+    """What decompress --npz writes (N×C×H×W) comes back unchanged through compress --npz, also
+    when the width equals a channel count; channels-last is taken when only it fits."""
+    x = np.random.default_rng(2).integers(0, 256, shape, dtype=np.uint8)
+    np.savez(tmp_path / "in.npz", images=x)
+    out, back = tmp_path / "x.prnn", tmp_path / "back.npz"
+    assert main(["compress", str(ckpts[key]), "--npz", str(tmp_path / "in.npz"), "-o", str(out)]) == 0
+    assert main(["decompress", str(ckpts[key]), str(out), "--npz", str(back)]) == 0
+    with np.load(back) as z:
+        assert np.array_equal(z["images"], x if layout == "nchw" else x.transpose(0, 3, 1, 2))
+    capsys.readouterr()
+
+
 def test_cli_refuses_lossy_inputs(ckpts, tmp_path, capsys):
     rgb, gray, rgba = tmp_path / "rgb.png", tmp_path / "gray.png", tmp_path / "rgba.png"
     write_png(rgb, np.zeros((3, 3, 3), np.uint8))

@@ -15,8 +15,8 @@ Images
     for 3; no transparency), and for a model with fewer than 256 levels every pixel must be one of
     the values ``round(v * 255 / (levels - 1))`` that decompress writes back (e.g. 0 and 255 for a
     binary model). ``--npz FILE`` takes an .npz/.npy instead: the array ``images`` (or ``x``,
-    ``arr_0``, or the only array) as uint8 N×C×H×W, N×H×W×C or N×H×W (pixelrnn.data's layout rule),
-    values < levels; optional ``names`` (strings) and ``levels`` (checked against the model), as
+    ``arr_0``, or the only array) as uint8 N×C×H×W, N×H×W×C or N×H×W with C the model's channels
+    (N×C×H×W, what decompress writes, when both readings fit), values < levels; optional ``names`` (strings) and ``levels`` (checked against the model), as
     written by ``pixelrnn decompress --npz``.
 Output
     ``-o OUT`` is written atomically and never overwritten without ``--force``. The summary gives
@@ -216,12 +216,21 @@ def read_npz(path: str, model) -> tuple[torch.Tensor, list[str] | None]:
     except Exception as e:  # noqa: BLE001 - broken zip members, object arrays...
         raise DataError(f"cannot read {path}: {type(e).__name__}: {' '.join(str(e).split())}") from None
     where = f"{path}[{key}]" if key else str(path)
+    C = model.channels
+    if array.ndim == 4 and 0 not in array.shape and array.shape[1] != C and array.shape[3] == C:
+        array = array.transpose(0, 3, 1, 2)  # channels last; N×C×H×W wins when both fit
     if array.dtype.kind in "iu" and model.levels > 256:
+        if array.size == 0:
+            raise DataError(f"{where} has shape {array.shape}: no images")
         array = array.astype(np.int64)  # values up to levels - 1, checked below
         if array.ndim == 3:
             array = array[:, None]
+    elif array.ndim == 4 and 0 not in array.shape and array.shape[1] == C:
+        array = _to_nchw(array.transpose(0, 2, 3, 1), where)  # checks dtype and values, keeps the layout
     else:
         array = _to_nchw(array, where)
+    if array.ndim != 4:
+        raise DataError(f"{where} has shape {array.shape}: expected N×C×H×W, N×H×W×C or N×H×W images")
     if array.shape[1] != model.channels:
         raise DataError(f"{where} has {array.shape[1]} channel(s) (shape {array.shape}) but the "
                         f"model takes {model.channels}")
