@@ -508,6 +508,27 @@ def test_cli_npz_layouts_with_the_models_channels(ckpts, tmp_path, capsys, key, 
     capsys.readouterr()
 
 
+@pytest.mark.parametrize("levels", [2, 5, 28, 31, 100, 255])
+def test_cli_pngs_written_by_decompress_compress_again(tmp_path, capsys, levels):
+    """decompress writes value k as round(k * 255 / (L - 1)); compress reads those PNGs back to k
+    exactly for every level count (v * L // 256 is not that inverse, e.g. for 28 levels)."""
+    ckpt = tmp_path / "m.safetensors"
+    pixelrnn.save(make_model("pixelcnn", 1, levels, hidden=4), ckpt)
+    x = np.random.default_rng(levels).integers(0, levels, (3, 1, 4, 5), dtype=np.uint8)
+    k = min(levels, 5)
+    x[0, 0, 0, :k] = np.arange(k)  # the lowest values
+    x[1, 0, 0, :k] = np.arange(levels - k, levels)  # and the highest
+    np.savez(tmp_path / "in.npz", images=x)
+    a, b = tmp_path / "a.prnn", tmp_path / "b.prnn"
+    assert main(["compress", str(ckpt), "--npz", str(tmp_path / "in.npz"), "-o", str(a)]) == 0
+    assert main(["decompress", str(ckpt), str(a), "-o", str(tmp_path / "png")]) == 0
+    assert main(["compress", str(ckpt), str(tmp_path / "png"), "-o", str(b)]) == 0
+    assert main(["decompress", str(ckpt), str(b), "--npz", str(tmp_path / "back.npz")]) == 0
+    with np.load(tmp_path / "back.npz") as z:
+        assert np.array_equal(z["images"], x)
+    capsys.readouterr()
+
+
 def test_cli_refuses_lossy_inputs(ckpts, tmp_path, capsys):
     rgb, gray, rgba = tmp_path / "rgb.png", tmp_path / "gray.png", tmp_path / "rgba.png"
     write_png(rgb, np.zeros((3, 3, 3), np.uint8))

@@ -144,7 +144,7 @@ def read_lossless(path: Path, model) -> torch.Tensor:
     cannot be coded losslessly."""
     from PIL import Image
 
-    from ..data import DataError, _read_image, read_images
+    from ..data import DataError, _read_image
     from ..imaging import to_uint8
     C, L = model.channels, model.levels
     try:
@@ -168,16 +168,17 @@ def read_lossless(path: Path, model) -> torch.Tensor:
                         f"({C} channel(s)): compression is lossless, convert the images first")
     if L > 256:
         raise DataError(f"the model has {L} levels: image files have 256; use --npz")
-    values = read_images([path], channels=C, levels=L).images[0]  # (C, H, W) uint8
-    orig = native[None] if native.ndim == 2 else native.transpose(2, 0, 1)
-    back = to_uint8(values, L)
-    if not np.array_equal(back, orig):
-        bad = int(orig[back != orig][0])
-        allowed = np.unique(to_uint8(np.arange(L), L))
+    orig = native[None] if native.ndim == 2 else native.transpose(2, 0, 1)  # (C, H, W) uint8
+    allowed = to_uint8(np.arange(L), L)  # the pixel value decompress writes for each model value
+    inverse = np.full(256, -1, np.int16)
+    inverse[allowed] = np.arange(L)      # exact inverse of that (not the v * L // 256 of read_images)
+    values = inverse[orig]
+    if (values < 0).any():
+        bad = int(orig[values < 0][0])
         shown = ", ".join(map(str, allowed[:6])) + (", ..." if len(allowed) > 6 else "")
         raise DataError(f"{path} has pixel value {bad}, which a {L}-level model cannot represent "
                         f"exactly (its values are {shown}): compression must be lossless")
-    return values
+    return torch.from_numpy(values.astype(np.uint8))
 
 
 def read_npz(path: str, model) -> tuple[torch.Tensor, list[str] | None]:
