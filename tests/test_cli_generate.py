@@ -237,3 +237,24 @@ def test_existing_outputs_need_force(ckpt, tmp_path, capsys):
     assert np.load(keep_npz)["images"].shape[0] == 2
     assert main(["sample", str(ckpt), "-n", "1", "--out", fresh, "--npz", fresh, "--force"]) == 2
     assert "same file" in error_line(capsys)
+
+
+def test_output_paths_checked_before_any_work(ckpt, tmp_path, capsys):
+    """An empty name, or a parent that is a file: a one-line error and nothing written, not a
+    traceback after the work (and not a grid written before the .npz fails)."""
+    (tmp_path / "afile").write_text("x")
+    grid = tmp_path / "grid.png"
+    for out, npz, message in [("", None, "must name a file"),
+                              (str(grid), str(tmp_path / "afile" / "s.npz"), "afile is not a directory"),
+                              (str(tmp_path / "afile" / "g.png"), None, "afile is not a directory")]:
+        extra = ["--npz", npz] if npz else []
+        assert main(["sample", str(ckpt), "-n", "1", "--no-progress", "--out", out, *extra]) == 2
+        assert message in error_line(capsys)
+        assert not grid.exists()
+
+
+def test_a_long_output_name_is_writable(ckpt, tmp_path, capsys):
+    """The temporary file's name stays short: a 250-byte output name works."""
+    out = tmp_path / ("n" * 246 + ".png")
+    assert main(["sample", str(ckpt), "-n", "1", "--no-progress", "--out", str(out)]) == 0
+    assert out.is_file() and not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

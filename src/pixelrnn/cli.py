@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warnings(args.command, warnings.showwarning)
             return int(args.func(args) or 0)
-    except (UserError, DataError, CheckpointError, ValueError, FileNotFoundError,
-            FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
+    except (UserError, DataError, CheckpointError, ValueError, OSError) as e:  # OSError: a bad path,
+        # a full disk, a name too long, permissions...
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"pixelrnn {args.command}: error: {msg}", file=sys.stderr)
         return 2

@@ -15,3 +15,22 @@ def resolve_device(name: str, option: str = "--device") -> str:
         if name != "cuda" and int(name[5:]) >= torch.cuda.device_count():
             raise ValueError(f"{option} {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return name
+
+
+def check_out_file(path: str, flag: str, force: bool = False) -> None:
+    """Before any work: ``path`` can be written as a new file (or replaced, with ``force``). A
+    one-line error for an empty name, a directory, an existing file, or a parent that is a file."""
+    import os
+    from pathlib import Path
+    if not path or path.endswith(("/", os.sep)):
+        raise ValueError(f"{flag} must name a file, got {path!r}")
+    p = Path(path)
+    if p.is_dir():
+        raise IsADirectoryError(f"{flag} {path} is a directory")
+    if os.path.lexists(p) and not force:
+        raise FileExistsError(f"{path} exists (use --force to overwrite)")
+    for parent in p.absolute().parents:  # the nearest existing one must be a folder
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(f"{flag} {path}: {parent} is not a directory")
+            break

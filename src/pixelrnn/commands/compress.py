@@ -89,11 +89,8 @@ def setup(args) -> None:
 
 
 def check_output(path: str, force: bool, flag: str) -> None:
-    p = Path(path)
-    if p.is_dir():
-        raise IsADirectoryError(f"{flag} {path} is a directory")
-    if p.exists() and not force:
-        raise FileExistsError(f"{path} exists (use --force to overwrite)")
+    from . import check_out_file
+    check_out_file(path, flag, force)
 
 
 def png_name(name: str) -> str:

@@ -57,10 +57,8 @@ def make_progress(enabled, total: int, desc: str):
 
 def check_out_path(path: str, flag: str, force: bool = False) -> None:
     """An output file: not a directory, and not an existing file unless ``force``."""
-    if os.path.isdir(path):
-        raise ValueError(f"{flag} {path} is a directory")
-    if os.path.lexists(path) and not force:
-        raise FileExistsError(f"{path} exists (use --force to overwrite)")
+    from . import check_out_file
+    check_out_file(path, flag, force)
 
 
 def check_generation_args(args) -> None:
