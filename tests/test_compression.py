@@ -618,3 +618,54 @@ def test_cli_unsafe_names_are_refused(ckpts, tmp_path, capsys):
         assert main(["decompress", str(ckpts["gray"]), str(path), "-o", str(tmp_path / "d"), "--force"]) == 2
         assert "unsafe image name" in error_line(capsys)
     assert not (tmp_path / "d").exists() and not (tmp_path.parent / "evil.png").exists()
+
+
+def test_cli_file_and_folder_name_clashes(ckpts, tmp_path, capsys):
+    """x.png and x.png/y.png cannot both be written: compress refuses the pair, decompress
+    refuses a file that holds it, and a file where a folder must go, all before decoding."""
+    model = pixelrnn.load(ckpts["gray"])
+    one = [torch.zeros(1, 2, 2, dtype=torch.long)]
+    clash = tmp_path / "clash.prnn"
+    clash.write_bytes(compress(model, one * 2, names=["x.png", "x.png/y.png"]))
+    out = tmp_path / "d"
+    assert main(["decompress", str(ckpts["gray"]), str(clash), "-o", str(out)]) == 2
+    assert "would be a file and a folder" in error_line(capsys) and not out.exists()
+    files = tmp_path / "files"
+    files.mkdir()
+    Image.fromarray(np.zeros((2, 2), np.uint8)).save(files / "x.jpg", quality=100)  # -> x.png
+    write_png(files / "x.png" / "y.png", np.zeros((2, 2), np.uint8))  # a folder named x.png
+    assert main(["compress", str(ckpts["gray"]), str(files), "-o", str(tmp_path / "f.prnn")]) == 2
+    assert "x.png would decompress to a file and be the folder of x.png/y.png" in error_line(capsys)
+    nested = tmp_path / "nested.prnn"
+    nested.write_bytes(compress(model, one * 2, names=["a.png", "sub/b.png"]))
+    target = tmp_path / "t"
+    target.mkdir()
+    (target / "sub").write_text("a file where a folder must go")
+    assert main(["decompress", str(ckpts["gray"]), str(nested), "-o", str(target), "--force"]) == 2
+    assert "is not a directory" in error_line(capsys)
+    assert sorted(p.name for p in target.iterdir()) == ["sub"]
+
+
+def test_cli_decompress_writes_all_pngs_or_none(ckpts, tmp_path, capsys, monkeypatch):
+    """A failure while writing the 3rd of 4 PNGs leaves none of them, and no temporary file."""
+    from PIL import Image as PILImage
+    model = pixelrnn.load(ckpts["gray"])
+    data = tmp_path / "four.prnn"
+    data.write_bytes(compress(model, torch.randint(0, 256, (4, 1, 3, 3)), names=list("abcd")))
+    calls = []
+    real_save = PILImage.Image.save
+
+    def failing_save(self, fp, *a, **k):
+        calls.append(fp)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return real_save(self, fp, *a, **k)
+
+    monkeypatch.setattr(PILImage.Image, "save", failing_save)
+    out = tmp_path / "out"
+    assert main(["decompress", str(ckpts["gray"]), str(data), "-o", str(out)]) == 2
+    assert "No space left" in error_line(capsys)
+    assert len(calls) == 3 and not [p for p in out.rglob("*") if p.is_file()]
+    monkeypatch.setattr(PILImage.Image, "save", real_save)
+    assert main(["decompress", str(ckpts["gray"]), str(data), "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c.png", "d.png"]

@@ -115,6 +115,23 @@ def _check_names_unique(names: list[str], sources: list[str] | None = None) -> N
             raise ValueError(f"{what} would decompress to the same file {png_name(name)}; "
                              "rename one of them")
         seen[out] = k
+    clash = file_folder_clash([png_name(name) for name in names])
+    if clash:
+        raise ValueError(f"{clash[0]} would decompress to a file and be the folder of {clash[1]}; "
+                         "rename one of them")
+
+
+def file_folder_clash(rel: list[str]) -> tuple[str, str] | None:
+    """(a, b) when output path ``a`` is also a folder that ``b`` needs (x.png and x.png/y.png),
+    compared without case as some file systems do; None when there is no such pair."""
+    files = {r.lower(): r for r in rel}
+    for r in rel:
+        parts = r.split("/")
+        for i in range(1, len(parts)):
+            folder = "/".join(parts[:i]).lower()
+            if folder in files:
+                return files[folder], r
+    return None
 
 
 def _file_entries(paths: list[str]) -> list[tuple[Path, str]]:

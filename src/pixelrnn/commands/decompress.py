@@ -17,12 +17,15 @@ Output
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .compress import DEFAULT_DEVICE, add_progress_flags, check_output, png_name, progress_bar, setup
+from .compress import (DEFAULT_DEVICE, add_progress_flags, check_output, file_folder_clash, png_name,
+                       progress_bar, setup)
 
 
 def register(sub) -> None:
@@ -58,7 +61,17 @@ def _targets(args, header) -> list[Path]:
         rel = [png_name(name) for name in header.names]
         if len({r.lower() for r in rel}) != len(rel):
             raise ValueError("corrupted file: two images have the same name")
+        clash = file_folder_clash(rel)
+        if clash:
+            raise ValueError(f"the image names clash: {clash[0]} would be a file and a folder "
+                             f"(for {clash[1]}); decompress with --npz, which keeps the names")
     paths = [out / r for r in rel]
+    for p in paths:  # a file where a folder must go, e.g. DIR/sub is a file and an image is sub/x.png
+        for parent in p.parents:  # the nearest existing one must be a folder
+            if parent.exists():
+                if not parent.is_dir():
+                    raise NotADirectoryError(f"{parent} is not a directory, but {p} goes into it")
+                break
     if not args.force:
         existing = [p for p in paths if p.exists()]
         if existing:
@@ -70,9 +83,33 @@ def _targets(args, header) -> list[Path]:
     return paths
 
 
+def write_all(images: list[np.ndarray], targets: list[Path]) -> None:
+    """All the PNGs or none: each is written to a temporary file beside its target first, then all
+    are moved into place. An error or an interrupt before the moves removes the temporary files."""
+    from PIL import Image
+
+    from ..io import _umask
+    staged: list[str] = []
+    try:
+        for image, target in zip(images, targets):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".prnn-", suffix=".tmp", dir=target.parent)
+            os.close(fd)
+            staged.append(tmp)
+            Image.fromarray(image[..., 0] if image.shape[2] == 1 else image).save(tmp, format="PNG")
+            os.chmod(tmp, 0o666 & ~_umask())
+        for tmp, target in zip(staged, targets):
+            os.replace(tmp, target)
+    except BaseException:
+        for tmp in staged:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        raise
+
+
 def run(args) -> int:
     from ..compression import check_model, decompress, read_header
-    from ..imaging import save_png, to_uint8
+    from ..imaging import to_uint8
     from ..io import load
     from .sample import save_npz
     setup(args)
@@ -110,8 +147,7 @@ def run(args) -> int:
         save_npz(args.npz, **arrays)
         where = args.npz
     else:
-        for d, target in zip(decoded, targets):
-            save_png(to_uint8(d.image, levels).transpose(1, 2, 0), target)
+        write_all([to_uint8(d.image, levels).transpose(1, 2, 0) for d in decoded], targets)
         where = args.out
     n, bits = header.count, 8 * len(data) / header.values
     nll = stats["nll_bits"] / header.values
