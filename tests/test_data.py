@@ -350,6 +350,25 @@ def test_folder_refuses_samples_of_more_than_8_bits(tmp_path):
             load_dataset(f"folder:{folder}", "all")
 
 
+def _palette_png(path: Path, values: np.ndarray, palette: list[int]) -> None:
+    im = Image.new("P", (values.shape[1], values.shape[0]))
+    im.putpalette(palette)
+    im.putdata(values.flatten().tolist())
+    im.save(path)
+
+
+def test_folder_palette_of_grays_is_gray(tmp_path):
+    """A gray image saved with a palette (some tools do) stays 1-channel: it does not turn the
+    whole folder RGB. A palette with a colour in use is RGB."""
+    gray = _gray(5)
+    _palette_png(tmp_path / "p.png", gray, [v for i in range(256) for v in (i, i, i)])
+    _save(tmp_path / "l.png", _gray(6))
+    ds = load_dataset(f"folder:{tmp_path}", "all")
+    assert ds.channels == 1 and np.array_equal(dict(zip(ds.names, ds.images[:, 0].numpy()))["p.png"], gray)
+    _palette_png(tmp_path / "c.png", gray, [v for i in range(256) for v in (i, 255 - i, i)])
+    assert load_dataset(f"folder:{tmp_path}", "all").channels == 3
+
+
 def test_folder_broken_files_name_the_file(tmp_path):
     _save(tmp_path / "good.png", _gray(1, 32, 32))
     data = (tmp_path / "good.png").read_bytes()

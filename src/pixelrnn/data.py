@@ -51,7 +51,7 @@ User data (spec ``PREFIX:PATH``; 256 levels)
     PNG and JPEG files (``.png``, ``.jpg``, ``.jpeg``, any case) found recursively under PATH, sorted
     by relative path (symlinked files and folders followed, a link loop visited once); other files,
     and files or folders whose name starts with ``.``, are ignored. Palette, RGBA, CMYK... images
-    become RGB (alpha dropped), 1-bit/LA become gray; other modes, and any file with 16-bit samples
+    become RGB (alpha dropped), 1-bit/LA and palette images whose pixels are all gray become gray; other modes, and any file with 16-bit samples
     (also 16-bit RGB, which Pillow would open as 8-bit), are unsupported. If any image is RGB, the gray ones are converted to RGB (the
     value repeated in the three channels); otherwise the data is 1-channel. All images must have
     one size unless ``crop=(H, W)`` is given (each image is then center-cropped; one smaller than
@@ -662,7 +662,10 @@ def _read_image(path: Path) -> np.ndarray:
             elif mode in _GRAY_MODES:
                 return np.asarray(im.convert("L"))
             if mode in _COLOR_MODES:
-                return np.asarray(im.convert("RGB"))
+                rgb = np.asarray(im.convert("RGB"))
+                if mode in ("P", "PA") and (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
+                    return rgb[..., 0].copy()  # a palette of grays is a gray image
+                return rgb
     except Exception as exc:  # noqa: BLE001 - PIL raises many kinds for bad files
         raise DataError(f"cannot read image {path}: {_oneline(exc)}") from None
     raise DataError(f"cannot read image {path}: unsupported image mode {mode!r} "
