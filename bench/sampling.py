@@ -26,6 +26,7 @@ import time
 import torch
 
 import pixelrnn
+from pixelrnn.commands import resolve_device
 from pixelrnn.sampling.core import _Chooser
 
 ARCHS = ["pixelcnn", "row_lstm", "diagonal_bilstm"]
@@ -81,11 +82,9 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     a = p.parse_args(argv)
     try:
-        device = torch.device(a.device)
-    except RuntimeError:
-        p.error(f"--device: not a device: {a.device!r}")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda: no CUDA device here")
+        device = torch.device(resolve_device(a.device))
+    except ValueError as e:
+        p.error(str(e))
     torch.set_num_threads(a.threads)
     H = W = a.size
     C = a.channels

@@ -19,6 +19,7 @@ import time
 import torch
 
 import pixelrnn
+from pixelrnn.commands import resolve_device
 
 ARCHS = ["pixelcnn", "row_lstm", "diagonal_bilstm"]
 
@@ -47,11 +48,9 @@ def main(argv=None):
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     a = p.parse_args(argv)
     try:
-        device = torch.device(a.device)
-    except RuntimeError:
-        p.error(f"--device: not a device: {a.device!r}")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda: no CUDA device here")
+        device = torch.device(resolve_device(a.device))
+    except ValueError as e:
+        p.error(str(e))
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     x = torch.randint(0, a.levels, (a.batch, 1, a.size, a.size), device=device)

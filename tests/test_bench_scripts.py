@@ -54,7 +54,8 @@ def test_sampling_bench_prints_one_row_per_architecture():
 
 
 @pytest.mark.parametrize("script", ["bench/train_step.py", "bench/sampling.py"])
-@pytest.mark.parametrize("device, message", [("cuda", "no CUDA device here"), ("nonsense", "not a device")])
+@pytest.mark.parametrize("device, message", [("cuda", "no CUDA device is available"),
+                                             ("nonsense", "--device must be auto, cpu, cuda or cuda:N")])
 def test_benches_reject_a_device_they_cannot_use(script, device, message):
     if device == "cuda" and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
