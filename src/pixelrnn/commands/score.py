@@ -107,11 +107,11 @@ def _check_args(args) -> None:
                              f"or a dataset: {', '.join(DATASETS)}, {', '.join(USER_FORMATS)}")
     if args.ood and len(set(args.ood)) != len(args.ood):
         raise ValueError("an --ood set is given twice")
-    from .sample import check_out_path
+    from . import check_out_file
     named = [(f, v) for f, v in (("--csv", args.csv), ("--heatmap", args.heatmap), ("--hist", args.hist))
              if v and v != "-"]
     for flag, path in named:
-        check_out_path(path, flag, args.force)
+        check_out_file(path, flag, args.force)
     paths = [os.path.abspath(v) for _, v in named]
     if len(set(paths)) != len(paths):
         raise ValueError("two outputs (--csv, --heatmap, --hist) name the same file")
