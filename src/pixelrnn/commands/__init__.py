@@ -29,8 +29,15 @@ def check_out_file(path: str, flag: str, force: bool = False) -> None:
         raise IsADirectoryError(f"{flag} {path} is a directory")
     if os.path.lexists(p) and not force:
         raise FileExistsError(f"{path} exists (use --force to overwrite)")
-    for parent in p.absolute().parents:  # the nearest existing one must be a folder
+    blocked = file_in_the_way(p)
+    if blocked is not None:
+        raise NotADirectoryError(f"{flag} {path}: {blocked} is not a directory")
+
+
+def file_in_the_way(path):
+    """The nearest existing ancestor of ``path`` when it is not a folder (so ``path`` cannot be
+    created), else None."""
+    for parent in path.absolute().parents:
         if parent.exists():
-            if not parent.is_dir():
-                raise NotADirectoryError(f"{flag} {path}: {parent} is not a directory")
-            break
+            return None if parent.is_dir() else parent
+    return None

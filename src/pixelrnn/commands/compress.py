@@ -16,7 +16,8 @@ Images
     the values ``round(v * 255 / (levels - 1))`` that decompress writes back (e.g. 0 and 255 for a
     binary model). ``--npz FILE`` takes an .npz/.npy instead: the array ``images`` (or ``x``,
     ``arr_0``, or the only array) as uint8 N×C×H×W, N×H×W×C or N×H×W with C the model's channels
-    (N×C×H×W, what decompress writes, when both readings fit), values < levels; optional ``names`` (strings) and ``levels`` (checked against the model), as
+    (N×C×H×W, what decompress writes, when both readings fit), values < levels; optional
+    ``names`` (strings) and ``levels`` (checked against the model), as
     written by ``pixelrnn decompress --npz``.
 Output
     ``-o OUT`` is written atomically and never overwritten without ``--force``. The summary gives
@@ -31,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from . import check_out_file
 
 DEFAULT_DEVICE = "cpu"
 # Pillow modes whose conversion to gray ("L") or RGB keeps every pixel (alpha checked separately)
@@ -86,11 +89,6 @@ def setup(args) -> None:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-
-
-def check_output(path: str, force: bool, flag: str) -> None:
-    from . import check_out_file
-    check_out_file(path, flag, force)
 
 
 def png_name(name: str) -> str:
@@ -271,7 +269,7 @@ def run(args) -> int:
         raise ValueError("give image files/folders or --npz FILE (exactly one of them)")
     if args.chunk < 1:
         raise ValueError(f"--chunk must be >= 1, got {args.chunk}")
-    check_output(args.out, args.force, "-o")
+    check_out_file(args.out, "-o", args.force)
     model = load(args.checkpoint, map_location=args.device)
     if args.npz:
         images, names = read_npz(args.npz, model)

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .compress import (DEFAULT_DEVICE, add_progress_flags, check_output, file_folder_clash, png_name,
-                       progress_bar, setup)
+from . import check_out_file, file_in_the_way
+from .compress import DEFAULT_DEVICE, add_progress_flags, file_folder_clash, png_name, progress_bar, setup
 
 
 def register(sub) -> None:
@@ -67,11 +67,9 @@ def _targets(args, header) -> list[Path]:
                              f"(for {clash[1]}); decompress with --npz, which keeps the names")
     paths = [out / r for r in rel]
     for p in paths:  # a file where a folder must go, e.g. DIR/sub is a file and an image is sub/x.png
-        for parent in p.parents:  # the nearest existing one must be a folder
-            if parent.exists():
-                if not parent.is_dir():
-                    raise NotADirectoryError(f"{parent} is not a directory, but {p} goes into it")
-                break
+        blocked = file_in_the_way(p)
+        if blocked is not None:
+            raise NotADirectoryError(f"{blocked} is not a directory, but {p} goes into it")
     if not args.force:
         existing = [p for p in paths if p.exists()]
         if existing:
@@ -90,6 +88,7 @@ def write_all(images: list[np.ndarray], targets: list[Path]) -> None:
 
     from ..io import _umask
     staged: list[str] = []
+    mode = 0o666 & ~_umask()  # what a plain open() would give (mkstemp makes 0600)
     try:
         for image, target in zip(images, targets):
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +96,7 @@ def write_all(images: list[np.ndarray], targets: list[Path]) -> None:
             os.close(fd)
             staged.append(tmp)
             Image.fromarray(image[..., 0] if image.shape[2] == 1 else image).save(tmp, format="PNG")
-            os.chmod(tmp, 0o666 & ~_umask())
+            os.chmod(tmp, mode)
         for tmp, target in zip(staged, targets):
             os.replace(tmp, target)
     except BaseException:
@@ -121,7 +120,7 @@ def run(args) -> int:
     data = path.read_bytes()
     header = read_header(data)
     if args.npz:
-        check_output(args.npz, args.force, "--npz")
+        check_out_file(args.npz, "--npz", args.force)
         if len(set(header.shapes)) > 1:
             raise ValueError(f"the file holds images of {len(set(header.shapes))} different sizes: "
                              "an .npz holds one size; decompress to PNG files with -o DIR")

@@ -17,6 +17,7 @@ import torch
 
 from ..data import parse_size
 from ..imaging import grid, save_png, to_uint8
+from . import check_out_file
 
 def load_model(path: str):
     """(model, user metadata) of a checkpoint; CheckpointError / FileNotFoundError otherwise."""
@@ -55,12 +56,6 @@ def make_progress(enabled, total: int, desc: str):
     return bar, callback
 
 
-def check_out_path(path: str, flag: str, force: bool = False) -> None:
-    """An output file: not a directory, and not an existing file unless ``force``."""
-    from . import check_out_file
-    check_out_file(path, flag, force)
-
-
 def check_generation_args(args) -> None:
     """The checks `sample` and `complete` share: batch size, temperature, threads, output paths."""
     if args.batch_size < 1:
@@ -71,9 +66,9 @@ def check_generation_args(args) -> None:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    check_out_path(args.out, "--out", args.force)
+    check_out_file(args.out, "--out", args.force)
     if args.npz:
-        check_out_path(args.npz, "--npz", args.force)
+        check_out_file(args.npz, "--npz", args.force)
         if os.path.abspath(args.npz) == os.path.abspath(args.out):
             raise ValueError("--out and --npz name the same file")
 
