@@ -78,6 +78,8 @@ def test_sample_size_option_and_rgb(ckpt_rgb, tmp_path, capsys):
     (["-n", "0"], "-n"),
     (["--temperature", "0"], "temperature"),
     (["--batch-size", "0"], "batch-size"),
+    (["--device", "gpu"], "--device must be auto, cpu, cuda or cuda:N"),
+    (["--device", "cuda:x"], "--device"),
 ])
 def test_sample_bad_arguments(ckpt, tmp_path, capsys, args, match):
     assert main(["sample", str(ckpt), "--out", str(tmp_path / "g.png")] + args) == 2
@@ -180,6 +182,7 @@ def test_complete_gray_model_on_rgb_files(ckpt, tmp_path):
     ("particles", "particles"),
     ("no_images", "--data"),
     ("not_checkpoint", "checkpoint"),
+    ("device", "--device"),
 ])
 def test_complete_errors(ckpt, tmp_path, capsys, case, match):
     files = write_pngs(tmp_path, 2, 6, 5)
@@ -200,6 +203,8 @@ def test_complete_errors(ckpt, tmp_path, capsys, case, match):
         args += ["--particles", "0"]
     elif case == "no_images":
         args = ["complete", str(ckpt), "--mask", "center", "--out", str(tmp_path / "c.png")]
+    elif case == "device":
+        args += ["--device", "tpu"]
     elif case == "not_checkpoint":
         (tmp_path / "x.safetensors").write_text("nope")
         args[1] = str(tmp_path / "x.safetensors")

@@ -74,3 +74,21 @@ def test_timed_benches_run_on_gpu(script):
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert torch.cuda.get_device_name() in r.stdout and re.search(r"\|\s*row_lstm\s*\|", r.stdout)
+
+
+def test_sample_and_complete_commands_on_gpu(tmp_path):
+    import numpy as np
+    from pixelrnn.cli import main
+    ckpt = tmp_path / "m.safetensors"
+    pixelrnn.save(pixelrnn.create_model("row_lstm", levels=4, hidden=8, layers=2), ckpt,
+                  metadata={"image_size": "6x6"})
+    assert main(["sample", str(ckpt), "-n", "3", "--device", "cuda", "--out", str(tmp_path / "s.png"),
+                 "--npz", str(tmp_path / "s.npz"), "--no-progress"]) == 0
+    assert np.load(tmp_path / "s.npz")["images"].shape == (3, 1, 6, 6)
+    x = np.random.default_rng(0).integers(0, 256, (2, 1, 6, 6)).astype(np.uint8)
+    np.savez(tmp_path / "x.npz", images=x)
+    assert main(["complete", str(ckpt), "--data", f"npz:{tmp_path / 'x.npz'}",
+                 "--mask", "bottom-half", "--device", "cuda:0", "--out", str(tmp_path / "c.png"),
+                 "--npz", str(tmp_path / "c.npz"), "--no-progress"]) == 0
+    done = np.load(tmp_path / "c.npz")
+    assert (done["images"][..., :3, :] == done["originals"][..., :3, :]).all()

@@ -41,6 +41,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from . import io as pio
+from .device import check_device_name, resolve_device
 from .data import DataError, DataWarning, augment, load_dataset, parse_size
 from .evaluate import _autocast, evaluate
 from .models import ModelConfig, PixelModel, create_model, model_from_config
@@ -115,8 +116,7 @@ class TrainConfig:
             raise ValueError(f"--lr-schedule must be constant, cosine or linear, got {self.lr_schedule!r}")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"--precision must be fp32 or bf16, got {self.precision!r}")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ValueError(f"--device must be auto, cpu or cuda, got {self.device!r}")
+        check_device_name(self.device)
         for name in ("batch_size", "eval_batch_size", "log_every", "save_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
@@ -209,13 +209,15 @@ def init_distributed(device_kind: str) -> Dist:
                 local_rank=int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def resolve_device(name: str, d: Dist) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+def rank_device(name: str, d: Dist) -> torch.device:
+    """The device of this rank: ``--device cuda`` (or auto on a CUDA machine) is the GPU of the
+    rank's LOCAL_RANK, and becomes the current CUDA device."""
+    name = resolve_device(name)
     if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda requested but CUDA is not available")
         if name == "cuda":
+            if d.local_rank >= torch.cuda.device_count():
+                raise ValueError(f"LOCAL_RANK {d.local_rank}: this machine has "
+                                 f"{torch.cuda.device_count()} CUDA device(s)")
             name = f"cuda:{d.local_rank}"
         torch.cuda.set_device(torch.device(name))
     return torch.device(name)
@@ -410,7 +412,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
 
 def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
     run = RunDir(cfg.out)
-    device = resolve_device(cfg.device, d)
+    device = rank_device(cfg.device, d)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.deterministic:

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import check_out_file
+from . import check_out_file, resolve_device
 
 DEFAULT_DEVICE = "cpu"
 # Pillow modes whose conversion to gray ("L") or RGB keeps every pixel (alpha checked separately)
@@ -81,10 +81,7 @@ def progress_bar(enabled, total: int, desc: str):
 
 def setup(args) -> None:
     """Checks shared by compress and decompress; sets the thread count."""
-    if args.device != "cpu" and not (args.device == "cuda" or args.device.startswith("cuda:")):
-        raise ValueError(f"--device must be cpu or cuda[:N], got {args.device!r}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {args.device}: no CUDA device is available")
+    resolve_device(args.device, allow_auto=False)  # the file records the kind: no guessing
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")

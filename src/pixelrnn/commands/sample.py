@@ -17,13 +17,18 @@ import torch
 
 from ..data import parse_size
 from ..imaging import grid, save_png, to_uint8
-from . import check_out_file
+from . import check_out_file, resolve_device
 
-def load_model(path: str):
-    """(model, user metadata) of a checkpoint; CheckpointError / FileNotFoundError otherwise."""
+DEVICE_HELP = ("auto (default: cuda when there is one) | cpu | cuda | cuda:N; a --seed gives the "
+               "same images again on the same kind of device")
+
+
+def load_model(path: str, device: str = "cpu"):
+    """(model on ``device``, user metadata) of a checkpoint; CheckpointError / FileNotFoundError
+    otherwise."""
     from ..io import load, read_checkpoint
     _, _, user = read_checkpoint(path)
-    return load(path), user
+    return load(path, map_location=device), user
 
 
 def save_npz(path: str, **arrays) -> None:
@@ -66,6 +71,7 @@ def check_generation_args(args) -> None:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    args.device = resolve_device(args.device)
     check_out_file(args.out, "--out", args.force)
     if args.npz:
         check_out_file(args.npz, "--npz", args.force)
@@ -89,6 +95,7 @@ def register(sub) -> None:
                    help="cached (default, about one forward pass) or naive (reference, slow)")
     p.add_argument("--batch-size", type=int, default=64, help="images sampled together (64)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--progress", dest="progress", action="store_true", default=None,
                    help="always show the progress bar (default: only on a terminal)")
@@ -101,7 +108,7 @@ def run(args) -> int:
         raise ValueError(f"-n must be >= 1, got {args.n}")
     check_generation_args(args)
     size = parse_size(args.size) if args.size is not None else None
-    model, meta = load_model(args.checkpoint)
+    model, meta = load_model(args.checkpoint, args.device)
     if size is None:
         if "image_size" not in meta:
             raise ValueError("the checkpoint has no image_size metadata: give --size HxW")
