@@ -79,6 +79,38 @@ def test_weights_not_matching_config(tmp_path):
         pixelrnn.load(bad)
 
 
+@pytest.mark.parametrize("change, match", [
+    ({"hidden": 8}, "do not match"),
+    ({"arch": "transformer"}, "invalid model config"),
+    ({"levels": 1}, "invalid model config"),
+    ({"channels": 2}, "do not match"),
+    ({"hidden": 0}, "invalid model config"),
+])
+def test_info_refuses_what_load_refuses(tmp_path, capsys, change, match):
+    from safetensors.torch import save_file
+    from pixelrnn.cli import main
+    model = pixelrnn.create_model("row_lstm", levels=4, hidden=6, layers=1)
+    cfg = {**model.config.to_dict(), **change}
+    bad = tmp_path / "b.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(bad),
+              metadata={"format": "pixelrnn", "format_version": "1", "pixelrnn.config": json.dumps(cfg)})
+    with pytest.raises(pixelrnn.CheckpointError, match=match):
+        pixelrnn.load(bad)
+    assert main(["info", str(bad)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and match in captured.err and "Traceback" not in captured.err
+
+
+def test_info_of_a_good_checkpoint(tmp_path, capsys):
+    from pixelrnn.cli import main
+    model = pixelrnn.create_model("diagonal_bilstm", channels=3, levels=4, hidden=6, layers=2)
+    pixelrnn.save(model, tmp_path / "m.safetensors", metadata={"note": "x"})
+    assert main(["info", str(tmp_path / "m.safetensors")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["config"]["arch"] == "diagonal_bilstm" and info["metadata"] == {"note": "x"}
+    assert info["parameters"] == sum(p.numel() for p in model.state_dict().values())
+
+
 def test_save_is_atomic(tmp_path, monkeypatch):
     """A failure while writing leaves the previous checkpoint intact and no temporary file."""
     import pixelrnn.io as pio

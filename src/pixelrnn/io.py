@@ -92,16 +92,26 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, tor
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> PixelModel:
     """Rebuild a model saved with :func:`save`. Raises CheckpointError for a bad file."""
     config, tensors, _ = read_checkpoint(path)
+    return _build(path, config, tensors).to(map_location).eval()
+
+
+def _build(path, config: ModelConfig, tensors: dict[str, torch.Tensor]) -> PixelModel:
     try:
         model = model_from_config(config)
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: invalid model config in checkpoint: {e}") from None
+    try:
         model.load_state_dict(tensors, strict=True)
     except (ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: weights do not match the stored config: "
                               f"{str(e).splitlines()[0]}") from None
-    return model.to(map_location).eval()
+    return model
 
 
 def describe(path: str | os.PathLike) -> dict[str, Any]:
+    """Config, parameter count and user metadata of a checkpoint that :func:`load` accepts, else
+    the same CheckpointError."""
     config, tensors, user = read_checkpoint(path)
+    _build(path, config, tensors)
     return {"config": config.to_dict(), "parameters": sum(t.numel() for t in tensors.values()),
             "metadata": user}
