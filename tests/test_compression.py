@@ -669,3 +669,21 @@ def test_cli_decompress_writes_all_pngs_or_none(ckpts, tmp_path, capsys, monkeyp
     monkeypatch.setattr(PILImage.Image, "save", real_save)
     assert main(["decompress", str(ckpts["gray"]), str(data), "-o", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c.png", "d.png"]
+
+
+def test_an_exif_rotated_png_round_trips_upright(tmp_path):
+    """The pixels as shown are coded; decompress writes them upright, without the tag."""
+    from PIL import Image
+    from pixelrnn.cli import main
+    ckpt = tmp_path / "m.safetensors"
+    pixelrnn.save(pixelrnn.create_model("pixelcnn", channels=1, levels=256, hidden=4, layers=1), ckpt)
+    stored = np.random.default_rng(0).integers(0, 256, (5, 7)).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to show
+    Image.fromarray(stored).save(tmp_path / "a.png", exif=exif)
+    assert main(["compress", str(ckpt), str(tmp_path / "a.png"), "-o", str(tmp_path / "x.prnn")]) == 0
+    assert main(["decompress", str(ckpt), str(tmp_path / "x.prnn"), "-o", str(tmp_path / "out")]) == 0
+    with Image.open(tmp_path / "out" / "a.png") as im:
+        shown = np.asarray(im)
+        assert 0x0112 not in im.getexif()
+    assert shown.shape == (7, 5) and np.array_equal(np.rot90(shown, 1), stored)

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from pixelrnn.data import (DATASETS, PHOTOS32_TEST, PHOTOS32_TRAIN, DataError, DataWarning, ImageDataset,
-                           load_dataset)
+                           load_dataset, read_images)
 
 
 def _pkg_dir(name: str) -> Path:
@@ -269,6 +269,26 @@ def test_folder_gray_pngs_seeded_split(tmp_path):
             assert np.array_equal(image[0].numpy(), pixels[name])
     everything = load_dataset(f"folder:{tmp_path}", "all")
     assert sorted(everything.names) == files
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_images_are_read_with_their_exif_orientation(tmp_path, suffix):
+    """A phone photo stored sideways with orientation 6 ("rotate 90° clockwise to show") is read
+    as it is shown."""
+    stored = np.zeros((16, 24), np.uint8)
+    stored[:8] = 255                         # the stored top half is white (whole JPEG blocks)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(tmp_path / f"a{suffix}", exif=exif)
+    Image.fromarray(stored).save(tmp_path / f"b{suffix}")
+    rotated = read_images([tmp_path / f"a{suffix}"], channels=1).images[0, 0]  # (H, W)
+    plain = read_images([tmp_path / f"b{suffix}"], channels=1).images[0, 0]
+    assert tuple(plain.shape) == (16, 24) and tuple(rotated.shape) == (24, 16)
+    assert (rotated[:, 8:] > 200).all() and (rotated[:, :8] < 50).all()  # white is now the right half
+    if suffix == ".png":  # lossless: exactly the stored pixels, turned
+        assert np.array_equal(np.rot90(rotated.numpy(), k=1), plain.numpy())
+    both = load_dataset(f"folder:{tmp_path}", "all", crop=(16, 16))
+    assert sorted(both.names) == [f"a{suffix}", f"b{suffix}"]
 
 
 def test_folder_recursive_and_subfolder_splits(tmp_path):

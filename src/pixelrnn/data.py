@@ -652,15 +652,18 @@ def _has_wide_samples(im) -> bool:
 
 
 def _read_image(path: Path) -> np.ndarray:
-    """(H, W) gray or (H, W, 3) RGB uint8 pixels of one PNG/JPEG."""
-    from PIL import Image
+    """(H, W) gray or (H, W, 3) RGB uint8 pixels of one PNG/JPEG, upright: an EXIF orientation
+    (phone photos) is applied, as image viewers do."""
+    from PIL import Image, ImageOps
     try:
         with Image.open(path) as im:
             mode = im.mode
             if _has_wide_samples(im):  # e.g. a 16-bit RGB PNG: Pillow opens it as 8-bit "RGB"
                 mode = mode if "16" in mode else f"{mode} with 16-bit samples"
-            elif mode in _GRAY_MODES:
-                return np.asarray(im.convert("L"))
+            else:
+                im = ImageOps.exif_transpose(im)  # after the tile check: this loads the pixels
+                if mode in _GRAY_MODES:
+                    return np.asarray(im.convert("L"))
             if mode in _COLOR_MODES:
                 rgb = np.asarray(im.convert("RGB"))
                 if mode in ("P", "PA") and (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():

@@ -96,10 +96,10 @@ def build_unknown(spec: str, n: int, H: int, W: int, seed: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(seed)
         unknown = torch.rand(n, 1, H, W, generator=g) < p
     elif spec.lower().endswith((".png", ".jpg", ".jpeg", ".bmp", ".gif")) or "/" in spec:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image, ImageOps, UnidentifiedImageError
         try:
-            with Image.open(spec) as im:
-                m = np.asarray(im.convert("L"), dtype=np.uint8)
+            with Image.open(spec) as im:  # upright, like the images (EXIF orientation applied)
+                m = np.asarray(ImageOps.exif_transpose(im).convert("L"), dtype=np.uint8)
         except FileNotFoundError:
             raise FileNotFoundError(f"mask image not found: {spec}") from None
         except (UnidentifiedImageError, OSError, ValueError) as e:
