@@ -260,6 +260,30 @@ def test_cli_ood_table_json_and_histogram(files, capsys):
     assert rc == 0 and rows[0][:4] == ["ood", "method", "roc_auc", "aupr"] and len(rows) == 4
 
 
+def test_cli_ood_default_histogram_not_writable_is_a_warning(files, tmp_path, capsys, monkeypatch):
+    """The default histogram (next to the checkpoint) is a convenience: when its folder cannot be
+    written, the scores are still printed, with one warning line."""
+    import pixelrnn.anomaly as anomaly
+
+    def refuse(report, path):
+        raise PermissionError(13, "Permission denied", path)
+    monkeypatch.setattr(anomaly, "save_histogram", refuse)
+    rc, out, err = cli(capsys, "score", files["ckpt"], "--data", files["data"], "--levels", LEVELS,
+                       "--ood", "noise", "--limit", 4, "--json")
+    assert rc == 0 and json.loads(out)["histogram"] is None
+    assert err.strip().splitlines()[-1].startswith("pixelrnn score: warning: no histogram: cannot write")
+    assert "Permission denied" in err and "Traceback" not in err
+    # an explicit --hist that cannot be written is an error
+    rc, out, err = cli(capsys, "score", files["ckpt"], "--data", files["data"], "--levels", LEVELS,
+                       "--ood", "noise", "--limit", 4, "--hist", tmp_path / "h.png")
+    assert rc == 2 and "Permission denied" in err
+
+
+def test_cli_hist_and_no_hist_contradict(files, tmp_path, capsys):
+    assert_user_error(capsys, "score", files["ckpt"], "--data", files["data"], "--levels", LEVELS,
+                      "--ood", "noise", "--hist", tmp_path / "h.png", "--no-hist", match="contradict")
+
+
 def test_cli_user_errors(files, tmp_path, capsys):
     ckpt, data = files["ckpt"], files["data"]
     assert_user_error(capsys, "score", ckpt, "--data", data, "--levels", LEVELS, "--method", "likelihood",

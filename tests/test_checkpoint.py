@@ -83,7 +83,7 @@ def test_weights_not_matching_config(tmp_path):
     ({"hidden": 8}, "do not match"),
     ({"arch": "transformer"}, "invalid model config"),
     ({"levels": 1}, "invalid model config"),
-    ({"channels": 2}, "do not match"),
+    ({"channels": 2}, "invalid model config"),
     ({"hidden": 0}, "invalid model config"),
 ])
 def test_info_refuses_what_load_refuses(tmp_path, capsys, change, match):
@@ -109,6 +109,15 @@ def test_info_of_a_good_checkpoint(tmp_path, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["config"]["arch"] == "diagonal_bilstm" and info["metadata"] == {"note": "x"}
     assert info["parameters"] == sum(p.numel() for p in model.state_dict().values())
+
+
+@pytest.mark.parametrize("where, match", [("bogus", "map_location must be auto, cpu, cuda or cuda:N"),
+                                          ("cuda:x", "map_location must be")])
+def test_load_map_location_checked(tmp_path, where, match):
+    pixelrnn.save(pixelrnn.create_model("pixelcnn", levels=4, hidden=4, layers=1), tmp_path / "m.safetensors")
+    with pytest.raises(ValueError, match=match):
+        pixelrnn.load(tmp_path / "m.safetensors", map_location=where)
+    assert pixelrnn.load(tmp_path / "m.safetensors", map_location=torch.device("cpu")).device.type == "cpu"
 
 
 def test_save_is_atomic(tmp_path, monkeypatch):

@@ -117,6 +117,11 @@ def test_bad_inputs_raise_value_error(bad, match):
     (dict(arch="row_lstm", kernel=5), "unknown option"),
     (dict(arch="pixelcnn", kernel=4), "kernel"),
     (dict(arch="pixelcnn", hidden=2.5), "hidden"),
+    (dict(arch="row_lstm", channels=2), "channels must be 1 .gray. or 3 .RGB."),
+    (dict(arch="row_lstm", channels=4, hidden=8), "channels"),
+    (dict(arch="row_lstm", levels=65537), r"levels must be in \[2, 65536\]"),
+    (dict(arch="row_lstm", head=True), "head"),
+    (dict(arch="row_lstm", skip="no"), "skip must be True or False"),
 ])
 def test_bad_model_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -127,8 +132,22 @@ def test_integer_dtypes_accepted():
     model = pixelrnn.create_model("pixelcnn", levels=4, hidden=6, layers=1)
     x = torch.randint(0, 4, (2, 1, 4, 4))
     ref = model.log_prob(x)
-    for dt in (torch.uint8, torch.int32, torch.int16):
+    for dt in (torch.uint8, torch.int32, torch.int16, torch.uint16, torch.uint32, torch.uint64):
         torch.testing.assert_close(model.log_prob(x.to(dt)), ref)
+    with pytest.raises(ValueError, match=r"\[0, 3\]"):
+        model.log_prob(torch.full((1, 1, 2, 2), 2 ** 63 + 5, dtype=torch.uint64))
+
+
+def test_a_float64_model_stays_float64(tmp_path):
+    """log_prob in the model's precision, and save / load keep the dtype (and so log_prob)."""
+    model = pixelrnn.create_model("row_lstm", levels=4, hidden=4, layers=1).double()
+    x = torch.randint(0, 4, (2, 1, 5, 5))
+    lp = model.log_prob(x)
+    ref = -torch.nn.functional.cross_entropy(model(x), x, reduction="none").sum(dim=(1, 2, 3))
+    assert lp.dtype == torch.float64 and (lp - ref).abs().max() < 1e-12
+    pixelrnn.save(model, tmp_path / "m.safetensors")
+    again = pixelrnn.load(tmp_path / "m.safetensors")
+    assert again.first.weight.dtype == torch.float64 and torch.equal(again.log_prob(x), lp)
 
 
 @pytest.mark.parametrize("arch", ARCHS + ["multiscale"])

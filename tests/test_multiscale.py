@@ -53,7 +53,7 @@ def test_probabilities_of_all_images_sum_to_one(base, C, H, W, levels, factor):
     xs = enumerate_images(C, H, W, levels)
     with torch.no_grad():
         lp = -F.cross_entropy(model(xs), xs, reduction="none").sum(dim=(1, 2, 3))  # float64
-        torch.testing.assert_close(model.log_prob(xs), lp.float())  # log_prob works in float32
+        torch.testing.assert_close(model.log_prob(xs), lp, rtol=0, atol=1e-10)  # in the model's float64
     p = lp.exp()
     assert abs(float(p.sum()) - 1) < 1e-12
     assert p.max() < 0.95 and p.min() * len(p) < 0.9  # neither degenerate nor uniform
@@ -80,9 +80,9 @@ def test_log_prob_is_small_plus_conditional_and_cross_entropy(base):
     assert logits.shape == (3, 5, 3, 5, 7)
     nll = F.cross_entropy(logits, x, reduction="none").sum(dim=(1, 2, 3))  # float64
     torch.testing.assert_close(-nll, expect, rtol=0, atol=1e-10)
-    torch.testing.assert_close(lp, expect.float())  # log_prob / value_log_probs work in float32
+    torch.testing.assert_close(lp, expect, rtol=0, atol=1e-10)  # log_prob / value_log_probs: float64 too
     per_value = logits.log_softmax(1).gather(1, x.unsqueeze(1)).squeeze(1)  # from model(x)
-    torch.testing.assert_close(model.value_log_probs(x), per_value.float())
+    torch.testing.assert_close(model.value_log_probs(x), per_value, rtol=0, atol=1e-10)
 
 
 @pytest.mark.parametrize("base", BASES)

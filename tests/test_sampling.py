@@ -191,6 +191,11 @@ def test_temperature(arch):
     mode = xs[torch.stack([(logits[k, :, 0].argmax(0) == xs[k, 0]).all() for k in range(16)]).nonzero()[0, 0]]
     assert (cold == mode).flatten(1).all(1).double().mean() > 0.9  # greedy image dominates
     assert p.max() < 0.9
+    # a temperature so small that logits / T overflow: still the greedy (argmax) values
+    model = make_model(arch, 3, levels=17, dtype=torch.float32)
+    for T in (1e-300, 1e-320):
+        greedy = model.sample(3, height=3, width=4, temperature=T, generator=torch.Generator().manual_seed(0))
+        assert torch.equal(model(greedy).argmax(1), greedy), T
 
 
 # -- completion ----------------------------------------------------------------------------------
@@ -336,6 +341,7 @@ def test_progress_callback_and_bar(capsys):
     (dict(n=2, height=3, width=3, temperature=0), "temperature"),
     (dict(n=2, height=3, width=3, temperature=-1.0), "temperature"),
     (dict(n=2, height=3, width=3, temperature=float("nan")), "temperature"),
+    (dict(n=2, height=3, width=3, generator=5), "generator must be a torch.Generator"),
 ])
 def test_sample_errors(kwargs, match):
     model = make_model("row_lstm", 1, dtype=torch.float32)

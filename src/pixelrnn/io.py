@@ -90,7 +90,12 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, tor
 
 
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> PixelModel:
-    """Rebuild a model saved with :func:`save`. Raises CheckpointError for a bad file."""
+    """Rebuild a model saved with :func:`save`, in the dtype its weights were saved in, on
+    ``map_location`` (a torch.device, or auto / cpu / cuda / cuda:N). Raises CheckpointError for a
+    bad file, ValueError for a device this machine does not have."""
+    if not isinstance(map_location, torch.device):
+        from .device import resolve_device
+        map_location = resolve_device(str(map_location), option="map_location")
     config, tensors, _ = read_checkpoint(path)
     return _build(path, config, tensors).to(map_location).eval()
 
@@ -100,6 +105,9 @@ def _build(path, config: ModelConfig, tensors: dict[str, torch.Tensor]) -> Pixel
         model = model_from_config(config)
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: invalid model config in checkpoint: {e}") from None
+    dtypes = {t.dtype for t in tensors.values() if t.is_floating_point()}
+    if len(dtypes) == 1 and dtypes != {torch.float32}:
+        model.to(dtypes.pop())  # e.g. a float64 model stays float64: load_state_dict would cast down
     try:
         model.load_state_dict(tensors, strict=True)
     except (ValueError, RuntimeError) as e:

@@ -2,6 +2,10 @@
 from ..device import resolve_device  # noqa: F401  (the subcommands and bench scripts take it from here)
 
 
+class CommandWarning(UserWarning):
+    """Something a command could not do that does not stop it (shown as one line)."""
+
+
 def check_out_file(path: str, flag: str, force: bool = False) -> None:
     """Before any work: ``path`` can be written as a new file (or replaced, with ``force``). A
     one-line error for an empty name, a directory, an existing file, or a parent that is a file."""

@@ -40,7 +40,10 @@ import json
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
+
+from . import CommandWarning
 
 
 def register(sub) -> None:
@@ -107,6 +110,8 @@ def _check_args(args) -> None:
                              f"or a dataset: {', '.join(DATASETS)}, {', '.join(USER_FORMATS)}")
     if args.ood and len(set(args.ood)) != len(args.ood):
         raise ValueError("an --ood set is given twice")
+    if args.hist and args.no_hist:
+        raise ValueError("--hist and --no-hist contradict each other")
     from . import check_out_file
     named = [(f, v) for f, v in (("--csv", args.csv), ("--heatmap", args.heatmap), ("--hist", args.hist))
              if v and v != "-"]
@@ -263,11 +268,18 @@ def _run_ood(args, model, images, what) -> str:
     sets, descriptions = _ood_sets(args, model, images)
     report = evaluate_ood(model, images, sets, codec=args.complexity_codec,
                           batch_size=args.batch_size, in_name=what, descriptions=descriptions)
-    hist = None
-    if not args.no_hist:
+    hist = args.hist
+    if hist:
+        save_histogram(report, hist)  # checked before any work (_check_args)
+    elif not args.no_hist:  # the default, next to the checkpoint: a convenience, so never fatal
         ckpt = Path(args.checkpoint)
-        hist = args.hist or str(ckpt.with_name(ckpt.stem + ".ood-hist.png"))
-        save_histogram(report, hist)
+        hist = str(ckpt.with_name(ckpt.stem + ".ood-hist.png"))
+        try:
+            save_histogram(report, hist)
+        except OSError as e:
+            warnings.warn(CommandWarning(f"no histogram: cannot write {hist} ({e.strerror or e}); "
+                                         "pass --hist PATH or --no-hist"))
+            hist = None
     if args.json:
         print(json.dumps({"checkpoint": args.checkpoint, **report.to_dict(), "histogram": hist}, indent=2))
     elif args.csv:

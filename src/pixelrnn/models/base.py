@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from ..nn.blocks import ConvBlock, RecurrentBlock, ResidualStack
 from ..nn.masked import MaskedConv2d
 
+MAX_LEVELS = 65536  # values per channel: 16-bit images at most (the head has channels * levels maps)
+
 
 @dataclass
 class ModelConfig:
@@ -49,10 +51,10 @@ class ModelConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int):
                 raise ValueError(f"{name} must be an integer, got {v!r}")
-        if self.channels < 1:
-            raise ValueError(f"channels must be >= 1 (1 for gray, 3 for RGB), got {self.channels}")
-        if self.levels < 2:
-            raise ValueError(f"levels must be >= 2, got {self.levels}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (gray) or 3 (RGB), got {self.channels}")
+        if not 2 <= self.levels <= MAX_LEVELS:
+            raise ValueError(f"levels must be in [2, {MAX_LEVELS}] (at most 16-bit values), got {self.levels}")
         if self.hidden < self.channels:
             raise ValueError(f"hidden must be >= channels ({self.channels}), got {self.hidden}")
         if self.layers < 1:
@@ -61,8 +63,10 @@ class ModelConfig:
             raise ValueError(f"first_kernel must be a positive odd integer, got {self.first_kernel}")
         if self.head is None:
             self.head = 2 * self.hidden
-        if not isinstance(self.head, int) or self.head < self.channels:
+        if isinstance(self.head, bool) or not isinstance(self.head, int) or self.head < self.channels:
             raise ValueError(f"head must be an integer >= channels, got {self.head!r}")
+        if not isinstance(self.skip, bool):
+            raise ValueError(f"skip must be True or False, got {self.skip!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -78,8 +82,8 @@ class ModelConfig:
 
 def log_probs_of(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Logits (H, W, B, C, L) and values int (B, C, H, W) -> log p of each value (B, C, H, W),
-    computed in float32 (at least)."""
-    logp = logits.float().log_softmax(dim=-1)  # (H, W, B, C, L)
+    computed in float32 (at least: a float64 model gives float64)."""
+    logp = logits.to(torch.promote_types(logits.dtype, torch.float32)).log_softmax(dim=-1)  # (H, W, B, C, L)
     picked = logp.gather(-1, x.permute(2, 3, 0, 1).unsqueeze(-1)).squeeze(-1)  # (H, W, B, C)
     return picked.permute(2, 3, 0, 1)
 
@@ -231,6 +235,8 @@ class PixelModel(nn.Module):
                              f"(shape {tuple(x.shape)})")
         if x.shape[0] < 1 or x.shape[2] < 1 or x.shape[3] < 1:
             raise ValueError(f"empty image batch: shape {tuple(x.shape)}")
+        if x.dtype in (torch.uint16, torch.uint32, torch.uint64):  # no min/max kernels for these
+            x = x.to(torch.int64)  # (uint64 above 2**63 - 1 wraps negative: refused below)
         lo, hi = int(x.min()), int(x.max())
         if lo < 0 or hi >= self.levels:
             raise ValueError(f"pixel values must be in [0, {self.levels - 1}], got min {lo}, max {hi}")

@@ -228,7 +228,7 @@ class MultiScalePixelRNN(PixelModel):
         """``n`` images (int64 (n, C, height, width)) in two stages (see the module docstring for
         the draw order); otherwise as :meth:`PixelModel.sample`."""
         from ..sampling import _sample_start
-        values, t = _sample_start(self, n, height, width, temperature, method)
+        values, t = _sample_start(self, n, height, width, temperature, method, generator)
         out, _, _ = self._generate(values, None, generator=generator, temperature=t, method=method,
                                    progress=progress, desc="sampling")
         return out
@@ -241,7 +241,7 @@ class MultiScalePixelRNN(PixelModel):
         module docstring). Otherwise as :meth:`PixelModel.complete`."""
         from ..sampling import _check_common, _check_int, _check_known
         particles = _check_int("particles", particles)
-        t = _check_common(self, temperature, method)
+        t = _check_common(self, temperature, method, generator)
         x, known = _check_known(self, x, known)
         out, _, _ = self._generate(x, known, generator=generator, temperature=t, method=method,
                                    particles=particles, progress=progress, desc="completing")

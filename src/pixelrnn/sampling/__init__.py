@@ -67,7 +67,13 @@ def _check_int(name: str, v, minimum: int = 1) -> int:
     return int(v)
 
 
-def _check_common(model, temperature, method) -> float:
+def _check_common(model, temperature, method, generator=None) -> float:
+    if generator is not None:
+        if not isinstance(generator, torch.Generator):
+            raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        if generator.device.type != model.device.type:
+            raise ValueError(f"the generator is on {generator.device.type} but the model on "
+                             f"{model.device.type}: use torch.Generator(device=model.device)")
     if method not in METHODS:
         raise ValueError(f"unknown sampling method {method!r}; choose one of {', '.join(METHODS)}")
     if method == "cached" and not model._has_sampling_engine():
@@ -87,20 +93,20 @@ def sample(model, n: int, height: int | None = None, width: int | None = None, *
     """``n`` new images of ``height`` × ``width``: int64 (n, C, height, width) on the model's device.
 
     ``progress``: True for a tqdm bar on stderr, or a callable ``f(done, total)`` (values)."""
-    values, t = _sample_start(model, n, height, width, temperature, method)
+    values, t = _sample_start(model, n, height, width, temperature, method, generator)
     out, _, _ = generate(model, values, None, generator=generator, temperature=t, method=method,
                          progress=progress, desc="sampling")
     return out
 
 
-def _sample_start(model, n, height, width, temperature, method) -> tuple[torch.Tensor, float]:
+def _sample_start(model, n, height, width, temperature, method, generator=None) -> tuple[torch.Tensor, float]:
     """Check the arguments of ``sample``; the all-unknown (n, C, height, width) start and T."""
     n = _check_int("n (number of images)", n)
     if height is None or width is None:
         raise ValueError("sample() needs the image size: height=H, width=W")
     height = _check_int("height", height)
     width = _check_int("width", width)
-    t = _check_common(model, temperature, method)
+    t = _check_common(model, temperature, method, generator)
     return torch.zeros(n, model.channels, height, width, dtype=torch.long, device=model.device), t
 
 
@@ -138,7 +144,7 @@ def complete(model, x: torch.Tensor, known: torch.Tensor, generator: torch.Gener
     Returns int64 (B, C, H, W) on the model's device (and the (B, K) float64 log-weights if
     ``return_weights``; None when K = 1)."""
     particles = _check_int("particles", particles)
-    t = _check_common(model, temperature, method)
+    t = _check_common(model, temperature, method, generator)
     x, known = _check_known(model, x, known)
     out, _, log_w = generate(model, x, known, generator=generator, temperature=t, method=method,
                              particles=particles, progress=progress, desc="completing")

@@ -291,7 +291,8 @@ class _Chooser:
         vals = slab(self.v, c, t, lo, hi, s)
         if samp:
             u = slab(self.u, c, t, lo, hi, s).reshape(S * n, 1).contiguous()
-            z = lg if self.temperature == 1.0 else lg / self.temperature
+            # T != 1: shift the maximum to 0 first, so that a tiny T sends the others to -inf (argmax)
+            z = lg if self.temperature == 1.0 else (lg - lg.amax(-1, keepdim=True)) / self.temperature
             cdf = torch.softmax(z, -1).cumsum_(-1)
             v = torch.searchsorted(cdf, u).view(S, n).clamp_max_(lg.shape[-1] - 1)
             if mixed:
