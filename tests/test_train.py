@@ -149,7 +149,7 @@ def _wait_for_step(state: Path, proc, min_step: int, timeout=120):
 @pytest.mark.slow
 def test_sigkill_then_resume_gives_identical_weights(tmp_path):
     args = [*TINY, "--arch", "row_lstm", "--hidden", "8", "--layers", "2", "--deterministic",
-            "--save-every", "10", "--eval-every", "0", "--steps", "150"]
+            "--save-every", "10", "--eval-every", "0", "--steps", "150", "--log-every", "7"]
     proc = _spawn(["train", *args, "--out", tmp_path / "killed"])
     saved = _wait_for_step(tmp_path / "killed" / "state.safetensors", proc, 20)
     proc.send_signal(signal.SIGKILL)
@@ -161,8 +161,12 @@ def test_sigkill_then_resume_gives_identical_weights(tmp_path):
     a = load_file(tmp_path / "killed" / "last.safetensors")
     b = load_file(tmp_path / "straight" / "last.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
-    steps = [json.loads(x)["step"] for x in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
-    assert steps[-1] == 150
+    # the metrics too: no step twice, and the log window cut by the kill is carried over
+    def records(run):
+        return [(r["step"], r.get("train_nll"), r.get("final", False)) for r in
+                map(json.loads, (tmp_path / run / "metrics.jsonl").read_text().splitlines())]
+    assert records("killed") == records("straight")
+    assert records("killed")[-1][0] == 150
 
 
 @pytest.mark.slow
@@ -198,6 +202,33 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypat
     assert "nan" in err and "step 8" in err and "last.safetensors (step 5)" in err
     assert pixelrnn.io.describe(out / "last.safetensors")["metadata"]["step"] == "5"
     pixelrnn.load(out / "last.safetensors")
+    calls["n"] = 100  # from the first step: nothing to point to
+    assert cli("train", *TINY, "--steps", "20", "--out", tmp_path / "r2") == 1
+    err = capsys.readouterr().err
+    assert "step 1; stopped. No checkpoint was saved yet." in err and err.count("\n") == 1
+
+
+def test_non_finite_weights_are_never_saved(tmp_path, monkeypatch, capsys):
+    """A finite loss with an inf gradient would put NaN into the weights: the run stops before
+    a checkpoint holds them."""
+    out = tmp_path / "run"
+    real = torch.optim.Adam.step
+
+    def poisoned(self, *a, **k):
+        result = real(self, *a, **k)
+        self.__dict__.setdefault("_n", 0)
+        self._n += 1
+        if self._n == 10:  # the step of a checkpoint (--save-every 5)
+            with torch.no_grad():
+                next(iter(self.param_groups[0]["params"])).fill_(float("nan"))
+        return result
+    monkeypatch.setattr(torch.optim.Adam, "step", poisoned)
+    assert cli("train", *TINY, "--steps", "20", "--save-every", "5", "--grad-clip", "0",
+               "--out", out) == 1
+    err = capsys.readouterr().err
+    assert "weights became non-finite" in err and "last.safetensors (step 5)" in err
+    model = pixelrnn.load(out / "last.safetensors")
+    assert all(p.isfinite().all() for p in model.parameters())
 
 
 def test_options_rmsprop_cosine_ema_bf16_dynamic_binarization(tmp_path, capsys):
@@ -236,10 +267,55 @@ def test_bad_train_arguments(tmp_path, capsys):
                        (["--steps", "5", "--crop", "axb"], "HxW"),
                        (["--steps", "5", "--dropout", "1"], "--dropout"),
                        (["--steps", "5", "--shift", "-1"], "--shift"),
-                       (["--steps", "5", "--shift", "8"], "smaller than the images (8x8)")]:
+                       (["--steps", "5", "--shift", "8"], "smaller than the images (8x8)"),
+                       (["--steps", "5", "--threads", "0"], "--threads must be >= 1"),
+                       (["--steps", "5", "--threads", "-1"], "--threads must be >= 1"),
+                       (["--steps", "5", "--lr", "inf"], "--lr must be a finite number"),
+                       (["--max-minutes", "nan"], "--max-minutes must be a finite number"),
+                       (["--steps", "5", "--grad-clip", "nan"], "--grad-clip must be a finite number"),
+                       (["--steps", "5", "--seed", str(10 ** 16)], "--seed must be in [0, 2**32)"),
+                       (["--steps", "5", "--seed", "-1"], "--seed must be in"),
+                       (["--steps", "5", "--weight-decay", "-0.1"], "--weight-decay must be >= 0")]:
         assert cli("train", *TINY, *extra, "--out", tmp_path / "x") == 2
         err = capsys.readouterr().err
         assert msg in err and err.count("\n") == 1
+        assert not (tmp_path / "x").exists()
+    assert cli("train", *TINY, "--steps", "1", "--out", "") == 2
+    assert "--out must name a run directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kept", ["best.safetensors", "config.json", "metrics.jsonl"])
+def test_a_new_run_never_replaces_files_of_an_earlier_one(tmp_path, capsys, kept):
+    out = tmp_path / "keep"
+    out.mkdir()
+    (out / kept).write_bytes(b"precious")
+    assert cli("train", *TINY, "--steps", "2", "--out", out) == 2
+    err = capsys.readouterr().err
+    assert f"already holds {kept}" in err and err.count("\n") == 1
+    assert (out / kept).read_bytes() == b"precious" and sorted(p.name for p in out.iterdir()) == [kept]
+
+
+def test_resume_refuses_changed_data_and_has_nothing_to_do_at_its_limit(tmp_path, capsys):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    data = tmp_path / "d.npz"
+    np.savez(data, x_train=rng.integers(0, 256, (20, 6, 6), dtype=np.uint8),
+             x_test=rng.integers(0, 256, (4, 6, 6), dtype=np.uint8))
+    out = tmp_path / "run"
+    assert cli("train", *TINY, "--data", f"npz:{data}", "--steps", "3", "--out", out) == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert cli("train", "--resume", out) == 2  # a finished run, same limit
+    err = capsys.readouterr().err
+    assert "already at step 3, its limit of 3 steps: nothing to do" in err and err.count("\n") == 1
+    assert cli("train", "--resume", out, "--steps", "2") == 2
+    assert "nothing to do" in capsys.readouterr().err
+    np.savez(data, x_train=rng.integers(0, 256, (25, 6, 6), dtype=np.uint8),
+             x_test=rng.integers(0, 256, (4, 6, 6), dtype=np.uint8))
+    assert cli("train", "--resume", out, "--steps", "6") == 2
+    err = capsys.readouterr().err
+    assert "its data changed since the run started (train images 20 -> 25)" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
 def test_train_and_test_splits_of_different_shapes_are_refused(tmp_path, capsys):
@@ -350,3 +426,41 @@ def test_regularisation_is_recorded_and_changes_training_only(tmp_path):
         b = load_file(tmp_path / name / "last.safetensors")
         assert a.keys() == b.keys()
         assert any(not torch.equal(a[k], b[k]) for k in a), f"--{key} did not change training"
+
+
+def test_demo_checks_its_arguments_before_moving_an_earlier_demo(tmp_path, capsys):
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "report.html").write_text("earlier")
+    for extra, msg in [(["--minutes", "0"], "--minutes must be a finite number > 0"),
+                       (["--samples", "-1"], "--samples must be >= 0"),
+                       (["--threads", "0"], "--threads must be >= 1")]:
+        assert cli("demo", "--out", out, *extra) == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["demo"] and (out / "report.html").read_text() == "earlier"
+
+
+def test_an_interrupted_demo_writes_no_report(tmp_path, capsys, monkeypatch):
+    import pixelrnn.train as tr
+
+    def stopped(cfg, resume=False):
+        return tr.TrainResult(step=5, epoch=0, test=None, best_nll=None, stopped_by="signal",
+                              run_dir=cfg.out)
+    monkeypatch.setattr(tr, "train", stopped)
+    assert cli("demo", "--out", tmp_path / "demo", "--no-progress") == 130
+    assert "interrupted at step 5; no report written" in capsys.readouterr().out
+    assert not (tmp_path / "demo" / "report.html").exists()
+
+
+def test_a_run_on_relative_paths_resumes_from_another_directory(tmp_path, monkeypatch, capsys):
+    import numpy as np
+    (tmp_path / "proj").mkdir()
+    np.savez(tmp_path / "proj" / "d.npz", x=np.random.default_rng(0).integers(0, 256, (20, 6, 6), dtype=np.uint8))
+    monkeypatch.chdir(tmp_path / "proj")
+    assert cli("train", *TINY, "--data", "npz:d.npz", "--steps", "2", "--out", "run") == 0
+    saved = json.loads((tmp_path / "proj" / "run" / "config.json").read_text())["train"]["data"]
+    assert saved == f"npz:{tmp_path / 'proj' / 'd.npz'}"
+    monkeypatch.chdir(tmp_path)
+    assert cli("train", "--resume", "proj/run", "--steps", "4") == 0
+    assert "step 4 (steps)" in capsys.readouterr().out

@@ -374,6 +374,15 @@ def read_images(paths, *, channels: int, levels: int = 256, skip_bad: bool = Fal
                         skipped=skipped)
 
 
+def absolute_spec(spec: str) -> str:
+    """The spec with an absolute path (``npz:d.npz`` -> ``npz:/home/me/d.npz``), so that a run
+    resumed from another working directory reads the same files; other specs unchanged."""
+    prefix, sep, rest = spec.partition(":")
+    if sep and prefix in _USER_LOADERS and rest.strip() and spec not in _BUILTINS:
+        return f"{prefix}:{os.path.abspath(os.path.expanduser(rest))}"
+    return spec
+
+
 def _load_parts(spec: str, split: str, crop: tuple[int, int] | None, skip_bad: bool) -> _Parts:
     if spec in _BUILTINS:
         return _BUILTINS[spec](split)

@@ -42,7 +42,7 @@ from safetensors.torch import save_file
 
 from . import io as pio
 from .device import check_device_name, resolve_device
-from .data import DataError, DataWarning, augment, load_dataset, parse_size
+from .data import DataError, DataWarning, absolute_spec, augment, load_dataset, parse_size
 from .evaluate import _autocast, evaluate
 from .models import ModelConfig, PixelModel, create_model, model_from_config
 
@@ -54,6 +54,10 @@ RESUMABLE_OVERRIDES = ("steps", "epochs", "max_minutes", "device", "threads", "p
 
 class RunError(ValueError):
     """A run directory that cannot be used (missing, corrupt, or would be overwritten)."""
+
+
+class RunWarning(UserWarning):
+    """A resumed run that will not be exactly what an uninterrupted one would have been."""
 
 
 class NonFiniteLoss(RuntimeError):
@@ -110,6 +114,8 @@ class TrainConfig:
     threads: int | None = None
 
     def validate(self) -> None:
+        if not str(self.out).strip():
+            raise ValueError("--out must name a run directory")
         if self.optimizer not in ("adam", "rmsprop"):
             raise ValueError(f"--optimizer must be adam or rmsprop, got {self.optimizer!r}")
         if self.lr_schedule not in ("constant", "cosine", "linear"):
@@ -124,10 +130,20 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and v < 0:
                 raise ValueError(f"--{name} must be >= 0")
+        for name in ("lr", "weight_decay", "grad_clip", "ema", "dropout", "max_minutes"):
+            v = getattr(self, name)
+            if v is not None and not math.isfinite(v):
+                raise ValueError(f"--{name.replace('_', '-')} must be a finite number, got {v}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError("--max-minutes must be > 0")
         if self.lr <= 0:
             raise ValueError("--lr must be > 0")
+        if self.weight_decay < 0:
+            raise ValueError("--weight-decay must be >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {self.threads}")
+        if not 0 <= self.seed < 2 ** 32:
+            raise ValueError(f"--seed must be in [0, 2**32), got {self.seed}")
         if not 0 <= self.ema < 1:
             raise ValueError("--ema must be in [0, 1)")
         if not 0 <= self.dropout < 1:
@@ -234,9 +250,29 @@ class RunDir:
     best = property(lambda self: self.path / "best.safetensors")
     state = property(lambda self: self.path / "state.safetensors")
 
+    def files(self) -> list[Path]:
+        """The files a run writes (a new run refuses a folder that holds any of them)."""
+        return [self.config, self.metrics, self.last, self.best, self.state]
+
     def write_json(self, path: Path, obj: Any) -> None:
         text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
         pio.atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+    def truncate_metrics(self, step: int) -> None:
+        """Keep the records up to ``step`` (the saved state's) and drop the end-of-run ones: what
+        an uninterrupted run would have written so far. A torn last line (a kill) goes too."""
+        if not self.metrics.exists():
+            return
+        kept = []
+        for line in self.metrics.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and not rec.get("final") and isinstance(rec.get("step"), int) \
+                    and rec["step"] <= step:
+                kept.append(line + "\n")
+        pio.atomic_write(self.metrics, lambda tmp: Path(tmp).write_text("".join(kept)))
 
     def append_metrics(self, record: dict) -> None:
         with open(self.metrics, "a") as f:
@@ -257,7 +293,7 @@ class RunDir:
             raise RunError(f"{self.path} is not a pixelrnn run directory (no config.json)")
         try:
             cfg = json.loads(self.config.read_text())
-            if not isinstance(cfg, dict) or "train" not in cfg:
+            if not isinstance(cfg, dict) or not isinstance(cfg.get("train"), dict):
                 raise ValueError("missing 'train' section")
             return cfg
         except (ValueError, UnicodeDecodeError) as e:
@@ -282,6 +318,9 @@ def save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
         for k, v in ema.state_dict().items():
             tensors[f"ema.{k}"] = v.detach().cpu().contiguous()
     tensors["rng.torch"] = torch.get_rng_state()
+    dev = next(model.parameters()).device
+    if dev.type == "cuda":  # dropout draws on the GPU come from its own generator
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(dev)
     full = {"format": STATE_FORMAT, "format_version": STATE_VERSION,
             "meta": json.dumps({**meta, "param_groups": opt["param_groups"],
                                 "optim_scalars": scalars})}
@@ -323,6 +362,9 @@ def _restore(model, optimizer, ema, tensors: dict, meta: dict, path: Path) -> No
             ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
         if "rng.torch" in tensors:
             torch.set_rng_state(tensors["rng.torch"])
+        dev = next(model.parameters()).device
+        if "rng.cuda" in tensors and dev.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda"], dev)
     except (RuntimeError, KeyError, ValueError) as e:
         raise RunError(f"cannot resume from {path}: state does not match the run's config "
                        f"({str(e).splitlines()[0]})") from None
@@ -389,6 +431,7 @@ class TrainResult:
     run_dir: str
     rank: int = 0
     skipped: list[str] = field(default_factory=list)
+    train_images: int = 0
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
@@ -412,6 +455,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
 
 def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
     run = RunDir(cfg.out)
+    if not resume:  # config.json records where the data are, whatever the working directory
+        cfg = dataclasses.replace(cfg, data=absolute_spec(cfg.data))
     device = rank_device(cfg.device, d)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -424,6 +469,9 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
     if not resume and (run.state.exists() or run.last.exists()):
         raise RunError(f"{run.path} already holds a run; use --resume {run.path} to continue it "
                        f"or choose another --out")
+    if not resume and (present := [p.name for p in run.files() if os.path.lexists(p)]):
+        raise RunError(f"{run.path} already holds {', '.join(present)}: a new run would replace "
+                       f"{'it' if len(present) == 1 else 'them'}; choose another --out")
 
     # data
     crop = cfg.crop_size()
@@ -440,6 +488,12 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
     C, H, W = train_ds.channels, train_ds.height, train_ds.width
     if cfg.shift >= min(H, W):
         raise ValueError(f"--shift {cfg.shift} must be smaller than the images ({H}x{W})")
+    if resume:
+        _check_same_data(run, {"train_images": n_train, "test_images": len(test_ds), "channels": C,
+                               "height": H, "width": W, "levels": train_ds.levels}, d)
+    elif cfg.batch_size > n_train and d.main:
+        warnings.warn(RunWarning(f"--batch-size {cfg.batch_size} is more than the {n_train} training "
+                                 f"images: every step uses all of them"), stacklevel=2)
 
     # model, optimizer, EMA
     torch.manual_seed(cfg.seed)
@@ -494,15 +548,27 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
         total = min(cfg.steps, cfg.epochs * steps_per_epoch)
     dims = C * H * W
     eval_every = cfg.eval_every or steps_per_epoch
+    deadline = None if cfg.max_minutes is None else cfg.max_minutes * 60.0
+    if resume and ((total is not None and step >= total) or (deadline is not None and elapsed >= deadline)):
+        limit = (f"{total} steps" if total is not None and step >= total
+                 else f"--max-minutes {cfg.max_minutes:g}")
+        raise RunError(f"{run.path} is already at step {step}, its limit of {limit}: nothing to do "
+                       f"(give a larger --steps, --epochs or --max-minutes to go on)")
+    if resume and d.main:
+        run.truncate_metrics(step)  # records after the saved step are redone (a kill loses them)
     meta_common = {"image_size": f"{H}x{W}", "data": cfg.data}
 
     def evaluate_now() -> dict:
         model_for_eval = ema.module if ema is not None else model
         res = evaluate(model_for_eval, test_ds.images, cfg.eval_batch_size, cfg.precision)
-        return res.to_dict()
+        return {**res.to_dict(), "step": step}
 
     def checkpoint(test: dict | None = None) -> None:
         nonlocal best
+        if not bool(torch.stack([p.detach().isfinite().all() for p in model.parameters()]).all()):
+            raise NonFiniteLoss(f"the weights became non-finite at step {step}; stopped. "
+                                f"{_last_good(run)}")  # (a finite loss, inf/nan gradients)
+        window = all_sum(window_nll, window_imgs)  # every rank: the sums of the log window so far
         if not d.main:
             return
         eval_model = ema.module if ema is not None else model
@@ -513,7 +579,9 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
         pio.save(eval_model, run.last, metadata=meta)
         save_state(run.state, model, optimizer, ema,
                    {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-                    "elapsed": elapsed + (time.time() - t_start), "best_nll": best})
+                    "elapsed": elapsed + (time.time() - t_start), "best_nll": best,
+                    "window_nll": window[0], "window_images": int(window[1]),
+                    "window_seconds": time.time() - window_t})
 
     tb = None
     if d.main:
@@ -531,9 +599,12 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
                    desc=f"{cfg.arch} on {cfg.data}")
 
     autocast = _autocast(device, cfg.precision)
-    deadline = None if cfg.max_minutes is None else cfg.max_minutes * 60.0
     t_start = time.time()
-    window_nll, window_imgs, window_t = 0.0, 0, time.time()
+    window_nll, window_imgs, window_t = 0.0, 0, time.time()  # the log window in progress
+    if resume:  # a window cut by the stop goes on (held by rank 0: the sums are global)
+        window_nll = float(meta.get("window_nll", 0.0)) if d.main else 0.0
+        window_imgs = int(meta.get("window_images", 0)) if d.main else 0
+        window_t -= float(meta.get("window_seconds", 0.0))
     stopped_by, last_test = "steps", None
     images = train_ds.images
     model.train()
@@ -596,9 +667,8 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
                     logp = net(x)  # (B,) exact log-likelihoods in nats
                 loss = -logp.mean() / dims  # nats per dimension
                 if not math.isfinite(all_sum(loss.item())[0]):
-                    raise NonFiniteLoss(
-                        f"loss became {loss.item()} at step {step + 1}; stopped. The last good "
-                        f"checkpoint is {run.last} (step {_saved_step(run)})")
+                    raise NonFiniteLoss(f"loss became {loss.item()} at step {step + 1}; stopped. "
+                                        f"{_last_good(run)}")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip:
@@ -666,7 +736,8 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
             if tb is not None:
                 tb.close()
     return TrainResult(step=step, epoch=epoch, test=last_test, best_nll=best, stopped_by=stopped_by,
-                       run_dir=str(run.path), skipped=list(train_ds.skipped), rank=d.rank)
+                       run_dir=str(run.path), skipped=list(train_ds.skipped), rank=d.rank,
+                       train_images=n_train)
 
 
 def rank_weight_diff(model: torch.nn.Module) -> float:
@@ -690,11 +761,30 @@ class LogProb(torch.nn.Module):
         return self.model.log_prob(x)
 
 
-def _saved_step(run: RunDir) -> str:
+def _last_good(run: RunDir) -> str:
+    """Where the run can be taken up again, for the message of a stop by NaN / inf."""
     try:
-        return pio.describe(run.last)["metadata"].get("step", "?")
-    except Exception:
-        return "none saved yet"
+        step = pio.describe(run.last)["metadata"].get("step", "?")
+    except Exception:  # noqa: BLE001 - missing or unreadable: nothing to point to
+        return "No checkpoint was saved yet."
+    return f"The last good checkpoint is {run.last} (step {step})."
+
+
+def _check_same_data(run: RunDir, now: dict, d: Dist) -> None:
+    """A resumed run must see the data it started with (else it is not exact, and best.safetensors
+    would mix test NLLs of different test sets); a different number of processes is allowed
+    with a warning."""
+    saved = run.load_config()
+    recorded = saved.get("data") if isinstance(saved.get("data"), dict) else {}
+    changed = [f"{k.replace('_', ' ')} {recorded[k]} -> {v}" for k, v in now.items()
+               if k in recorded and recorded[k] != v]
+    if changed:
+        raise RunError(f"cannot resume {run.path}: its data changed since the run started "
+                       f"({'; '.join(changed)})")
+    world = saved.get("world_size")
+    if isinstance(world, int) and world != d.world and d.main:
+        warnings.warn(RunWarning(f"resuming with {d.world} process(es), started with {world}: the data "
+                                 f"order and random draws differ from an uninterrupted run"), stacklevel=3)
 
 
 def resume_config(run_dir: str, overrides: dict[str, Any]) -> TrainConfig:
@@ -711,4 +801,8 @@ def resume_config(run_dir: str, overrides: dict[str, Any]) -> TrainConfig:
         if v is not None and k in RESUMABLE_OVERRIDES:
             setattr(cfg, k, v)
     cfg.out = run_dir
+    try:
+        cfg.validate()
+    except (TypeError, AttributeError) as e:  # a hand-edited value of the wrong type
+        raise RunError(f"{RunDir(run_dir).config} is corrupt: {e}") from None
     return cfg

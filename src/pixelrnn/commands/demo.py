@@ -36,18 +36,29 @@ def run(args) -> int:
     from ..report import plot_curves, write_report
     from ..train import TrainConfig, train
 
+    if args.samples < 0:
+        raise ValueError(f"--samples must be >= 0, got {args.samples}")
+    if not (args.minutes > 0) or args.minutes == float("inf"):
+        raise ValueError(f"--minutes must be a finite number > 0, got {args.minutes}")
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()):  # keep an earlier demo instead of overwriting it
-        backup = out.with_name(f"{out.name}.{time.strftime('%Y%m%d-%H%M%S')}")
-        out.rename(backup)
-        print(f"moved the previous demo to {backup}")
     cfg = TrainConfig(**{**DEMO, "arch": args.arch, "hidden": args.hidden, "layers": args.layers},
                       out=str(out), max_minutes=args.minutes, eval_every=250, save_every=250,
                       eval_batch_size=100, seed=args.seed, threads=args.threads,
                       progress=args.progress)
+    cfg.validate()  # before an earlier demo is moved away
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is not a directory")
+    if out.exists() and any(out.iterdir()):  # keep an earlier demo instead of overwriting it
+        backup = out.with_name(f"{out.name}.{time.strftime('%Y%m%d-%H%M%S')}")
+        out.rename(backup)
+        print(f"moved the previous demo to {backup}")
     print(f"training {cfg.arch} (h={cfg.hidden}, {cfg.layers} layers) on {cfg.data} for "
           f"{cfg.max_minutes:g} minutes ...", flush=True)
     result = train(cfg)
+    if result.stopped_by == "signal":  # Ctrl-C: no report on a run that did not finish
+        print(f"interrupted at step {result.step}; no report written (the run is in {out}: "
+              f"pixelrnn train --resume {out} --max-minutes M continues it)", flush=True)
+        return 130
     test = result.test
     print(f"test NLL {test['nll_nats']:.2f} nats/image ({test['bits_per_dim']:.4f} bits/dim) "
           f"after {result.step} steps; paper: 79.20", flush=True)
@@ -57,8 +68,9 @@ def run(args) -> int:
     images: dict[str, str] = {}
     if plot_curves(out / "metrics.jsonl", out / "curve.png", 784):
         images["training curve"] = "curve.png"
+    epochs = result.step * cfg.batch_size / max(1, result.train_images)
     notes = [f"{result.step} steps of batch {cfg.batch_size} in {cfg.max_minutes:g} minutes "
-             f"({result.epoch} epochs)."]
+             f"({epochs:.1f} epochs)."]
     gen = torch.Generator().manual_seed(args.seed)
     if hasattr(model, "sample"):
         t0 = time.time()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from ..models import ARCHITECTURES
@@ -115,8 +116,12 @@ def run(args) -> int:
         line = f"step {result.step} ({result.stopped_by})"
         if t:
             line += f": test NLL {t['nll_nats']:.3f} nats/image, {t['bits_per_dim']:.4f} bits/dim"
+            if t.get("step") not in (None, result.step):
+                line += f" (the evaluation at step {t['step']})"
         if result.skipped:
             line += f"; skipped {len(result.skipped)} unreadable file(s)"
         print(line)
-        print(f"checkpoints: {result.run_dir}/last.safetensors, {result.run_dir}/best.safetensors")
+        saved = [f"{result.run_dir}/{n}.safetensors" for n in ("last", "best")
+                 if os.path.exists(f"{result.run_dir}/{n}.safetensors")]
+        print(f"checkpoints: {', '.join(saved)}" if saved else "no checkpoint was saved")
     return 130 if result.stopped_by == "signal" else 0
