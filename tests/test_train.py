@@ -156,7 +156,10 @@ def test_sigkill_then_resume_gives_identical_weights(tmp_path):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert saved < 150
+    (tmp_path / "killed" / ".state.safetensors.abc123.tmp").write_bytes(b"half a save")
+    (tmp_path / "killed" / ".notes.txt.tmp").write_text("not ours")
     assert cli("train", "--resume", tmp_path / "killed") == 0
+    assert sorted(p.name for p in (tmp_path / "killed").glob(".*")) == [".notes.txt.tmp"]
     assert cli("train", *args, "--out", tmp_path / "straight") == 0
     a = load_file(tmp_path / "killed" / "last.safetensors")
     b = load_file(tmp_path / "straight" / "last.safetensors")

@@ -258,6 +258,13 @@ class RunDir:
         text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
         pio.atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
+    def remove_stale_temporaries(self) -> None:
+        """Delete the temporary files of io.atomic_write for this run's files ('.NAME.*.tmp')."""
+        prefixes = tuple(f".{p.name[:32]}." for p in self.files())
+        for tmp in self.path.glob(".*.tmp"):
+            if tmp.name.startswith(prefixes) and tmp.is_file():
+                tmp.unlink(missing_ok=True)
+
     def truncate_metrics(self, step: int) -> None:
         """Keep the records up to ``step`` (the saved state's) and drop the end-of-run ones: what
         an uninterrupted run would have written so far. A torn last line (a kill) goes too."""
@@ -472,6 +479,8 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
     if not resume and (present := [p.name for p in run.files() if os.path.lexists(p)]):
         raise RunError(f"{run.path} already holds {', '.join(present)}: a new run would replace "
                        f"{'it' if len(present) == 1 else 'them'}; choose another --out")
+    if d.main and run.path.is_dir():  # temporary files a kill left behind while saving
+        run.remove_stale_temporaries()
 
     # data
     crop = cfg.crop_size()
