@@ -467,3 +467,14 @@ def test_a_run_on_relative_paths_resumes_from_another_directory(tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     assert cli("train", "--resume", "proj/run", "--steps", "4") == 0
     assert "step 4 (steps)" in capsys.readouterr().out
+
+
+def test_the_training_curve_of_a_run(tmp_path):
+    from PIL import Image
+    from pixelrnn.report import plot_curves
+    out = tmp_path / "run"
+    assert cli("train", *TINY, "--steps", "12", "--log-every", "3", "--eval-every", "6", "--out", out) == 0
+    assert plot_curves(out / "metrics.jsonl", out / "curve.png", 64)
+    with Image.open(out / "curve.png") as im:
+        assert im.format == "PNG" and min(im.size) > 100
+    assert not list(out.glob(".curve.png.*"))  # written through a temporary file, nothing left

@@ -46,7 +46,8 @@ def plot_curves(metrics_path: Path, out_png: Path, dims: int) -> bool:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out_png)
+    from .io import atomic_write
+    atomic_write(out_png, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
     return True
 

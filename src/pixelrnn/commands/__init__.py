@@ -2,6 +2,18 @@
 from ..device import resolve_device  # noqa: F401  (the subcommands and bench scripts take it from here)
 
 
+DEVICE_HELP = ("auto (default: cuda when there is one) | cpu | cuda | cuda:N")
+
+
+def set_threads(threads: int | None) -> None:
+    """``--threads N``: torch's CPU threads (None: torch's default, one per core)."""
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {threads}")
+        import torch
+        torch.set_num_threads(threads)
+
+
 class CommandWarning(UserWarning):
     """Something a command could not do that does not stop it (shown as one line)."""
 

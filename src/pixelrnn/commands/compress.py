@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import check_out_file, resolve_device
+from . import check_out_file, resolve_device, set_threads
 
 DEFAULT_DEVICE = "cpu"
 # Pillow modes whose conversion to gray ("L") or RGB keeps every pixel (alpha checked separately)
@@ -82,10 +82,7 @@ def progress_bar(enabled, total: int, desc: str):
 def setup(args) -> None:
     """Checks shared by compress and decompress; sets the thread count."""
     resolve_device(args.device, allow_auto=False)  # the file records the kind: no guessing
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
 
 
 def png_name(name: str) -> str:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+from . import DEVICE_HELP
+
 
 def register(sub) -> None:
     p = sub.add_parser("eval", help="exact test NLL (nats/image) and bits/dim of a checkpoint")
@@ -12,7 +14,8 @@ def register(sub) -> None:
     p.add_argument("--levels", type=int, help="quantize the data to this many levels")
     p.add_argument("--crop", metavar="HxW")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
@@ -22,8 +25,9 @@ def run(args) -> int:
     from ..data import load_dataset, parse_size
     from ..evaluate import evaluate
     from ..io import load
-    from . import resolve_device
+    from . import resolve_device, set_threads
     device = resolve_device(args.device)
+    set_threads(args.threads)
     if args.batch_size < 1:
         raise ValueError("--batch-size must be >= 1")
     model = load(args.checkpoint, map_location=device)

@@ -17,10 +17,9 @@ import torch
 
 from ..data import parse_size
 from ..imaging import grid, save_png, to_uint8
-from . import check_out_file, resolve_device
+from . import DEVICE_HELP, check_out_file, resolve_device, set_threads
 
-DEVICE_HELP = ("auto (default: cuda when there is one) | cpu | cuda | cuda:N; a --seed gives the "
-               "same images again on the same kind of device")
+DEVICE_HELP = DEVICE_HELP + "; a --seed gives the same images again on the same kind of device"
 
 
 def load_model(path: str, device: str = "cpu"):
@@ -67,10 +66,7 @@ def check_generation_args(args) -> None:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if not (args.temperature > 0) or not math.isfinite(args.temperature):
         raise ValueError(f"--temperature must be a finite number > 0, got {args.temperature}")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     args.device = resolve_device(args.device)
     check_out_file(args.out, "--out", args.force)
     if args.npz:

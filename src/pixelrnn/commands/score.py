@@ -43,7 +43,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from . import CommandWarning
+from . import DEVICE_HELP, CommandWarning
 
 
 def register(sub) -> None:
@@ -69,7 +69,8 @@ def register(sub) -> None:
     out.add_argument("--json", action="store_true", help="JSON on stdout")
     out.add_argument("--csv", metavar="FILE", help="write CSV to FILE ('-' for stdout)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--limit", type=int, help="score only the first N images (and N per OOD set)")
     p.add_argument("--heatmap", metavar="PNG", help="write images beside their per-pixel -log p maps")
     p.add_argument("--heatmap-count", type=int, default=32,
@@ -189,9 +190,10 @@ def _emit_csv(target: str, header: list[str], rows: list[list]) -> None:
 
 def run(args) -> int:
     from ..io import load
-    from . import resolve_device
+    from . import resolve_device, set_threads
     _check_args(args)
     device = resolve_device(args.device)
+    set_threads(args.threads)
     model = load(args.checkpoint, map_location=device)
     images, names, what = _load_images(args, model)
     notes = []
