@@ -69,3 +69,29 @@ def test_resume_under_torchrun(tmp_path):
     a = load_file(tmp_path / "straight" / "last.safetensors")
     b = load_file(tmp_path / "resumed" / "last.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_a_failed_save_on_rank_0_stops_every_rank(tmp_path):
+    """Rank 0 alone writes checkpoints; when that fails (a full disk), rank 1 must not wait in
+    the next all-reduce until the collective times out: both stop at once with one-line errors."""
+    launcher = tmp_path / "full_disk.py"
+    launcher.write_text(
+        "import errno, os, sys\n"
+        "import pixelrnn.io as pio\n"
+        "from pixelrnn.cli import main\n"
+        "real = pio.save\n"
+        "def save(model, path, metadata=None):\n"
+        "    if os.environ.get('RANK') == '0' and int((metadata or {}).get('step', 0)) >= 4:\n"
+        "        raise OSError(errno.ENOSPC, 'No space left on device', str(path))\n"
+        "    return real(model, path, metadata)\n"
+        "pio.save = save\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        str(launcher), *map(str, ARGS), "--steps", "12", "--save-every", "2",
+                        "--out", tmp_path / "run"], capture_output=True, text=True, env=env, timeout=240)
+    assert p.returncode != 0
+    assert "No space left on device" in p.stderr
+    assert "rank 0 could not write a checkpoint" in p.stderr
+    assert pixelrnn.io.describe(tmp_path / "run" / "last.safetensors")["metadata"]["step"] == "2"

@@ -573,13 +573,23 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
         return {**res.to_dict(), "step": step}
 
     def checkpoint(test: dict | None = None) -> None:
-        nonlocal best
         if not bool(torch.stack([p.detach().isfinite().all() for p in model.parameters()]).all()):
             raise NonFiniteLoss(f"the weights became non-finite at step {step}; stopped. "
                                 f"{_last_good(run)}")  # (a finite loss, inf/nan gradients)
         window = all_sum(window_nll, window_imgs)  # every rank: the sums of the log window so far
-        if not d.main:
-            return
+        failure = None
+        if d.main:  # rank 0 writes; a failure (disk full) must not leave the others waiting
+            try:
+                write_checkpoint(test, window)
+            except Exception as e:  # noqa: BLE001 - re-raised below, after the others know
+                failure = e
+        if d.world > 1 and all_sum(float(failure is not None))[0] and failure is None:
+            raise RunError("rank 0 could not write a checkpoint (its error is in its output); stopped")
+        if failure is not None:
+            raise failure
+
+    def write_checkpoint(test: dict | None, window: list[float]) -> None:
+        nonlocal best
         eval_model = ema.module if ema is not None else model
         meta = {**meta_common, "step": str(step)}
         if test is not None and (best is None or test["nll_nats"] < best):
