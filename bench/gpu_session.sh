@@ -69,7 +69,7 @@ $PY -c "import torch, pixelrnn, constriction, mlxtend; print('torch', torch.__ve
 torch.cuda.get_device_name() if torch.cuda.is_available() else 'none')" ||
     { echo "a module is missing: run 'bash bench/gpu_session.sh --fetch' here and carry .whl"; exit 98; }
 
-step "GPU tests" "$OUT/gpu-tests.txt" $PY -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py
+step "GPU tests" "$OUT/gpu-tests.txt" $PY -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py tests/test_device.py
 step "training step" "$OUT/bench.txt" $PY bench/train_step.py --device "$DEVICE" --batch "$BATCH" --size "$SIZE" \
     --hidden "$HIDDEN" --layers "$LAYERS" --repeats 5
 step "training step, bf16" "$OUT/bench.txt" $PY bench/train_step.py --device "$DEVICE" --batch "$BATCH" --size "$SIZE" \
