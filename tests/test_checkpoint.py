@@ -118,6 +118,9 @@ def test_load_map_location_checked(tmp_path, where, match):
     with pytest.raises(ValueError, match=match):
         pixelrnn.load(tmp_path / "m.safetensors", map_location=where)
     assert pixelrnn.load(tmp_path / "m.safetensors", map_location=torch.device("cpu")).device.type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="map_location cuda: no CUDA device is available"):
+            pixelrnn.load(tmp_path / "m.safetensors", map_location=torch.device("cuda"))
 
 
 def test_save_is_atomic(tmp_path, monkeypatch):

@@ -110,7 +110,7 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> P
     """Rebuild a model saved with :func:`save`, in the dtype its weights were saved in, on
     ``map_location`` (a torch.device, or auto / cpu / cuda / cuda:N). Raises CheckpointError for a
     bad file, ValueError for a device this machine does not have."""
-    if not isinstance(map_location, torch.device):
+    if not isinstance(map_location, torch.device) or map_location.type == "cuda":
         from .device import resolve_device
         map_location = resolve_device(str(map_location), option="map_location")
     config, tensors, _ = read_checkpoint(path)
