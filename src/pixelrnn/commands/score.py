@@ -22,7 +22,8 @@ OOD sets (``--ood NAME``, repeatable)
     converted to the model's channels and levels (``pixelrnn.anomaly.convert_images``) and must
     have the same height and width (a built-in name wins over a dataset of the same name, e.g.
     ``digits``). The histogram of the scores goes to ``--hist PATH``, by default next to the
-    checkpoint: ``<checkpoint without suffix>.ood-hist.png`` (``--no-hist``: none).
+    checkpoint: ``<checkpoint without suffix>.ood-hist.png``, replaced each time, skipped with a
+    warning where it cannot be written (``--no-hist``: none).
 Output
     Per image: a table (up to 20 images, else the 10 most anomalous and a summary), ``--json``
     (``{"method", "scores": [{"image", "score", "nll_nats", "bits_per_dim"[, "complexity_bits"]}]}``)
