@@ -22,8 +22,9 @@ class UserError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="pixelrnn", description="PixelRNN: train, evaluate, sample and complete images with "
-        "exact likelihoods (Row LSTM, Diagonal BiLSTM, PixelCNN).")
+        prog="pixelrnn", description="PixelRNN: train, evaluate, sample, complete, score and "
+        "losslessly compress images with exact likelihoods (Row LSTM, Diagonal BiLSTM, PixelCNN, "
+        "Multi-Scale).")
     parser.add_argument("--version", action="version", version=f"pixelrnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
