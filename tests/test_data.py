@@ -759,3 +759,19 @@ def test_augment_hflip_and_errors():
     g = torch.Generator().manual_seed(2)  # a numpy integer is an integer
     assert torch.equal(augment(x, shift=np.int64(1), generator=g),
                        augment(x, shift=1, generator=torch.Generator().manual_seed(2)))
+
+
+def test_convert_images_quantizes_like_load_dataset():
+    """digits (17 levels) converted to 4 levels is the same as loading them with levels=4, and a
+    conversion to the same levels and channels changes nothing."""
+    from pixelrnn.data import convert_images
+    native = load_dataset("digits", "test")
+    direct = load_dataset("digits", "test", levels=4)
+    assert torch.equal(convert_images(native.images, 17, 1, 4), direct.images.to(torch.uint8))
+    for L in (2, 17, 28, 51, 256):
+        x = torch.randint(0, L, (3, 1, 4, 4))
+        assert torch.equal(convert_images(x, L, 1, L).long(), x)
+    rgb = convert_images(native.images, 17, 3, 17)
+    assert rgb.shape[1] == 3 and torch.equal(rgb[:, 0], native.images[:, 0].to(torch.uint8))
+    wide = convert_images(torch.full((1, 1, 2, 2), 255), 256, 1, 1024)
+    assert wide.dtype == torch.int64 and int(wide.max()) == 1020

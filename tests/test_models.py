@@ -170,3 +170,22 @@ def test_dropout_is_a_training_setting(arch):
     for bad in (1.0, -0.1, True, "0.1"):
         with pytest.raises(ValueError, match="dropout"):
             model.set_dropout(bad)
+
+
+def test_evaluate_checks_its_arguments():
+    from pixelrnn.evaluate import evaluate
+    model = pixelrnn.create_model("pixelcnn", levels=4, hidden=4, layers=1)
+    x = torch.randint(0, 4, (5, 1, 4, 4))
+    model.train()
+    for kwargs, match in [(dict(images=x.float()), "integer"),
+                          (dict(images=x[0]), r"\(N, C, H, W\)"),
+                          (dict(images=x, batch_size=0), "batch_size must be a positive integer"),
+                          (dict(images=x, batch_size=-2), "batch_size"),
+                          (dict(images=x, batch_size=2.5), "batch_size"),
+                          (dict(images=x, precision="fp16"), "precision")]:
+        with pytest.raises(ValueError, match=match):
+            evaluate(model, **kwargs)
+        assert model.training  # left as it was
+    exact = -model.log_prob(x).double().sum().item() / 5
+    for b in (1, 2, 5, 64):
+        assert evaluate(model, x.to(torch.uint8), b).nll == pytest.approx(exact, rel=1e-6)

@@ -304,25 +304,29 @@ def augment(images: torch.Tensor, *, shift: int = 0, hflip: bool = False,
 
 
 def convert_images(images: torch.Tensor, native_levels: int, channels: int, levels: int) -> torch.Tensor:
-    """Images (N, C, H, W) with ``native_levels`` values -> ``channels`` and ``levels`` (uint8):
-    values are scaled to 8 bits, RGB becomes gray by Pillow's luminance (``convert("L")``) or gray
-    is repeated into RGB, then quantized as ``v * levels // 256``. Unchanged when the channels and
+    """Images (N, C, H, W) with ``native_levels`` values -> ``channels`` and ``levels`` (uint8;
+    int64 above 256 levels). Values are quantized as ``v * levels // native_levels``, the map of
+    ``load_dataset(..., levels=K)``, so a dataset converted here matches the same data loaded with
+    ``--levels``. RGB becomes gray by Pillow's luminance (``convert("L")``, on the values scaled to
+    8 bits, then quantized from 256); gray is repeated into RGB. Unchanged when the channels and
     levels already match."""
     from PIL import Image
 
     from .imaging import to_uint8
     if images.shape[1] == channels and native_levels == levels:
-        return images.to(torch.uint8)
-    a = images.cpu().numpy()
-    a8 = a.astype(np.uint8) if native_levels == 256 else to_uint8(a, native_levels)
-    if a8.shape[1] == 3 and channels == 1:
-        a8 = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(im.transpose(1, 2, 0))).convert("L"))
-                       for im in a8])[:, None]
-    elif a8.shape[1] == 1 and channels == 3:
-        a8 = np.repeat(a8, 3, axis=1)
-    elif a8.shape[1] != channels:
-        raise DataError(f"cannot convert {a8.shape[1]}-channel images to {channels} channels")
-    return torch.from_numpy((a8.astype(np.int64) * levels // 256).astype(np.uint8))
+        return images.to(torch.uint8 if levels <= 256 else torch.int64)
+    a = images.cpu().numpy().astype(np.int64)
+    if a.shape[1] == 3 and channels == 1:
+        a8 = a.astype(np.uint8) if native_levels == 256 else to_uint8(a, native_levels)
+        a = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(im.transpose(1, 2, 0))).convert("L"))
+                      for im in a8])[:, None].astype(np.int64)
+        native_levels = 256
+    elif a.shape[1] == 1 and channels == 3:
+        a = np.repeat(a, 3, axis=1)
+    elif a.shape[1] != channels:
+        raise DataError(f"cannot convert {a.shape[1]}-channel images to {channels} channels")
+    out = a * levels // native_levels
+    return torch.from_numpy(out.astype(np.uint8) if levels <= 256 else out)
 
 
 def read_images(paths, *, channels: int, levels: int = 256, skip_bad: bool = False) -> ImageDataset:

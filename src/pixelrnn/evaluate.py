@@ -42,8 +42,14 @@ def evaluate(model: PixelModel, images: torch.Tensor, batch_size: int = 64,
     Distributed-aware: if a process group is initialised, each rank takes its shard of
     ``images`` (every rank must pass the same full tensor) and the sums are all-reduced.
     """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise ValueError(f"expected images as a (N, C, H, W) tensor, got "
+                         f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
     if images.shape[0] == 0:
         raise ValueError("cannot evaluate an empty split")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    autocast = _autocast(model.device, precision)  # checks precision before the model is touched
     world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
     rank = dist.get_rank() if world > 1 else 0
     start, stop = shard_range(images.shape[0], rank, world)
@@ -52,10 +58,9 @@ def evaluate(model: PixelModel, images: torch.Tensor, batch_size: int = 64,
     device = model.device
     total = torch.zeros((), dtype=torch.float64, device=device)
     count = torch.zeros((), dtype=torch.float64, device=device)
-    autocast = _autocast(device, precision)
     try:
         for i in range(start, stop, batch_size):
-            x = images[i:min(i + batch_size, stop)].to(device=device, dtype=torch.long)
+            x = images[i:min(i + batch_size, stop)].to(device)  # log_prob checks dtype and values
             with autocast:
                 logp = model.log_prob(x)
             total -= logp.double().sum()

@@ -34,8 +34,10 @@ def run(args) -> int:
     crop = parse_size(args.crop, "--crop") if args.crop else None
     ds = load_dataset(args.data, args.split, levels=args.levels, crop=crop)
     if ds.channels != model.channels or ds.levels != model.levels:
+        hint = (f" (pass --levels {model.levels} to requantize)"
+                if ds.channels == model.channels and ds.levels > model.levels else "")
         raise ValueError(f"{args.data} has {ds.channels} channel(s) and {ds.levels} levels but the "
-                         f"model expects {model.channels} and {model.levels}")
+                         f"model expects {model.channels} and {model.levels}{hint}")
     res = evaluate(model, ds.images, args.batch_size, args.precision)
     if args.json:
         print(json.dumps({"checkpoint": args.checkpoint, "data": args.data, "split": args.split,

@@ -26,7 +26,8 @@ OOD sets (``--ood NAME``, repeatable)
     warning where it cannot be written (``--no-hist``: none).
 Output
     Per image: a table (up to 20 images, else the 10 most anomalous and a summary), ``--json``
-    (``{"method", "scores": [{"image", "score", "nll_nats", "bits_per_dim"[, "complexity_bits"]}]}``)
+    (``{"method"[, "complexity_codec"], "scores": [{"image", "score", "nll_nats", "bits_per_dim"[,
+    "complexity_bits"]}]}``)
     or ``--csv FILE`` (``-``: stdout). With ``--ood``: a Markdown table, ``--json`` or ``--csv``
     (ood, method, roc_auc, aupr, ood_images, in_images). ``--heatmap PNG`` shows the first
     ``--heatmap-count`` scored images beside their per-pixel -log p maps. ``--limit N`` scores only
