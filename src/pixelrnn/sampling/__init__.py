@@ -29,8 +29,10 @@ Randomness (the same for both methods, so that the same generator gives the same
 Values are drawn in raster order (row by row, pixel by pixel, R -> G -> B) by inverse CDF: one
 ``torch.rand(n, generator=generator, device=model.device)`` per value position that has an unknown
 value in the batch; the value is the number of entries of the cumulative ``softmax(logits / T)``,
-computed in float64, that are < u. ``T = 1`` is the model's exact distribution; ``T`` must be > 0
-(lower is more conservative). Cached and naive logits differ by float rounding (~1e-7 relative in
+computed in float64, that are < u. ``T = 1`` is the model's exact distribution up to the
+resolution of u, a float32 in [0, 1) with steps of 2**-24 (a value of probability p is drawn with
+probability within 2**-24 of p); ``T`` must be > 0 (lower is more conservative; a tiny T gives
+the argmax). Cached and naive logits differ by float rounding (~1e-7 relative in
 float32), so a draw can only differ when u falls within about that distance of a CDF boundary
 (never observed in the tests; bit-for-bit identical for float64 models in practice).
 
