@@ -773,5 +773,7 @@ def test_convert_images_quantizes_like_load_dataset():
         assert torch.equal(convert_images(x, L, 1, L).long(), x)
     rgb = convert_images(native.images, 17, 3, 17)
     assert rgb.shape[1] == 3 and torch.equal(rgb[:, 0], native.images[:, 0].to(torch.uint8))
+    up = convert_images(torch.tensor([0, 1, 8, 16]).view(1, 1, 2, 2), 17, 1, 256)  # more levels
+    assert up.flatten().tolist() == [0, 16, 128, 255]  # round(v * 255 / 16)
     wide = convert_images(torch.full((1, 1, 2, 2), 255), 256, 1, 1024)
     assert wide.dtype == torch.int64 and int(wide.max()) == 1020

@@ -305,9 +305,10 @@ def augment(images: torch.Tensor, *, shift: int = 0, hflip: bool = False,
 
 def convert_images(images: torch.Tensor, native_levels: int, channels: int, levels: int) -> torch.Tensor:
     """Images (N, C, H, W) with ``native_levels`` values -> ``channels`` and ``levels`` (uint8;
-    int64 above 256 levels). Values are quantized as ``v * levels // native_levels``, the map of
-    ``load_dataset(..., levels=K)``, so a dataset converted here matches the same data loaded with
-    ``--levels``. RGB becomes gray by Pillow's luminance (``convert("L")``, on the values scaled to
+    int64 above 256 levels). Fewer levels: values are quantized as ``v * levels // native_levels``,
+    the map of ``load_dataset(..., levels=K)``, so a dataset converted here matches the same data
+    loaded with ``--levels``; more levels: scaled to 8 bits (``round(v * 255 / (native - 1))``),
+    then ``v * levels // 256``. RGB becomes gray by Pillow's luminance (``convert("L")``, on the values scaled to
     8 bits, then quantized from 256); gray is repeated into RGB. Unchanged when the channels and
     levels already match."""
     from PIL import Image
@@ -325,6 +326,9 @@ def convert_images(images: torch.Tensor, native_levels: int, channels: int, leve
         a = np.repeat(a, 3, axis=1)
     elif a.shape[1] != channels:
         raise DataError(f"cannot convert {a.shape[1]}-channel images to {channels} channels")
+    if levels > native_levels:  # more levels than the data: spread them over 0..255 first
+        a = to_uint8(a, native_levels).astype(np.int64)
+        native_levels = 256
     out = a * levels // native_levels
     return torch.from_numpy(out.astype(np.uint8) if levels <= 256 else out)
 
