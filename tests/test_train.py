@@ -313,6 +313,17 @@ def test_resume_refuses_changed_data_and_has_nothing_to_do_at_its_limit(tmp_path
     assert "already at step 3, its limit of 3 steps: nothing to do" in err and err.count("\n") == 1
     assert cli("train", "--resume", out, "--steps", "2") == 2
     assert "nothing to do" in capsys.readouterr().err
+    # a signal at the last step: the final evaluation is still to do, and a resume does it
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    with safe_open(str(out / "state.safetensors"), framework="pt") as f:
+        md, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    md["meta"] = json.dumps({**json.loads(md["meta"]), "finished": False})
+    save_file(tensors, str(out / "state.safetensors"), metadata=md)
+    assert cli("train", "--resume", out) == 0
+    assert "step 3 (steps): test NLL" in capsys.readouterr().out
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert cli("train", "--resume", out) == 2 and "nothing to do" in capsys.readouterr().err
     np.savez(data, x_train=rng.integers(0, 256, (25, 6, 6), dtype=np.uint8),
              x_test=rng.integers(0, 256, (4, 6, 6), dtype=np.uint8))
     assert cli("train", "--resume", out, "--steps", "6") == 2

@@ -558,7 +558,10 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
     dims = C * H * W
     eval_every = cfg.eval_every or steps_per_epoch
     deadline = None if cfg.max_minutes is None else cfg.max_minutes * 60.0
-    if resume and ((total is not None and step >= total) or (deadline is not None and elapsed >= deadline)):
+    at_limit = (total is not None and step >= total) or (deadline is not None and elapsed >= deadline)
+    # a run that a signal stopped at its limit still has its final evaluation to do: the loop
+    # below then ends at once; one that finished has nothing left
+    if resume and at_limit and meta.get("finished", True):
         limit = (f"{total} steps" if total is not None and step >= total
                  else f"--max-minutes {cfg.max_minutes:g}")
         raise RunError(f"{run.path} is already at step {step}, its limit of {limit}: nothing to do "
@@ -572,7 +575,7 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
         res = evaluate(model_for_eval, test_ds.images, cfg.eval_batch_size, cfg.precision)
         return {**res.to_dict(), "step": step}
 
-    def checkpoint(test: dict | None = None) -> None:
+    def checkpoint(test: dict | None = None, finished: bool = False) -> None:
         if not bool(torch.stack([p.detach().isfinite().all() for p in model.parameters()]).all()):
             raise NonFiniteLoss(f"the weights became non-finite at step {step}; stopped. "
                                 f"{_last_good(run)}")  # (a finite loss, inf/nan gradients)
@@ -580,7 +583,7 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
         failure = None
         if d.main:  # rank 0 writes; a failure (disk full) must not leave the others waiting
             try:
-                write_checkpoint(test, window)
+                write_checkpoint(test, window, finished)
             except Exception as e:  # noqa: BLE001 - re-raised below, after the others know
                 failure = e
         if d.world > 1 and all_sum(float(failure is not None))[0] and failure is None:
@@ -588,7 +591,7 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
         if failure is not None:
             raise failure
 
-    def write_checkpoint(test: dict | None, window: list[float]) -> None:
+    def write_checkpoint(test: dict | None, window: list[float], finished: bool) -> None:
         nonlocal best
         eval_model = ema.module if ema is not None else model
         meta = {**meta_common, "step": str(step)}
@@ -600,7 +603,7 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
                    {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
                     "elapsed": elapsed + (time.time() - t_start), "best_nll": best,
                     "window_nll": window[0], "window_images": int(window[1]),
-                    "window_seconds": time.time() - window_t})
+                    "window_seconds": time.time() - window_t, "finished": finished})
 
     tb = None
     if d.main:
@@ -748,7 +751,7 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
             if d.main:
                 run.append_metrics({**final, "time": time.time(),
                                     "elapsed": elapsed + time.time() - t_start})
-            checkpoint(last_test if stopped_by != "signal" else None)
+            checkpoint(last_test if stopped_by != "signal" else None, finished=stopped_by != "signal")
         finally:
             if bar is not None:
                 bar.close()
