@@ -331,3 +331,10 @@ def test_image_files_may_follow_options(tmp_path, capsys):
     assert [s["image"] for s in out["scores"]] == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
     with pytest.raises(SystemExit):
         main(["score", str(tmp_path / "m.safetensors"), "--bogus", str(tmp_path / "a.png")])
+
+
+def test_cli_complexity_needs_at_most_256_levels(tmp_path, capsys):
+    ckpt = tmp_path / "wide.safetensors"
+    pixelrnn.save(pixelrnn.create_model("pixelcnn", levels=1024, hidden=4, layers=1), ckpt)
+    for extra in (["--method", "complexity"], ["--ood", "noise"]):
+        assert_user_error(capsys, "score", ckpt, "--data", "digits", *extra, match="at most 256 levels")

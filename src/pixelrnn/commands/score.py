@@ -197,6 +197,9 @@ def run(args) -> int:
     device = resolve_device(args.device)
     set_threads(args.threads)
     model = load(args.checkpoint, map_location=device)
+    if (args.ood or args.method == "complexity") and model.levels > 256:
+        raise ValueError(f"the complexity score needs a generic codec, and those take at most 256 "
+                         f"levels; the model has {model.levels} (use --method nll or bpd, without --ood)")
     images, names, what = _load_images(args, model)
     notes = []
     if args.ood:
