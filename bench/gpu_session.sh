@@ -17,7 +17,7 @@
 #   4. trains a model on mnist for $MINUTES (wall time, final evaluation included)
 #                                                                          -> $OUT/train.txt, metrics.jsonl,
 #                                                                             config.json, best.safetensors
-#   5. codes the mnist test split with it, on the CPU, 1 thread (bench/compression.py; JPEG-XL is n/a
+#   5. codes the mnist test split with it, on the CPU, 8 threads (bench/compression.py; JPEG-XL is n/a
 #      there: its figure is in bench/README.md)                            -> $OUT/compression.txt
 # Seven files: the tool brings back at most eight. Each step's failure is reported and the next step
 # still runs; the exit status is the number of failed steps. Plan about 2 minutes of set-up and tests
@@ -84,7 +84,7 @@ step "training" "$OUT/train.txt" $PY -m pixelrnn train --data mnist --arch "$ARC
 for f in metrics.jsonl config.json best.safetensors; do [[ -f $run_dir/$f ]] && cp "$run_dir/$f" "$OUT/"; done
 if [[ -f $run_dir/best.safetensors ]]; then
     step "compression" "$OUT/compression.txt" $PY bench/compression.py --datasets mnist \
-        --checkpoint "mnist=$run_dir/best.safetensors" --threads 1 --out "$(dirname "$run_dir")/bench" \
+        --checkpoint "mnist=$run_dir/best.safetensors" --threads 8 --out "$(dirname "$run_dir")/bench" \
         ${LIMIT:+--limit "$LIMIT"}
 fi
 echo "== $failed step(s) failed; results in $OUT: $(ls "$OUT" | tr '\n' ' ')"

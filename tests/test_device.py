@@ -81,3 +81,12 @@ def test_compress_wants_an_explicit_device(tmp_path, capsys):
                  "--device", "auto"]) == 2
     assert "--device must be cpu, cuda or cuda:N" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_torchrun_refuses_one_fixed_gpu_for_every_process(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["train", "--data", "digits", "--steps", "1", "--device", "cuda:0",
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "would put all 2 processes on one GPU: use --device cuda" in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()

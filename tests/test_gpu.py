@@ -11,9 +11,19 @@ pytestmark = pytest.mark.gpu
 ALL = ARCHS + ["multiscale"]  # multiscale: its default base (row_lstm), factor 2
 
 
+@pytest.fixture
+def full_fp32():
+    """cuDNN may run float32 convolutions in TF32 (10-bit mantissa) by default: compare with the
+    CPU in full float32."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 @pytest.mark.parametrize("arch", ALL)
 @pytest.mark.parametrize("C", [1, 3])
-def test_forward_backward_matches_cpu(arch, C):
+def test_forward_backward_matches_cpu(arch, C, full_fp32):
     torch.manual_seed(0)
     model = pixelrnn.create_model(arch, channels=C, levels=16, hidden=8, layers=2)
     x = torch.randint(0, 16, (4, C, 9, 11))

@@ -79,3 +79,23 @@ def test_skew_unskew_round_trip(H, W):
         torch.testing.assert_close(s[..., r, r:r + W], x[..., r, :])
         assert (s[..., r, :r] == 0).all() and (s[..., r, r + W:] == 0).all()
     torch.testing.assert_close(unskew(s, W), x)
+
+
+@pytest.mark.parametrize("case", ["row", "diagonal"])
+def test_half_precision_inputs_are_scanned_in_float32(case):
+    """Under bf16 autocast `pre` arrives in bf16; the cell state and the gradients summed over
+    the steps stay float32: the same numbers as a float32 scan of the same (rounded) inputs."""
+    row = case == "row"
+    pre, w, h0, c0 = _inputs(1 if row else 2, 6, 5, 3, 4, row)
+    geo = RowGeometry(6, 5) if row else DiagonalGeometry(6, 5)
+    pre16 = pre.detach().to(torch.bfloat16).requires_grad_()
+    pre32 = pre16.detach().float().requires_grad_()
+    w32 = w.detach().float()
+    extra = (h0.detach().float(), c0.detach().float()) if row else (None, None)
+    out16 = lstm_scan(pre16, w32, *extra, geo)
+    out32 = lstm_scan(pre32, w32, *extra, geo)
+    assert out16.dtype == torch.bfloat16 and torch.equal(out16, out32.to(torch.bfloat16))
+    gout = torch.randn(out32.shape, generator=torch.Generator().manual_seed(2))
+    (g16,) = torch.autograd.grad(out16, pre16, gout.to(torch.bfloat16))
+    (g32,) = torch.autograd.grad(out32, pre32, gout.to(torch.bfloat16).float())
+    assert g16.dtype == torch.bfloat16 and torch.equal(g16, g32.to(torch.bfloat16))

@@ -168,11 +168,16 @@ def _pixels_checksum(images: Sequence[torch.Tensor], levels: int) -> bytes:
 
 def environment_tag(device: torch.device | str = "cpu") -> str:
     """8 hex digits identifying the software that computes the probabilities: the first 4 bytes
-    of the SHA-256 of ``"pixelrnn V; torch V; constriction V; DEVICE_TYPE"``. Stored in every file
-    to explain a failed decode; files from another environment may still decode."""
+    of the SHA-256 of ``"pixelrnn V; torch V; constriction V; DEVICE_TYPE"`` (on CUDA also the GPU
+    model and the CUDA and cuDNN versions, whose kernels differ). Stored in every file to explain
+    a failed decode; files from another environment may still decode."""
     from . import __version__
+    device = torch.device(device)
     text = (f"pixelrnn {__version__}; torch {torch.__version__}; constriction {_version('constriction')}; "
-            f"{torch.device(device).type}")
+            f"{device.type}")
+    if device.type == "cuda":
+        text += (f"; {torch.cuda.get_device_name(device)}; cuda {torch.version.cuda}; "
+                 f"cudnn {torch.backends.cudnn.version()}")
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
@@ -625,12 +630,14 @@ def decompress(model, data, *, progress: bool | Callable[[int, int], None] = Fal
     if _pixels_checksum(images, model.levels).hex() != header.pixels_checksum or not exhausted:
         if header.environment != environment_tag(dev):
             why = ("it was encoded with other software or on another kind of device (pixelrnn, "
-                   "torch, constriction version or device type differ)")
+                   "torch, constriction version, device type, or GPU model and CUDA version differ)")
         elif header.threads is None:
             why = ("corrupted payload, encoded on another CPU type, or decoded with another torch thread "
                    "count (format version 1 does not record it: retry with the encoder's)")
         else:
             why = "corrupted payload, or encoded on another CPU type"
+            if dev.type == "cuda":
+                why += " (or with other GPU math settings, e.g. TF32)"
         raise FormatError(f"decoded pixels do not match the file's checksum: {why}")
     if stats is not None:
         stats.update(header=header, nll_bits=float(nll) / math.log(2))

@@ -446,6 +446,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     cfg.validate()
     device_kind = "cuda" if (cfg.device.startswith("cuda") or
                              (cfg.device == "auto" and torch.cuda.is_available())) else "cpu"
+    if cfg.deterministic:  # read when cuBLAS starts: before any CUDA work
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and cfg.device.startswith("cuda:"):
+        raise ValueError(f"--device {cfg.device} under torchrun would put all {world} processes on one "
+                         "GPU: use --device cuda (each process takes the GPU of its LOCAL_RANK)")
+    if world > 1 and device_kind == "cuda":  # NCCL wants each rank's device set before it starts
+        rank_device(cfg.device, Dist(local_rank=int(os.environ.get("LOCAL_RANK", "0"))))
     owned = not (dist.is_available() and dist.is_initialized())
     d = init_distributed(device_kind)
     finished = False
@@ -468,7 +476,6 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
     if cfg.batch_size % d.world:
         raise ValueError(f"--batch-size {cfg.batch_size} must be divisible by the number of "

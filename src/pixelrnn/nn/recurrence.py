@@ -230,15 +230,19 @@ def lstm_scan(pre: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor | None,
               c0: torch.Tensor | None, geometry: RowGeometry | DiagonalGeometry) -> torch.Tensor:
     """Run the LSTM recurrence; see the module docstring for shapes. Differentiable.
 
-    Runs in the dtype of ``pre`` (under autocast the weights are cast to it); autocast itself is
-    switched off inside, since the loop writes into preallocated buffers."""
+    Runs in float32, or float64 for a float64 ``pre``: under bf16 / fp16 autocast ``pre`` arrives
+    in half precision, but the cell state carried over 28 rows (or 55 diagonals) and the gradients
+    summed back over them keep float32; the result is cast back to ``pre``'s dtype. Autocast
+    itself is switched off inside, since the loop writes into preallocated buffers."""
     D, H, W, N, G = pre.shape
-    weight = weight.to(pre.dtype)
+    out_dtype = pre.dtype
+    dt = torch.float32 if pre.dtype in (torch.bfloat16, torch.float16) else pre.dtype
+    pre, weight = pre.to(dt), weight.to(dt)
     if isinstance(geometry, RowGeometry):
-        h0 = h0.to(pre.dtype).expand(D, W, N, G // 4)
-        c0 = c0.to(pre.dtype).expand(D, W, N, G // 4)
+        h0 = h0.to(dt).expand(D, W, N, G // 4)
+        c0 = c0.to(dt).expand(D, W, N, G // 4)
     with torch.autocast(device_type=pre.device.type, enabled=False):
-        return _LSTMScan.apply(pre.contiguous(), weight.contiguous(), h0, c0, geometry)
+        return _LSTMScan.apply(pre.contiguous(), weight.contiguous(), h0, c0, geometry).to(out_dtype)
 
 
 def lstm_scan_reference(pre: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor | None,
