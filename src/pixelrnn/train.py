@@ -695,8 +695,10 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
                 with autocast:
                     logp = net(x)  # (B,) exact log-likelihoods in nats
                 loss = -logp.mean() / dims  # nats per dimension
-                if not math.isfinite(all_sum(loss.item())[0]):
-                    raise NonFiniteLoss(f"loss became {loss.item()} at step {step + 1}; stopped. "
+                # one device-to-host copy for both figures (each sync stalls a GPU's queue)
+                loss_value, batch_nll = torch.stack([loss.detach(), -logp.detach().sum()]).double().tolist()
+                if not math.isfinite(all_sum(loss_value)[0]):
+                    raise NonFiniteLoss(f"loss became {loss_value} at step {step + 1}; stopped. "
                                         f"{_last_good(run)}")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -707,7 +709,7 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
                     ema.update_parameters(model)
                 step += 1
                 batch_in_epoch += 1
-                window_nll += float(-logp.detach().sum())
+                window_nll += batch_nll
                 window_imgs += x.shape[0]
                 record = None
                 if step % cfg.log_every == 0 or step == total:

@@ -237,7 +237,7 @@ class PixelModel(nn.Module):
             raise ValueError(f"empty image batch: shape {tuple(x.shape)}")
         if x.dtype in (torch.uint16, torch.uint32, torch.uint64):  # no min/max kernels for these
             x = x.to(torch.int64)  # (uint64 above 2**63 - 1 wraps negative: refused below)
-        lo, hi = int(x.min()), int(x.max())
+        lo, hi = torch.stack(torch.aminmax(x)).tolist()  # one device-to-host copy
         if lo < 0 or hi >= self.levels:
             raise ValueError(f"pixel values must be in [0, {self.levels - 1}], got min {lo}, max {hi}")
         return x.to(device=self.device, dtype=torch.long)
