@@ -489,3 +489,24 @@ def test_the_training_curve_of_a_run(tmp_path):
     with Image.open(out / "curve.png") as im:
         assert im.format == "PNG" and min(im.size) > 100
     assert not list(out.glob(".curve.png.*"))  # written through a temporary file, nothing left
+
+
+def test_a_signal_during_the_final_evaluation_stops_it_and_a_resume_does_it(tmp_path, monkeypatch, capsys):
+    import pixelrnn.train as tr
+    real = tr.evaluate
+
+    def sigterm_then_evaluate(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while the test split is evaluated
+        return real(*args, **kwargs)
+    monkeypatch.setattr(tr, "evaluate", sigterm_then_evaluate)
+    out = tmp_path / "run"
+    assert cli("train", *TINY, "--steps", "6", "--eval-every", "100", "--eval-batch-size", "8",
+               "--out", out) == 130
+    assert "step 6 (signal)" in capsys.readouterr().out
+    assert not (out / "best.safetensors").exists()  # no evaluation finished
+    monkeypatch.setattr(tr, "evaluate", real)
+    assert cli("train", "--resume", out) == 0
+    assert "step 6 (steps): test NLL" in capsys.readouterr().out
+    assert (out / "best.safetensors").exists()
+    finals = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if r.get("final")]
+    assert len(finals) == 1 and "test_nll" in finals[0]

@@ -402,6 +402,10 @@ def lr_factor(cfg: TrainConfig, step: int, total: int | None, time_fraction: flo
     return 1.0 - progress  # linear
 
 
+class _Interrupted(Exception):
+    """Raised inside an evaluation that a signal asked to stop."""
+
+
 class _Signals:
     """Turn SIGINT / SIGTERM into a flag checked between steps (the current step finishes, a
     checkpoint is written, then the run exits)."""
@@ -577,9 +581,19 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
         run.truncate_metrics(step)  # records after the saved step are redone (a kill loses them)
     meta_common = {"image_size": f"{H}x{W}", "data": cfg.data}
 
-    def evaluate_now() -> dict:
+    def evaluate_now(signals=None) -> dict | None:
+        """The test NLL now; with ``signals`` (one process only: ranks must not leave a collective
+        apart) None as soon as SIGINT / SIGTERM arrives, so a long final evaluation does not hold
+        up the checkpoint of a run asked to stop (a resume then does the evaluation)."""
+        def stop_early(_images: int) -> None:
+            if signals is not None and d.world == 1 and signals.received is not None:
+                raise _Interrupted
         model_for_eval = ema.module if ema is not None else model
-        res = evaluate(model_for_eval, test_ds.images, cfg.eval_batch_size, cfg.precision)
+        try:
+            res = evaluate(model_for_eval, test_ds.images, cfg.eval_batch_size, cfg.precision,
+                           progress=stop_early)
+        except _Interrupted:
+            return None
         return {**res.to_dict(), "step": step}
 
     def checkpoint(test: dict | None = None, finished: bool = False) -> None:
@@ -755,8 +769,12 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
             if d.world > 1:  # every rank must hold the same weights
                 final["rank_max_weight_diff"] = rank_weight_diff(model)
             if stopped_by != "signal" and (last_test is None or step % eval_every != 0):
-                last_test = evaluate_now()
-                final.update({"test_nll": last_test["nll_nats"], "test_bpd": last_test["bits_per_dim"]})
+                test = evaluate_now(signals)
+                if test is None:
+                    stopped_by = "signal"
+                else:
+                    last_test = test
+                    final.update({"test_nll": test["nll_nats"], "test_bpd": test["bits_per_dim"]})
             if d.main:
                 run.append_metrics({**final, "time": time.time(),
                                     "elapsed": elapsed + time.time() - t_start})
