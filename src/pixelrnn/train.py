@@ -225,16 +225,20 @@ def init_distributed(device_kind: str) -> Dist:
                 local_rank=int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def rank_device(name: str, d: Dist) -> torch.device:
-    """The device of this rank: ``--device cuda`` (or auto on a CUDA machine) is the GPU of the
-    rank's LOCAL_RANK, and becomes the current CUDA device."""
+def rank_device(name: str, world: int, local_rank: int) -> torch.device:
+    """The device of this process (of ``world``, under torchrun): ``--device cuda`` (or auto on a
+    CUDA machine) is the GPU of its LOCAL_RANK, and becomes the current CUDA device, before NCCL
+    starts. A fixed ``cuda:N`` would put every process on one GPU: refused when world > 1."""
+    if world > 1 and name.startswith("cuda:"):
+        raise ValueError(f"--device {name} under torchrun would put all {world} processes on one "
+                         "GPU: use --device cuda (each process takes the GPU of its LOCAL_RANK)")
     name = resolve_device(name)
     if name.startswith("cuda"):
         if name == "cuda":
-            if d.local_rank >= torch.cuda.device_count():
-                raise ValueError(f"LOCAL_RANK {d.local_rank}: this machine has "
+            if local_rank >= torch.cuda.device_count():
+                raise ValueError(f"LOCAL_RANK {local_rank}: this machine has "
                                  f"{torch.cuda.device_count()} CUDA device(s)")
-            name = f"cuda:{d.local_rank}"
+            name = f"cuda:{local_rank}"
         torch.cuda.set_device(torch.device(name))
     return torch.device(name)
 
@@ -448,21 +452,15 @@ class TrainResult:
 def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     """Train (or resume) the run described by ``cfg``; returns a summary."""
     cfg.validate()
-    device_kind = "cuda" if (cfg.device.startswith("cuda") or
-                             (cfg.device == "auto" and torch.cuda.is_available())) else "cpu"
     if cfg.deterministic:  # read when cuBLAS starts: before any CUDA work
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and cfg.device.startswith("cuda:"):
-        raise ValueError(f"--device {cfg.device} under torchrun would put all {world} processes on one "
-                         "GPU: use --device cuda (each process takes the GPU of its LOCAL_RANK)")
-    if world > 1 and device_kind == "cuda":  # NCCL wants each rank's device set before it starts
-        rank_device(cfg.device, Dist(local_rank=int(os.environ.get("LOCAL_RANK", "0"))))
+    device = rank_device(cfg.device, int(os.environ.get("WORLD_SIZE", "1")),
+                         int(os.environ.get("LOCAL_RANK", "0")))
     owned = not (dist.is_available() and dist.is_initialized())
-    d = init_distributed(device_kind)
+    d = init_distributed(device.type)
     finished = False
     try:
-        result = _train(cfg, resume, d)
+        result = _train(cfg, resume, d, device)
         finished = True
         return result
     finally:
@@ -472,11 +470,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
             dist.destroy_process_group()  # a clean exit: no gloo / NCCL threads killed at exit
 
 
-def _train(cfg: TrainConfig, resume: bool, d: Dist) -> TrainResult:
+def _train(cfg: TrainConfig, resume: bool, d: Dist, device: torch.device) -> TrainResult:
     run = RunDir(cfg.out)
     if not resume:  # config.json records where the data are, whatever the working directory
         cfg = dataclasses.replace(cfg, data=absolute_spec(cfg.data))
-    device = rank_device(cfg.device, d)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.deterministic:

@@ -2,7 +2,7 @@
 from ..device import resolve_device  # noqa: F401  (the subcommands and bench scripts take it from here)
 
 
-DEVICE_HELP = ("auto (default: cuda when there is one) | cpu | cuda | cuda:N")
+DEVICE_HELP = "auto (default: cuda when there is one) | cpu | cuda | cuda:N"
 
 
 def set_threads(threads: int | None) -> None:

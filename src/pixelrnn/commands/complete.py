@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..imaging import as_rgb, grid, save_png, to_uint8
-from .sample import DEVICE_HELP, check_generation_args, load_model, make_progress, save_npz
+from .sample import GENERATION_DEVICE_HELP, check_generation_args, load_model, make_progress, save_npz
 
 UNKNOWN_RGB = (255, 0, 0)
 
@@ -48,7 +48,7 @@ def register(sub) -> None:
     p.add_argument("--npz", help="also write images, known (bool N,1,H,W), originals and levels")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--device", default="auto", help=GENERATION_DEVICE_HELP)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--progress", dest="progress", action="store_true", default=None)
     g.add_argument("--no-progress", dest="progress", action="store_false")

@@ -19,7 +19,7 @@ from ..data import parse_size
 from ..imaging import grid, save_png, to_uint8
 from . import DEVICE_HELP, check_out_file, resolve_device, set_threads
 
-DEVICE_HELP = DEVICE_HELP + "; a --seed gives the same images again on the same kind of device"
+GENERATION_DEVICE_HELP = DEVICE_HELP + "; a --seed gives the same images again on the same kind of device"
 
 
 def load_model(path: str, device: str = "cpu"):
@@ -91,7 +91,7 @@ def register(sub) -> None:
                    help="cached (default, about one forward pass) or naive (reference, slow)")
     p.add_argument("--batch-size", type=int, default=64, help="images sampled together (64)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--device", default="auto", help=GENERATION_DEVICE_HELP)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--progress", dest="progress", action="store_true", default=None,
                    help="always show the progress bar (default: only on a terminal)")

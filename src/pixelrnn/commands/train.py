@@ -6,6 +6,7 @@ import os
 import sys
 
 from ..models import ARCHITECTURES
+from . import DEVICE_HELP
 
 
 def register(sub) -> None:
@@ -70,7 +71,7 @@ def register(sub) -> None:
     g.add_argument("--seed", type=int)
     g.add_argument("--deterministic", action="store_true", default=None,
                    help="deterministic algorithms: resumed runs end with identical weights")
-    g.add_argument("--device", help="auto (default: cuda when there is one) | cpu | cuda | cuda:N")
+    g.add_argument("--device", help=DEVICE_HELP)
     g.add_argument("--precision", choices=["fp32", "bf16"])
     g.add_argument("--compile", action="store_true", default=None, help="torch.compile the model (slow start)")
     g.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
