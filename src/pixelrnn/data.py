@@ -305,30 +305,28 @@ def augment(images: torch.Tensor, *, shift: int = 0, hflip: bool = False,
 
 def convert_images(images: torch.Tensor, native_levels: int, channels: int, levels: int) -> torch.Tensor:
     """Images (N, C, H, W) with ``native_levels`` values -> ``channels`` and ``levels`` (uint8;
-    int64 above 256 levels). Fewer levels: values are quantized as ``v * levels // native_levels``,
-    the map of ``load_dataset(..., levels=K)``, so a dataset converted here matches the same data
-    loaded with ``--levels``; more levels: scaled to 8 bits (``round(v * 255 / (native - 1))``),
-    then ``v * levels // 256``. RGB becomes gray by Pillow's luminance (``convert("L")``, on the values scaled to
-    8 bits, then quantized from 256); gray is repeated into RGB. Unchanged when the channels and
-    levels already match."""
+    int64 above 256 levels). To fewer levels, values are quantized as ``v * levels //
+    native_levels``, the map of ``load_dataset(..., levels=K)``, so a dataset converted here
+    matches the same data loaded with ``--levels``. RGB to gray (Pillow's luminance,
+    ``convert("L")``) and more levels than the data go through 8 bits first (``round(v * 255 /
+    (native - 1))``), then ``v * levels // 256``; gray is repeated into RGB. Unchanged when the
+    channels and levels already match."""
     from PIL import Image
 
     from .imaging import to_uint8
     if images.shape[1] == channels and native_levels == levels:
         return images.to(torch.uint8 if levels <= 256 else torch.int64)
     a = images.cpu().numpy().astype(np.int64)
-    if a.shape[1] == 3 and channels == 1:
-        a8 = a.astype(np.uint8) if native_levels == 256 else to_uint8(a, native_levels)
-        a = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(im.transpose(1, 2, 0))).convert("L"))
-                      for im in a8])[:, None].astype(np.int64)
-        native_levels = 256
+    to_gray = a.shape[1] == 3 and channels == 1
+    if (to_gray or levels > native_levels) and native_levels != 256:
+        a, native_levels = to_uint8(a, native_levels).astype(np.int64), 256
+    if to_gray:
+        a = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(im.transpose(1, 2, 0).astype(np.uint8)))
+                                 .convert("L")) for im in a])[:, None].astype(np.int64)
     elif a.shape[1] == 1 and channels == 3:
         a = np.repeat(a, 3, axis=1)
     elif a.shape[1] != channels:
         raise DataError(f"cannot convert {a.shape[1]}-channel images to {channels} channels")
-    if levels > native_levels:  # more levels than the data: spread them over 0..255 first
-        a = to_uint8(a, native_levels).astype(np.int64)
-        native_levels = 256
     out = a * levels // native_levels
     return torch.from_numpy(out.astype(np.uint8) if levels <= 256 else out)
 
