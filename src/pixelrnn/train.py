@@ -82,6 +82,7 @@ class TrainConfig:
     layers: int = 7
     head: int | None = None
     skip: bool = False
+    mixtures: int = 0  # output: 0 = categorical over the levels; K = mixture of K discretized logistics
     kernel: int = 3  # PixelCNN only (also a multiscale model with base pixelcnn)
     base: str | None = None  # multiscale only: architecture of both stages (default row_lstm)
     factor: int | None = None  # multiscale only: the small image is x[..., ::factor, ::factor] (2)
@@ -150,6 +151,8 @@ class TrainConfig:
             raise ValueError("--dropout must be in [0, 1)")
         if isinstance(self.shift, bool) or not isinstance(self.shift, int) or self.shift < 0:
             raise ValueError("--shift must be an integer >= 0")
+        if isinstance(self.mixtures, bool) or not isinstance(self.mixtures, int) or self.mixtures < 0:
+            raise ValueError(f"--mixtures must be an integer >= 0 (0: categorical output), got {self.mixtures!r}")
         if self.grad_clip < 0 or self.warmup < 0 or self.eval_every < 0:
             raise ValueError("--grad-clip, --warmup and --eval-every must be >= 0")
         if self.steps is None and self.epochs is None and self.max_minutes is None:
@@ -173,7 +176,7 @@ class TrainConfig:
         return parse_size(self.crop, "--crop") if self.crop else None
 
 
-MODEL_FIELDS = ("arch", "hidden", "layers", "head", "skip", "kernel", "base", "factor")
+MODEL_FIELDS = ("arch", "hidden", "layers", "head", "skip", "mixtures", "kernel", "base", "factor")
 
 
 def init_model(cfg: TrainConfig, channels: int, levels: int) -> PixelModel:
@@ -187,7 +190,7 @@ def init_model(cfg: TrainConfig, channels: int, levels: int) -> PixelModel:
                          f"but --data {cfg.data} has {channels} channel(s) with {levels} levels")
     opts = mc.options
     from_ckpt = {"arch": mc.arch, "hidden": mc.hidden, "layers": mc.layers, "head": mc.head,
-                 "skip": mc.skip, "kernel": opts.get("kernel", TrainConfig.kernel),
+                 "skip": mc.skip, "mixtures": mc.mixtures, "kernel": opts.get("kernel", TrainConfig.kernel),
                  "base": opts.get("base") if mc.arch == "multiscale" else None,
                  "factor": opts.get("factor") if mc.arch == "multiscale" else None}
     if mc.head == 2 * mc.hidden:
@@ -520,7 +523,7 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist, device: torch.device) -> Tra
         model = init_model(cfg, C, train_ds.levels).to(device)
     else:
         model = create_model(cfg.arch, channels=C, levels=train_ds.levels, hidden=cfg.hidden,
-                             layers=cfg.layers, head=cfg.head, skip=cfg.skip,
+                             layers=cfg.layers, head=cfg.head, skip=cfg.skip, mixtures=cfg.mixtures,
                              **cfg.model_options()).to(device)
     model.set_dropout(cfg.dropout)
     optimizer = make_optimizer(cfg, model.parameters())
@@ -836,8 +839,9 @@ def _check_same_data(run: RunDir, now: dict, d: Dist) -> None:
 def resume_config(run_dir: str, overrides: dict[str, Any]) -> TrainConfig:
     """The TrainConfig of an existing run, with the allowed overrides applied."""
     saved = RunDir(run_dir).load_config()["train"]
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}  # fields newer than the run
     bad = [k for k, v in overrides.items() if v is not None and k not in RESUMABLE_OVERRIDES
-           and saved.get(k) != v]
+           and saved.get(k, defaults.get(k)) != v]
     if bad:
         raise RunError(f"cannot change {', '.join('--' + b.replace('_', '-') for b in bad)} when "
                        f"resuming; only {', '.join('--' + k.replace('_', '-') for k in RESUMABLE_OVERRIDES)}")

@@ -37,6 +37,9 @@ def register(sub) -> None:
     g.add_argument("--layers", type=int, help="number of residual blocks (default 7)")
     g.add_argument("--head", type=int, help="maps in the output 1x1 layers (default 2h)")
     g.add_argument("--skip", action="store_true", default=None, help="learned skip connections to the output")
+    g.add_argument("--mixtures", type=int, metavar="K",
+                   help="output a mixture of K discretized logistics per value instead of a "
+                        "categorical over the levels (default 0: categorical)")
     g.add_argument("--kernel", type=int, help="PixelCNN: size of the masked convolutions (default 3)")
     g.add_argument("--base", choices=["row_lstm", "diagonal_bilstm", "pixelcnn"],
                    help="multiscale: architecture of both stages (default row_lstm)")
@@ -79,7 +82,7 @@ def register(sub) -> None:
 
 
 FIELDS = ["data", "levels", "crop", "skip_bad", "dynamic_binarization", "shift", "hflip",
-          "dropout", "arch", "hidden", "layers", "head", "skip", "kernel", "base", "factor",
+          "dropout", "arch", "hidden", "layers", "head", "skip", "mixtures", "kernel", "base", "factor",
           "init", "optimizer", "lr", "lr_schedule", "warmup", "weight_decay", "grad_clip", "ema",
           "batch_size", "epochs", "steps", "max_minutes", "out", "eval_every", "eval_batch_size",
           "log_every", "save_every", "progress", "seed", "deterministic", "device", "precision",

@@ -14,7 +14,7 @@ ARCHITECTURES: dict[str, type[PixelModel]] = {
     "multiscale": MultiScalePixelRNN,
 }
 
-_FIELDS = {"channels", "levels", "hidden", "layers", "head", "skip", "first_kernel"}
+_FIELDS = {"channels", "levels", "hidden", "layers", "head", "skip", "first_kernel", "mixtures"}
 
 
 def create_model(arch: str, *, channels: int = 1, levels: int = 256, hidden: int = 16,
@@ -23,7 +23,9 @@ def create_model(arch: str, *, channels: int = 1, levels: int = 256, hidden: int
 
     Keyword arguments: ``channels`` (1 or 3), ``levels`` (>= 2 values per channel), ``hidden``
     (h: the residual stream has 2h features), ``layers`` (L residual blocks), ``head`` (maps in the
-    output 1×1 layers, default 2h), ``skip`` (learned skip connections), ``first_kernel`` (7) and
+    output 1×1 layers, default 2h), ``skip`` (learned skip connections), ``first_kernel`` (7),
+    ``mixtures`` (0: a categorical over the levels; K > 0: each value's distribution is a mixture
+    of K discretized logistics, see :mod:`pixelrnn.nn.logistic`) and
     architecture options (``kernel`` for PixelCNN; for "multiscale": ``base`` (the architecture of
     both stages, default "row_lstm"), ``factor`` (2: the small image is x[..., ::2, ::2]),
     ``context`` (maps of the upsampled small image, default hidden) and ``kernel`` (base

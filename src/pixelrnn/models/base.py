@@ -6,6 +6,8 @@
       -> L residual blocks (the architecture)  (B, 2h, H, W)
       -> ReLU -> 1×1 mask B -> ReLU -> 1×1 mask B   (H, W, B, C * levels), channels-last
       -> logits (B, levels, C, H, W): a categorical over `levels` per value
+         (mixtures=K: the head predicts 3K numbers per value instead, and the logits are the exact
+         log-probabilities of a mixture of K discretized logistics: see pixelrnn.nn.logistic)
 
 The model is a distribution: ``log_prob(x)`` is the exact log-likelihood in nats (the sum of
 the log-probabilities of every value given all earlier ones, in raster order, R->G->B inside a
@@ -27,6 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..nn.blocks import ConvBlock, RecurrentBlock, ResidualStack
+from ..nn.logistic import mixture_log_prob_at, output_logits
 from ..nn.masked import MaskedConv2d
 
 MAX_LEVELS = 65536  # values per channel: 16-bit images at most (the head has channels * levels maps)
@@ -45,6 +48,7 @@ class ModelConfig:
     skip: bool = False  # learned skip connections from every block to the output
     first_kernel: int = 7
     options: dict[str, Any] = field(default_factory=dict)  # architecture-specific settings
+    mixtures: int = 0  # output: 0 = a categorical over the levels; K > 0 = K discretized logistics
 
     def __post_init__(self):
         for name in ("channels", "levels", "hidden", "layers", "first_kernel"):
@@ -67,9 +71,20 @@ class ModelConfig:
             raise ValueError(f"head must be an integer >= channels, got {self.head!r}")
         if not isinstance(self.skip, bool):
             raise ValueError(f"skip must be True or False, got {self.skip!r}")
+        if isinstance(self.mixtures, bool) or not isinstance(self.mixtures, int) or self.mixtures < 0:
+            raise ValueError(f"mixtures must be 0 (categorical output) or a positive integer (a "
+                             f"mixture of that many discretized logistics), got {self.mixtures!r}")
+
+    @property
+    def outputs(self) -> int:
+        """Numbers the head predicts per value: ``levels`` logits, or 3 per logistic."""
+        return 3 * self.mixtures if self.mixtures else self.levels
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if not self.mixtures:  # categorical: the dict (and fingerprint) of models from before the field
+            del d["mixtures"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
@@ -101,10 +116,15 @@ class PixelModel(nn.Module):
         C, h = config.channels, config.hidden
         self.first = MaskedConv2d(C, 2 * h, config.first_kernel, "A", C)
         self.head1 = MaskedConv2d(2 * h, config.head, 1, "B", C)
-        self.head2 = MaskedConv2d(config.head, C * config.levels, 1, "B", C)
+        self.head2 = MaskedConv2d(config.head, C * config.outputs, 1, "B", C)
         with torch.no_grad():  # start close to the uniform distribution (log2(levels) bits/dim)
             self.head2.weight.mul_(0.1)
             self.head2.bias.zero_()
+            if config.mixtures:  # K equal bumps side by side, each 2/K wide, tiling [-1, 1]
+                K = config.mixtures
+                bias = self.head2.bias.view(C, 3, K)  # per channel: logits, means, log-scales
+                bias[:, 1] = (torch.arange(K) * 2 + 1) / K - 1
+                bias[:, 2] = math.log(1 / K)  # a logistic of scale s is about 4s wide at half height
 
     def _set_config(self, config: ModelConfig) -> None:
         """Check the architecture options against ``OPTIONS``, fill in their defaults, keep config."""
@@ -146,9 +166,17 @@ class PixelModel(nn.Module):
     def _embed(self, x: torch.Tensor) -> torch.Tensor:  # int (B, C, H, W) -> float in [-1, 1]
         return x.to(self.first.weight.dtype) * (2.0 / (self.levels - 1)) - 1.0
 
-    def _head(self, features: torch.Tensor) -> torch.Tensor:  # (H, W, B, 2h) -> (H, W, B, C, levels)
+    @property
+    def mixtures(self) -> int:
+        """0 for a categorical output; K for a mixture of K discretized logistics."""
+        return self.config.mixtures
+
+    def _head_params(self, features: torch.Tensor) -> torch.Tensor:  # (H, W, B, 2h) -> (H, W, B, C, outputs)
         out = self.head2.pointwise(F.relu(self.head1.pointwise(F.relu(features))))
-        return out.unflatten(-1, (self.channels, self.levels))
+        return out.unflatten(-1, (self.channels, self.config.outputs))
+
+    def _head(self, features: torch.Tensor) -> torch.Tensor:  # (H, W, B, 2h) -> (H, W, B, C, levels)
+        return output_logits(self._head_params(features), self.levels, self.mixtures)
 
     def _logits(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """checked int (B, C, H, W) -> (H, W, B, C, L). ``context``: see :meth:`_init_context`."""
@@ -215,7 +243,21 @@ class PixelModel(nn.Module):
     def value_log_probs(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x[b, c, i, j] | all earlier values) for every value: (B, C, H, W), in nats."""
         x = self.check_input(x)
-        return log_probs_of(self._logits(x), x)
+        return self._log_probs_embedded(self._embed(x), x)
+
+    def _log_probs_embedded(self, e: torch.Tensor, x: torch.Tensor,
+                            context: torch.Tensor | None = None) -> torch.Tensor:
+        """log p of the values x (checked int (B, C, H, W)) from the network on their embedding e:
+        (B, C, H, W). A mixture output evaluates only the bins of x (K numbers per value, not
+        K x levels); the result equals the entries of the full distribution."""
+        if not self.mixtures:
+            return log_probs_of(self._logits_embedded(e, context), x)
+        features = self.first(e)
+        features = self._body(features) if context is None else \
+            self._body(features, self._context_terms(context))
+        params = self._head_params(features)  # (H, W, B, C, 3K)
+        params = params.to(torch.promote_types(params.dtype, torch.float32))
+        return mixture_log_prob_at(params, x.permute(2, 3, 0, 1), self.levels, self.mixtures).permute(2, 3, 0, 1)
 
     def bits_per_dim(self, x: torch.Tensor) -> torch.Tensor:
         """Negative log-likelihood in bits per value (B,): log2(levels) for a uniform model."""
@@ -282,7 +324,8 @@ class PixelModel(nn.Module):
 
     def extra_repr(self) -> str:
         c = self.config
-        return f"arch={c.arch!r}, channels={c.channels}, levels={c.levels}, hidden={c.hidden}, layers={c.layers}"
+        return (f"arch={c.arch!r}, channels={c.channels}, levels={c.levels}, hidden={c.hidden}, layers={c.layers}"
+                + (f", mixtures={c.mixtures}" if c.mixtures else ""))
 
 
 class RecurrentPixelModel(PixelModel):

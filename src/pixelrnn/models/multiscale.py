@@ -61,7 +61,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import ModelConfig, PixelModel, log_probs_of
+from .base import ModelConfig, PixelModel
 from .diagonal_bilstm import DiagonalBiLSTMPixelRNN
 from .pixelcnn import PixelCNN
 from .row_lstm import RowLSTMPixelRNN
@@ -209,8 +209,8 @@ class MultiScalePixelRNN(PixelModel):
         H, W = x.shape[-2:]
         e = self._embed(x)
         es = e[:, :, ::f, ::f]
-        out = log_probs_of(self.cond._logits_embedded(e, self._context(es, H, W)), x).clone()
-        out[:, :, ::f, ::f] = log_probs_of(self.small._logits_embedded(es), x[:, :, ::f, ::f])
+        out = self.cond._log_probs_embedded(e, x, self._context(es, H, W)).clone()
+        out[:, :, ::f, ::f] = self.small._log_probs_embedded(es, x[:, :, ::f, ::f])
         return out
 
     def _body(self, features):  # pragma: no cover - the stages have their own bodies

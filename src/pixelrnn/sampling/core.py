@@ -27,6 +27,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ..nn.logistic import output_logits
+
 __all__ = ["generate", "FirstConv", "Head", "pointwise_weight"]
 
 
@@ -144,9 +146,10 @@ class Head:
     def __init__(self, model, n: int):
         self.w1, self.b1 = pointwise_weight(model.head1)
         w2, b2 = pointwise_weight(model.head2)
-        L = model.levels
-        self.w2 = [w2[:, c * L:(c + 1) * L].contiguous() for c in range(model.channels)]
-        self.b2 = [b2[c * L:(c + 1) * L].contiguous() for c in range(model.channels)]
+        P = model.config.outputs  # logits, or 3 numbers per logistic of a mixture output
+        self.w2 = [w2[:, c * P:(c + 1) * P].contiguous() for c in range(model.channels)]
+        self.b2 = [b2[c * P:(c + 1) * P].contiguous() for c in range(model.channels)]
+        self.levels, self.mixtures = model.levels, model.config.mixtures
         dt, dev = self.w1.dtype, self.w1.device
         self.t0 = torch.empty(n, self.w1.shape[0], dtype=dt, device=dev)
         self.t1 = torch.empty(n, self.w1.shape[1], dtype=dt, device=dev)
@@ -157,7 +160,7 @@ class Head:
         torch.clamp_min(s, 0, out=t0)
         torch.addmm(self.b1, t0, self.w1, out=t1)
         t1.relu_()
-        return torch.addmm(self.b2[c], t1, self.w2[c])
+        return output_logits(torch.addmm(self.b2[c], t1, self.w2[c]), self.levels, self.mixtures)
 
 
 class _Progress:
