@@ -53,6 +53,18 @@ def test_sampling_bench_prints_one_row_per_architecture():
     assert [row.split("|")[1].strip() for row in rows] == ["pixelcnn", "row_lstm", "diagonal_bilstm"]
 
 
+def test_output_head_bench_trains_both_outputs(tmp_path):
+    r = _bench("bench/output_head.py", "--data", "digits", "--arch", "pixelcnn", "--hidden", "4",
+               "--layers", "1", "--mixtures", "0", "3", "--minutes", "0.03", "--eval-every", "5",
+               "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    rows = [line.split("|") for line in r.stdout.splitlines() if line.startswith("| ") and "output" not in line]
+    assert [row[1].strip() for row in rows] == ["categorical", "3 logistics"]
+    for row in rows:
+        assert 0 < float(row[4]) < 10  # bits/dim of 17-level digits: below log2(17) + margin
+    assert pixelrnn.load(tmp_path / "digits-pixelcnn-h4-l1-k3" / "last.safetensors").mixtures == 3
+
+
 @pytest.mark.parametrize("script", ["bench/train_step.py", "bench/sampling.py"])
 @pytest.mark.parametrize("device, message", [("cuda", "no CUDA device is available"),
                                              ("nonsense", "--device must be auto, cpu, cuda or cuda:N")])

@@ -12,6 +12,7 @@ import pixelrnn
 from conftest import ARCHS
 from pixelrnn.compression import compress, decompress, encode, fingerprint
 from pixelrnn.nn import mixture_log_prob_at, mixture_log_probs
+from pixelrnn.nn.logistic import log_scale_min
 from pixelrnn.sampling import generate
 
 
@@ -25,7 +26,7 @@ def reference_log_probs(params, levels, K):
     first and last bins, then the weighted sum."""
     logit_pi, mu, log_s = params.split(K, dim=-1)
     pi = logit_pi.softmax(-1)
-    s = torch.exp(log_s.clamp_min(-7.0))
+    s = torch.exp(log_s.clamp_min(log_scale_min(levels)))
     centre = torch.arange(levels, dtype=torch.float64) * 2 / (levels - 1) - 1
     up = torch.sigmoid((centre + 1 / (levels - 1) - mu[..., None]) / s[..., None])  # (n, K, levels)
     lo = torch.sigmoid((centre - 1 / (levels - 1) - mu[..., None]) / s[..., None])
@@ -74,6 +75,17 @@ def test_the_training_path_equals_the_full_distribution(levels):
     p32 = params.float()
     assert torch.allclose(mixture_log_prob_at(p32, x, levels, K),
                           mixture_log_probs(p32, levels, K).gather(-1, x[:, None])[:, 0], atol=1e-4)
+
+
+def test_one_value_can_take_almost_all_the_mass_at_any_level_count():
+    """The narrowest bump stays a fraction of a bin wide also for 16-bit data."""
+    for levels in (256, 4096, 65536):
+        params = torch.tensor([[0.0, -50.0]], dtype=torch.float64)  # K = 1: mean 0, log-scale clamped
+        params = torch.cat([torch.zeros(1, 1, dtype=torch.float64), params], dim=1)
+        v = (levels - 1) // 2  # the bin whose centre is nearest 0
+        centre = v * 2 / (levels - 1) - 1
+        params[0, 1] = centre
+        assert mixture_log_probs(params, levels, 1)[0, v].exp() > 0.95, levels
 
 
 def test_gradients_flow_to_all_parameters():

@@ -184,10 +184,14 @@ class PixelModel(nn.Module):
 
     def _logits_embedded(self, e: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """The network on an embedded image (float (B, C, H, W) in [-1, 1]) -> (H, W, B, C, L)."""
+        return self._head(self._features(e, context))
+
+    def _features(self, e: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Embedded image (B, C, H, W) -> the last block's output (H, W, B, 2h), before the head."""
         features = self.first(e)
         if context is None:
-            return self._head(self._body(features))
-        return self._head(self._body(features, self._context_terms(context)))
+            return self._body(features)
+        return self._body(features, self._context_terms(context))
 
     # -- conditioning (conditional networks, e.g. the second stage of the multi-scale model) ------
     # A conditional network gets a context map (B, c, H, W) that is KNOWN before the image is
@@ -252,10 +256,7 @@ class PixelModel(nn.Module):
         K x levels); the result equals the entries of the full distribution."""
         if not self.mixtures:
             return log_probs_of(self._logits_embedded(e, context), x)
-        features = self.first(e)
-        features = self._body(features) if context is None else \
-            self._body(features, self._context_terms(context))
-        params = self._head_params(features)  # (H, W, B, C, 3K)
+        params = self._head_params(self._features(e, context))  # (H, W, B, C, 3K)
         params = params.to(torch.promote_types(params.dtype, torch.float32))
         return mixture_log_prob_at(params, x.permute(2, 3, 0, 1), self.levels, self.mixtures).permute(2, 3, 0, 1)
 

@@ -16,7 +16,8 @@ The first and last bins take the tails, so the probabilities of all values sum t
 Each bin's log-probability is computed without cancellation from the identity
 ``sigmoid(a) - sigmoid(b) = sigmoid(a) * sigmoid(-b) * (1 - exp(b - a))`` (a > b):
 ``log_sigmoid(a) + log_sigmoid(-b) + log(-expm1(-(a - b)))``, where ``a - b`` is the bin width
-over the scale, the same for every interior bin.
+over the scale, the same for every interior bin: every probability keeps its relative precision,
+however far in a tail (no -inf, no zero where the true value is tiny but positive).
 
 :func:`mixture_log_probs` gives the whole distribution (sampling and entropy coding: the same
 numbers reach the categorical sampler as log-probabilities in place of logits);
@@ -25,16 +26,22 @@ K × levels).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
-LOG_SCALE_MIN = -7.0  # smallest log-scale: a bump about 1e-3 wide, far narrower than one of 65536 bins
+
+def log_scale_min(levels: int) -> float:
+    """The smallest log-scale: -7 (PixelCNN++'s bound; a bump a quarter of a bin wide at 256 levels),
+    lowered with the bin width above 256 levels so that one value can still take almost all the mass."""
+    return -7.0 - math.log(max(1.0, (levels - 1) / 255))
 
 
-def split_params(params: torch.Tensor, mixtures: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def split_params(params: torch.Tensor, mixtures: int, levels: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(..., 3K) -> log mixture weights, means, inverse scales, each (..., K)."""
     logit_pi, mu, log_s = params.split(mixtures, dim=-1)
-    return logit_pi.log_softmax(dim=-1), mu, torch.exp(-log_s.clamp_min(LOG_SCALE_MIN))
+    return logit_pi.log_softmax(dim=-1), mu, torch.exp(-log_s.clamp_min(log_scale_min(levels)))
 
 
 def _edge(k: torch.Tensor, levels: int) -> torch.Tensor:
@@ -49,7 +56,7 @@ def _log_width(inv_s: torch.Tensor, levels: int) -> torch.Tensor:
 
 def mixture_log_probs(params: torch.Tensor, levels: int, mixtures: int) -> torch.Tensor:
     """params (..., 3K) -> log p of every value (..., levels), in the dtype of params."""
-    log_pi, mu, inv_s = split_params(params, mixtures)
+    log_pi, mu, inv_s = split_params(params, mixtures, levels)
     k = torch.arange(levels - 1, dtype=params.dtype, device=params.device)
     # (..., K, levels - 1): the upper edges on each logistic's axis, (edge - mu) / s, as
     # edge * inv_s - mu * inv_s (an outer product: several times faster than a broadcast here)
@@ -74,10 +81,10 @@ def mixture_log_probs(params: torch.Tensor, levels: int, mixtures: int) -> torch
 def mixture_log_prob_at(params: torch.Tensor, x: torch.Tensor, levels: int, mixtures: int) -> torch.Tensor:
     """params (..., 3K) and int values x (...) -> log p(x) (...): the entries of
     :func:`mixture_log_probs` at x, computed from K numbers per value."""
-    log_pi, mu, inv_s = split_params(params, mixtures)
+    log_pi, mu, inv_s = split_params(params, mixtures, levels)
     k = x.to(params.dtype).unsqueeze(-1)  # (..., 1)
     c = mu * inv_s
-    a = _edge(k, levels) * inv_s - c  # upper edge (the same arithmetic as mixture_log_probs)
+    a = _edge(k, levels) * inv_s - c  # upper edge (computed as in mixture_log_probs)
     b = _edge(k - 1, levels) * inv_s - c  # lower edge
     first, last = (x == 0).unsqueeze(-1), (x == levels - 1).unsqueeze(-1)
     upper = torch.where(last, 0.0, F.logsigmoid(a))
