@@ -257,7 +257,6 @@ class PixelModel(nn.Module):
         if not self.mixtures:
             return log_probs_of(self._logits_embedded(e, context), x)
         params = self._head_params(self._features(e, context))  # (H, W, B, C, 3K)
-        params = params.to(torch.promote_types(params.dtype, torch.float32))
         return mixture_log_prob_at(params, x.permute(2, 3, 0, 1), self.levels, self.mixtures).permute(2, 3, 0, 1)
 
     def bits_per_dim(self, x: torch.Tensor) -> torch.Tensor:

@@ -39,7 +39,9 @@ def log_scale_min(levels: int) -> float:
 
 
 def split_params(params: torch.Tensor, mixtures: int, levels: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(..., 3K) -> log mixture weights, means, inverse scales, each (..., K)."""
+    """(..., 3K) -> log mixture weights, means, inverse scales, each (..., K), in float32 at least
+    (a bf16 head under autocast still gets float32 probabilities)."""
+    params = params.to(torch.promote_types(params.dtype, torch.float32))
     logit_pi, mu, log_s = params.split(mixtures, dim=-1)
     return logit_pi.log_softmax(dim=-1), mu, torch.exp(-log_s.clamp_min(log_scale_min(levels)))
 
@@ -55,9 +57,9 @@ def _log_width(inv_s: torch.Tensor, levels: int) -> torch.Tensor:
 
 
 def mixture_log_probs(params: torch.Tensor, levels: int, mixtures: int) -> torch.Tensor:
-    """params (..., 3K) -> log p of every value (..., levels), in the dtype of params."""
+    """params (..., 3K) -> log p of every value (..., levels), in float32 or float64."""
     log_pi, mu, inv_s = split_params(params, mixtures, levels)
-    k = torch.arange(levels - 1, dtype=params.dtype, device=params.device)
+    k = torch.arange(levels - 1, dtype=mu.dtype, device=mu.device)
     # (..., K, levels - 1): the upper edges on each logistic's axis, (edge - mu) / s, as
     # edge * inv_s - mu * inv_s (an outer product: several times faster than a broadcast here)
     a = torch.outer(inv_s.reshape(-1), _edge(k, levels)).add_((mu * inv_s).reshape(-1, 1), alpha=-1)
@@ -82,7 +84,7 @@ def mixture_log_prob_at(params: torch.Tensor, x: torch.Tensor, levels: int, mixt
     """params (..., 3K) and int values x (...) -> log p(x) (...): the entries of
     :func:`mixture_log_probs` at x, computed from K numbers per value."""
     log_pi, mu, inv_s = split_params(params, mixtures, levels)
-    k = x.to(params.dtype).unsqueeze(-1)  # (..., 1)
+    k = x.to(mu.dtype).unsqueeze(-1)  # (..., 1)
     c = mu * inv_s
     a = _edge(k, levels) * inv_s - c  # upper edge (computed as in mixture_log_probs)
     b = _edge(k - 1, levels) * inv_s - c  # lower edge
@@ -96,6 +98,4 @@ def mixture_log_prob_at(params: torch.Tensor, x: torch.Tensor, levels: int, mixt
 def output_logits(params: torch.Tensor, levels: int, mixtures: int) -> torch.Tensor:
     """A head's numbers (..., outputs) -> logits (..., levels): themselves for a categorical output
     (``mixtures`` = 0); for a mixture its exact log-probabilities, computed in float32 at least."""
-    if not mixtures:
-        return params
-    return mixture_log_probs(params.to(torch.promote_types(params.dtype, torch.float32)), levels, mixtures)
+    return mixture_log_probs(params, levels, mixtures) if mixtures else params
