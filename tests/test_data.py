@@ -761,6 +761,33 @@ def test_augment_hflip_and_errors():
                        augment(x, shift=1, generator=torch.Generator().manual_seed(2)))
 
 
+def test_dihedral_applies_each_images_own_symmetry_of_the_square():
+    from pixelrnn.data import DIHEDRAL, dihedral
+    a = torch.tensor([[1, 2], [3, 4]]).reshape(1, 1, 2, 2)
+    expect = {0: [[1, 2], [3, 4]], 1: [[2, 4], [1, 3]],  # a quarter turn counter-clockwise
+              2: [[4, 3], [2, 1]], 4: [[1, 3], [2, 4]]}  # a half turn; the transpose
+    for t, e in expect.items():
+        assert dihedral(a, torch.tensor([t])).reshape(2, 2).tolist() == e, DIHEDRAL[t]
+    # on a generic image the 8 are distinct rearrangements of the same values, identity first
+    x = torch.randperm(3 * 25, generator=torch.Generator().manual_seed(0)).reshape(1, 3, 5, 5)
+    ys = dihedral(x.expand(8, 3, 5, 5), torch.arange(8))
+    assert torch.equal(ys[0], x[0]) and len({tuple(y.flatten().tolist()) for y in ys}) == 8
+    assert all(sorted(y.flatten().tolist()) == sorted(x.flatten().tolist()) for y in ys)
+    assert all(torch.equal(y[1], ys[0, 1].transpose(0, 1)) for y in ys[4:5])  # channels move alike
+    # a mixed batch: each image under its own symmetry, the input untouched
+    which = torch.tensor([3, 0, 6])
+    batch = x.expand(3, 3, 5, 5).clone()
+    out = dihedral(batch, which)
+    assert torch.equal(batch, x.expand(3, 3, 5, 5)) and out is not batch
+    assert all(torch.equal(out[b], ys[int(which[b])]) for b in range(3))
+    with pytest.raises(ValueError, match="square"):
+        dihedral(torch.zeros(1, 1, 4, 5), torch.tensor([1]))
+    with pytest.raises(ValueError, match="one symmetry per image"):
+        dihedral(batch, torch.tensor([1]))
+    with pytest.raises(ValueError, match="in \\[0, 7\\]"):
+        dihedral(batch, torch.tensor([0, 8, 1]))
+
+
 def test_convert_images_quantizes_like_load_dataset():
     """digits (17 levels) converted to 4 levels is the same as loading them with levels=4, and a
     conversion to the same levels and channels changes nothing."""

@@ -112,7 +112,8 @@ def test_refuses_to_overwrite_a_run_and_reports_bad_run_dirs(tmp_path, capsys):
     assert "unknown dataset" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("extra", [[], ["--shift", "2", "--hflip", "--dropout", "0.3"]])
+@pytest.mark.parametrize("extra", [[], ["--shift", "2", "--hflip", "--dropout", "0.3"],
+                                   ["--dihedral", "0.5", "--shift", "1"]])
 def test_resume_continues_exactly(tmp_path, extra):
     args = [*TINY, "--deterministic", "--save-every", "5", "--eval-every", "0", *extra]
     assert cli("train", *args, "--steps", "30", "--out", tmp_path / "full") == 0
@@ -270,6 +271,10 @@ def test_bad_train_arguments(tmp_path, capsys):
                        (["--steps", "5", "--crop", "axb"], "HxW"),
                        (["--steps", "5", "--dropout", "1"], "--dropout"),
                        (["--steps", "5", "--shift", "-1"], "--shift"),
+                       (["--steps", "5", "--dihedral", "1"], "--dihedral must be in [0, 1)"),
+                       (["--steps", "5", "--dihedral", "0.5", "--crop", "8x6"], "--dihedral needs square images"),
+                       (["--steps", "5", "--dihedral", "0.5", "--arch", "multiscale"],
+                        "--dihedral is not available for --arch multiscale"),
                        (["--steps", "5", "--shift", "8"], "smaller than the images (8x8)"),
                        (["--steps", "5", "--threads", "0"], "--threads must be >= 1"),
                        (["--steps", "5", "--threads", "-1"], "--threads must be >= 1"),
@@ -440,6 +445,58 @@ def test_regularisation_is_recorded_and_changes_training_only(tmp_path):
         b = load_file(tmp_path / name / "last.safetensors")
         assert a.keys() == b.keys()
         assert any(not torch.equal(a[k], b[k]) for k in a), f"--{key} did not change training"
+
+
+@pytest.mark.parametrize("arch", ["pixelcnn", "row_lstm", "diagonal_bilstm"])
+def test_the_symmetry_bias_conditions_every_architecture_and_leaves_the_identity_alone(arch):
+    from pixelrnn.train import LogProb, SymmetryBias
+    torch.manual_seed(0)
+    model = pixelrnn.create_model(arch, channels=3, levels=4, hidden=6, layers=2).double()
+    bias = SymmetryBias(sum(model._context_widths())).double()
+    torch.nn.init.normal_(bias.table)
+    net = LogProb(model, bias)
+    x = torch.randint(0, 4, (3, 3, 5, 5))
+    assert torch.equal(net(x, torch.zeros(3, dtype=torch.long)), model.log_prob(x))
+    assert torch.equal(net(x), model.log_prob(x))
+    which = torch.tensor([0, 2, 7])
+    lp = net(x, which)
+    plain = model.log_prob(x)
+    assert lp[0] == plain[0] and bool((lp[1:] != plain[1:]).all())
+    # a proper distribution under every symmetry: on a 1x1 image the 4**3 values sum to 1
+    grid = torch.cartesian_prod(*[torch.arange(4)] * 3).reshape(64, 3, 1, 1)
+    for t in range(8):
+        with torch.no_grad():
+            total = net(grid, torch.full((64,), t)).exp().sum()
+        assert abs(float(total) - 1) < 1e-9
+    # causality: the log-probability of each value depends on no value at or after it
+    x = torch.randint(0, 4, (1, 3, 3, 3))
+    e = model._embed(x).detach().requires_grad_(True)
+    terms = bias(torch.tensor([5]))
+    logp = model._log_probs_embedded(e, x, image_terms=terms)  # (1, 3, 3, 3)
+    order = x[0].permute(1, 2, 0).flatten().numel()
+    flat = logp[0].permute(1, 2, 0).flatten()
+    for t in range(order):
+        (g,) = torch.autograd.grad(flat[t], e, retain_graph=True)
+        later = g[0].permute(1, 2, 0).flatten()[t:]
+        assert bool((later == 0).all()), f"value {t} depends on a later one"
+
+
+def test_dihedral_training_keeps_the_model_plain_and_its_symmetry_biases_in_the_state(tmp_path):
+    base = [*TINY, "--arch", "row_lstm", "--deterministic", "--steps", "8", "--eval-every", "0"]
+    assert cli("train", *base, "--out", tmp_path / "plain") == 0
+    assert cli("train", *base, "--dihedral", "0.6", "--out", tmp_path / "dih") == 0
+    cfg = json.loads((tmp_path / "dih" / "config.json").read_text())
+    plain = json.loads((tmp_path / "plain" / "config.json").read_text())
+    assert cfg["train"]["dihedral"] == 0.6 and plain["train"]["dihedral"] == 0
+    assert cfg["model"] == plain["model"]
+    a, b = (load_file(tmp_path / r / "last.safetensors") for r in ("plain", "dih"))
+    assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
+    model = pixelrnn.load(tmp_path / "dih" / "last.safetensors")  # an ordinary model
+    assert model.context_channels == 0
+    state = load_file(tmp_path / "dih" / "state.safetensors")
+    table = state["symmetry.table"]
+    assert table.shape == (7, 4 * 6) and bool((table != 0).any())  # 1 layer of 4h, h = 6
+    assert not any(k.startswith("symmetry.") for k in load_file(tmp_path / "plain" / "state.safetensors"))
 
 
 def test_demo_checks_its_arguments_before_moving_an_earlier_demo(tmp_path, capsys):

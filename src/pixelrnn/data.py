@@ -303,6 +303,31 @@ def augment(images: torch.Tensor, *, shift: int = 0, hflip: bool = False,
     return out.gather(3, cols[:, None, None, :].expand(B, C, H, W))
 
 
+DIHEDRAL = ("identity", "rot90", "rot180", "rot270", "transpose", "rot90+transpose",
+            "rot180+transpose", "rot270+transpose")  # the 8 symmetries of the square, by index
+
+
+def dihedral(images: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+    """Each image of a square batch (B, C, N, N) under its own symmetry of the square:
+    ``which[b]`` in 0..7 names it (``DIHEDRAL``: t % 4 quarter turns counter-clockwise, then a
+    transpose when t >= 4; 0 leaves the image as it is). A new tensor; values are only moved."""
+    if images.dim() != 4 or images.shape[2] != images.shape[3]:
+        raise ValueError(f"the symmetries of the square need square images (B, C, N, N), got "
+                         f"shape {tuple(images.shape)}")
+    which = torch.as_tensor(which).reshape(-1).cpu()
+    if which.shape[0] != images.shape[0]:
+        raise ValueError(f"need one symmetry per image: {which.shape[0]} for {images.shape[0]} images")
+    if which.numel() and not (0 <= int(which.min()) and int(which.max()) < len(DIHEDRAL)):
+        raise ValueError(f"symmetry indices must be in [0, {len(DIHEDRAL) - 1}]")
+    out = images.clone()
+    for t in range(1, len(DIHEDRAL)):
+        idx = (which == t).nonzero().flatten().to(images.device)
+        if idx.numel():
+            y = torch.rot90(images[idx], t % 4, dims=(2, 3))
+            out[idx] = y.transpose(2, 3) if t >= 4 else y
+    return out
+
+
 def convert_images(images: torch.Tensor, native_levels: int, channels: int, levels: int) -> torch.Tensor:
     """Images (N, C, H, W) with ``native_levels`` values -> ``channels`` and ``levels`` (uint8;
     int64 above 256 levels). To fewer levels, values are quantized as ``v * levels //

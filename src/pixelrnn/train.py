@@ -42,7 +42,7 @@ from safetensors.torch import save_file
 
 from . import io as pio
 from .device import check_device_name, resolve_device
-from .data import DataError, DataWarning, absolute_spec, augment, load_dataset, parse_size
+from .data import DIHEDRAL, DataError, DataWarning, absolute_spec, augment, dihedral, load_dataset, parse_size
 from .evaluate import _autocast, evaluate
 from .models import ModelConfig, PixelModel, create_model, model_from_config
 
@@ -76,6 +76,7 @@ class TrainConfig:
     shift: int = 0  # move every training image by a random (dy, dx) in [-shift, shift]
     hflip: bool = False  # mirror every training image left-right with probability 1/2
     dropout: float = 0.0  # drop-out probability on every residual block's branch
+    dihedral: float = 0.0  # distribution augmentation: P(a symmetry of the square other than identity)
     # model
     arch: str = "diagonal_bilstm"
     hidden: int = 16
@@ -131,7 +132,7 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and v < 0:
                 raise ValueError(f"--{name} must be >= 0")
-        for name in ("lr", "weight_decay", "grad_clip", "ema", "dropout", "max_minutes"):
+        for name in ("lr", "weight_decay", "grad_clip", "ema", "dropout", "dihedral", "max_minutes"):
             v = getattr(self, name)
             if v is not None and not math.isfinite(v):
                 raise ValueError(f"--{name.replace('_', '-')} must be a finite number, got {v}")
@@ -149,6 +150,9 @@ class TrainConfig:
             raise ValueError("--ema must be in [0, 1)")
         if not 0 <= self.dropout < 1:
             raise ValueError("--dropout must be in [0, 1)")
+        if not 0 <= self.dihedral < 1:
+            raise ValueError("--dihedral must be in [0, 1): the probability of training on a "
+                             "symmetry of the square other than the identity")
         if isinstance(self.shift, bool) or not isinstance(self.shift, int) or self.shift < 0:
             raise ValueError("--shift must be an integer >= 0")
         if isinstance(self.mixtures, bool) or not isinstance(self.mixtures, int) or self.mixtures < 0:
@@ -316,10 +320,14 @@ class RunDir:
 
 # -- checkpoint of the whole training state ---------------------------------------------------
 def save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-               ema: torch.nn.Module | None, meta: dict) -> None:
+               ema: torch.nn.Module | None, meta: dict,
+               symmetry_bias: torch.nn.Module | None = None) -> None:
     tensors: dict[str, torch.Tensor] = {}
     for k, v in model.state_dict().items():
         tensors[f"model.{k}"] = v.detach().cpu().contiguous()
+    if symmetry_bias is not None:
+        for k, v in symmetry_bias.state_dict().items():
+            tensors[f"symmetry.{k}"] = v.detach().cpu().contiguous()
     opt = optimizer.state_dict()
     scalars: dict[str, Any] = {}
     for idx, st in opt["state"].items():
@@ -360,9 +368,12 @@ def load_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, meta
 
 
-def _restore(model, optimizer, ema, tensors: dict, meta: dict, path: Path) -> None:
+def _restore(model, optimizer, ema, tensors: dict, meta: dict, path: Path,
+             symmetry_bias: torch.nn.Module | None = None) -> None:
     try:
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        if symmetry_bias is not None:
+            symmetry_bias.load_state_dict({k[9:]: v for k, v in tensors.items() if k.startswith("symmetry.")})
         state: dict[int, dict] = {}
         for k, v in tensors.items():
             if k.startswith("optim."):
@@ -526,7 +537,17 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist, device: torch.device) -> Tra
                              layers=cfg.layers, head=cfg.head, skip=cfg.skip, mixtures=cfg.mixtures,
                              **cfg.model_options()).to(device)
     model.set_dropout(cfg.dropout)
-    optimizer = make_optimizer(cfg, model.parameters())
+    symmetry_bias = None
+    if cfg.dihedral:
+        if H != W:
+            raise ValueError(f"--dihedral needs square images; {cfg.data} has {H}x{W} (try --crop)")
+        try:
+            widths = model._context_widths()
+        except NotImplementedError:
+            raise ValueError(f"--dihedral is not available for --arch {model.config.arch}") from None
+        symmetry_bias = SymmetryBias(sum(widths)).to(device)
+    params = list(model.parameters()) + ([] if symmetry_bias is None else list(symmetry_bias.parameters()))
+    optimizer = make_optimizer(cfg, params)  # the model's parameters first: their indices never change
     ema = None
     if cfg.ema:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -535,7 +556,7 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist, device: torch.device) -> Tra
     step, epoch, batch_in_epoch, elapsed, best = 0, 0, 0, 0.0, None
     if resume:
         tensors, meta = load_state(run.state)
-        _restore(model, optimizer, ema, tensors, meta, run.state)
+        _restore(model, optimizer, ema, tensors, meta, run.state, symmetry_bias)
         step, epoch, batch_in_epoch = meta["step"], meta["epoch"], meta["batch_in_epoch"]
         elapsed, best = meta["elapsed"], meta.get("best_nll")
     elif d.main:
@@ -548,7 +569,7 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist, device: torch.device) -> Tra
             "world_size": d.world, "torch": torch.__version__})
         run.metrics.write_text("")
 
-    net: torch.nn.Module = LogProb(model)
+    net: torch.nn.Module = LogProb(model, symmetry_bias)
     if d.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
@@ -624,7 +645,8 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist, device: torch.device) -> Tra
                    {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
                     "elapsed": elapsed + (time.time() - t_start), "best_nll": best,
                     "window_nll": window[0], "window_images": int(window[1]),
-                    "window_seconds": time.time() - window_t, "finished": finished})
+                    "window_seconds": time.time() - window_t, "finished": finished},
+                   symmetry_bias)
 
     tb = None
     if d.main:
@@ -700,14 +722,21 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist, device: torch.device) -> Tra
                     order, order_epoch = torch.tensor(list(iter(sampler)), dtype=torch.long), epoch
                 idx = order[batch_in_epoch * local_batch:(batch_in_epoch + 1) * local_batch]
                 x = images[idx]
-                if cfg.shift or cfg.hflip:  # draws are a function of (seed, step, rank): resumable
+                which = None
+                if cfg.shift or cfg.hflip or cfg.dihedral:  # draws: a function of (seed, step, rank)
                     gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * d.world + d.rank)
                     x = augment(x, shift=cfg.shift, hflip=cfg.hflip, generator=gen)
+                    if cfg.dihedral:  # identity with probability 1 - P, else one of the other 7
+                        other = torch.rand(x.shape[0], generator=gen) < cfg.dihedral
+                        pick = torch.randint(1, len(DIHEDRAL), (x.shape[0],), generator=gen)
+                        which = torch.where(other, pick, 0)
+                        x = dihedral(x, which)
+                        which = which.to(device)
                 x = x.to(device=device, dtype=torch.long, non_blocking=True)
                 for g in optimizer.param_groups:
                     g["lr"] = cfg.lr * lr_factor(cfg, step, total, time_fraction())
                 with autocast:
-                    logp = net(x)  # (B,) exact log-likelihoods in nats
+                    logp = net(x) if which is None else net(x, which)  # (B,) exact log-likelihoods, nats
                 loss = -logp.mean() / dims  # nats per dimension
                 # one device-to-host copy for both figures (each sync stalls a GPU's queue)
                 loss_value, batch_nll = torch.stack([loss.detach(), -logp.detach().sum()]).double().tolist()
@@ -799,15 +828,41 @@ def rank_weight_diff(model: torch.nn.Module) -> float:
     return float(diff)
 
 
-class LogProb(torch.nn.Module):
-    """``forward(x) = model.log_prob(x)``: the module that DDP / torch.compile wrap."""
+class SymmetryBias(torch.nn.Module):
+    """Distribution augmentation (Jun et al., 2020, "Distribution Augmentation for Generative
+    Modeling"): with ``--dihedral P`` the network also learns the distributions of the training
+    images under the other 7 symmetries of the square, and is told which one it is looking at.
+    The telling is one learned vector per symmetry, split over the layers and added to each
+    layer's pre-activations at every pixel (where a conditional network adds its context). The
+    identity's vector is fixed at zero, so the model itself is the identity's distribution:
+    evaluation, checkpoints, sampling and coding use it unchanged, and the vectors of the other
+    symmetries (training only) live in the run's state.safetensors."""
 
-    def __init__(self, model: PixelModel):
+    def __init__(self, width: int):
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.zeros(len(DIHEDRAL) - 1, width))  # rows 1..7
+
+    def forward(self, which: torch.Tensor) -> torch.Tensor:  # (B,) in 0..7 -> (B, width)
+        full = torch.cat([self.table.new_zeros(1, self.table.shape[1]), self.table])
+        return full[which]
+
+
+class LogProb(torch.nn.Module):
+    """``forward(x) = model.log_prob(x)``: the module that DDP / torch.compile wrap. With a
+    ``SymmetryBias``, ``forward(x, which)`` is the log-likelihood of images under the symmetries
+    ``which`` (B,) -- the plain ``log_prob`` where ``which`` is 0."""
+
+    def __init__(self, model: PixelModel, symmetry_bias: SymmetryBias | None = None):
         super().__init__()
         self.model = model
+        self.symmetry_bias = symmetry_bias
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.log_prob(x)
+    def forward(self, x: torch.Tensor, which: torch.Tensor | None = None) -> torch.Tensor:
+        if which is None or self.symmetry_bias is None:
+            return self.model.log_prob(x)
+        m = self.model
+        x = m.check_input(x)
+        return m._log_probs_embedded(m._embed(x), x, image_terms=self.symmetry_bias(which)).sum(dim=(1, 2, 3))
 
 
 def _last_good(run: RunDir) -> str:

@@ -31,6 +31,11 @@ def register(sub) -> None:
                    help="mirror every training image left-right with probability 1/2")
     g.add_argument("--dropout", type=float, metavar="P",
                    help="drop-out probability on every residual block's branch (default 0)")
+    g.add_argument("--dihedral", type=float, metavar="P",
+                   help="distribution augmentation (square images): with probability P train on "
+                        "the image under one of the 7 other symmetries of the square, the model "
+                        "told which by a learned bias per layer; the saved model is the identity's "
+                        "(default 0: off)")
     g = p.add_argument_group("model")
     g.add_argument("--arch", choices=sorted(ARCHITECTURES), help="architecture (default diagonal_bilstm)")
     g.add_argument("--hidden", type=int, help="h: the residual stream has 2h features (default 16)")
@@ -82,7 +87,7 @@ def register(sub) -> None:
 
 
 FIELDS = ["data", "levels", "crop", "skip_bad", "dynamic_binarization", "shift", "hflip",
-          "dropout", "arch", "hidden", "layers", "head", "skip", "mixtures", "kernel", "base", "factor",
+          "dropout", "dihedral", "arch", "hidden", "layers", "head", "skip", "mixtures", "kernel", "base", "factor",
           "init", "optimizer", "lr", "lr_schedule", "warmup", "weight_decay", "grad_clip", "ema",
           "batch_size", "epochs", "steps", "max_minutes", "out", "eval_every", "eval_batch_size",
           "log_every", "save_every", "progress", "seed", "deterministic", "device", "precision",

@@ -186,12 +186,18 @@ class PixelModel(nn.Module):
         """The network on an embedded image (float (B, C, H, W) in [-1, 1]) -> (H, W, B, C, L)."""
         return self._head(self._features(e, context))
 
-    def _features(self, e: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        """Embedded image (B, C, H, W) -> the last block's output (H, W, B, 2h), before the head."""
+    def _features(self, e: torch.Tensor, context: torch.Tensor | None = None,
+                  image_terms: torch.Tensor | None = None) -> torch.Tensor:
+        """Embedded image (B, C, H, W) -> the last block's output (H, W, B, 2h), before the head.
+        ``image_terms``: see :meth:`_image_terms` (training with distribution augmentation)."""
         features = self.first(e)
-        if context is None:
+        if context is None and image_terms is None:
             return self._body(features)
-        return self._body(features, self._context_terms(context))
+        conds = None if context is None else self._context_terms(context)
+        if image_terms is not None:
+            extra = self._image_terms(image_terms)
+            conds = extra if conds is None else [c + t for c, t in zip(conds, extra)]
+        return self._body(features, conds)
 
     # -- conditioning (conditional networks, e.g. the second stage of the multi-scale model) ------
     # A conditional network gets a context map (B, c, H, W) that is KNOWN before the image is
@@ -229,6 +235,12 @@ class PixelModel(nn.Module):
         w = torch.cat([p.weight[:, :, 0, 0] for p in self.context_proj])  # (sum of widths, c)
         return list(F.linear(context.permute(2, 3, 0, 1), w).split(self._context_widths(), dim=-1))
 
+    def _image_terms(self, terms: torch.Tensor) -> list[torch.Tensor]:
+        """One vector per image, (B, sum of the layer widths), -> per layer a term constant over
+        the image, shaped to broadcast where the conditioning is added: here channels-last
+        (1, 1, B, width). It is added at every pixel alike, so it cannot break causality."""
+        return [t[None, None] for t in terms.split(self._context_widths(), dim=-1)]
+
     def _engine_context(self, context: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """What a cached-sampling engine needs to add the conditioning: the context map
         (n, c, H, W) and per layer the (c, width) matrix of its 1×1 conv (detached copies)."""
@@ -250,13 +262,16 @@ class PixelModel(nn.Module):
         return self._log_probs_embedded(self._embed(x), x)
 
     def _log_probs_embedded(self, e: torch.Tensor, x: torch.Tensor,
-                            context: torch.Tensor | None = None) -> torch.Tensor:
+                            context: torch.Tensor | None = None,
+                            image_terms: torch.Tensor | None = None) -> torch.Tensor:
         """log p of the values x (checked int (B, C, H, W)) from the network on their embedding e:
         (B, C, H, W). A mixture output evaluates only the bins of x (K numbers per value, not
-        K x levels); the result equals the entries of the full distribution."""
+        K x levels); the result equals the entries of the full distribution. ``image_terms``: see
+        :meth:`_image_terms`."""
+        features = self._features(e, context, image_terms)
         if not self.mixtures:
-            return log_probs_of(self._logits_embedded(e, context), x)
-        params = self._head_params(self._features(e, context))  # (H, W, B, C, 3K)
+            return log_probs_of(self._head(features), x)
+        params = self._head_params(features)  # (H, W, B, C, 3K)
         return mixture_log_prob_at(params, x.permute(2, 3, 0, 1), self.levels, self.mixtures).permute(2, 3, 0, 1)
 
     def bits_per_dim(self, x: torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,9 @@ class PixelCNN(PixelModel):
         w = torch.cat([p.weight for p in self.context_proj])
         return list(F.conv2d(context, w).split(self._context_widths(), dim=1))
 
+    def _image_terms(self, terms: torch.Tensor) -> list[torch.Tensor]:  # (B, sum) -> (B, h, 1, 1) each
+        return [t[:, :, None, None] for t in terms.split(self._context_widths(), dim=-1)]
+
     def _body(self, features: torch.Tensor, conds: list[torch.Tensor] | None = None) -> torch.Tensor:
         # (B, 2h, H, W) -> (H, W, B, 2h); conds: (B, h, H, W) terms per block (_context_terms)
         return self.stack(features, conds).permute(2, 3, 0, 1)
