@@ -7,14 +7,16 @@ import pixelrnn
 from conftest import ARCHS
 
 
-def jacobian_mask(model, C, H, W, seed=0):
-    """dep[t, s] = True where output value t (raster index) has a non-zero gradient w.r.t. value s."""
+def jacobian_mask(model, C, H, W, seed=0, image_terms=None):
+    """dep[t, s] = True where output value t (raster index) has a non-zero gradient w.r.t. value s.
+    ``image_terms``: a (1, width) per-image conditioning vector (training with --dihedral)."""
     model = model.double()
     g = torch.Generator().manual_seed(seed)
     n = C * H * W
     x = torch.randint(0, model.levels, (1, C, H, W), generator=g).expand(n, C, H, W)
     emb = model._embed(x).detach().requires_grad_(True)
-    logits = model._head(model._body(model.first(emb))).permute(2, 4, 3, 0, 1)  # (n, L, C, H, W)
+    terms = None if image_terms is None else image_terms.double().expand(n, -1)
+    logits = model._head(model._features(emb, image_terms=terms)).permute(2, 4, 3, 0, 1)  # (n, L, C, H, W)
     # batch element b asks for the gradient of output value b (raster order: row, col, channel)
     idx = torch.arange(n)
     r, rem = idx // (W * C), idx % (W * C)
@@ -100,6 +102,23 @@ def test_bounded_field_misses_far_right_context(arch):
     dep = dependencies(arch, 1, H, W, layers=1)
     assert not dep[(H - 1) * W, W - 1]
     assert dep[(H - 1) * W, 0]  # but sees the pixel two rows straight above
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_the_symmetry_bias_of_dihedral_training_keeps_causality(arch):
+    """--dihedral adds a learned per-image vector to every layer (train.SymmetryBias): under any
+    symmetry no value may see itself or later values, and each still sees the one before it."""
+    from pixelrnn.train import SymmetryBias
+    C, H, W = 3, 3, 3
+    torch.manual_seed(0)
+    model = pixelrnn.create_model(arch, channels=C, levels=5, hidden=12, layers=2)
+    bias = SymmetryBias(sum(model._context_widths()))
+    torch.nn.init.normal_(bias.table)
+    n = C * H * W
+    for t in (1, 5):
+        dep = jacobian_mask(model, C, H, W, image_terms=bias(torch.tensor([t])).detach())
+        assert not (dep & torch.ones(n, n, dtype=torch.bool).triu()).any()
+        assert all(dep[s, s - 1] for s in range(1, n))
 
 
 @pytest.mark.parametrize("arch", ARCHS)

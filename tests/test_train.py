@@ -468,17 +468,7 @@ def test_the_symmetry_bias_conditions_every_architecture_and_leaves_the_identity
         with torch.no_grad():
             total = net(grid, torch.full((64,), t)).exp().sum()
         assert abs(float(total) - 1) < 1e-9
-    # causality: the log-probability of each value depends on no value at or after it
-    x = torch.randint(0, 4, (1, 3, 3, 3))
-    e = model._embed(x).detach().requires_grad_(True)
-    terms = bias(torch.tensor([5]))
-    logp = model._log_probs_embedded(e, x, image_terms=terms)  # (1, 3, 3, 3)
-    order = x[0].permute(1, 2, 0).flatten().numel()
-    flat = logp[0].permute(1, 2, 0).flatten()
-    for t in range(order):
-        (g,) = torch.autograd.grad(flat[t], e, retain_graph=True)
-        later = g[0].permute(1, 2, 0).flatten()[t:]
-        assert bool((later == 0).all()), f"value {t} depends on a later one"
+    # (its causality: tests/test_causality.py)
 
 
 def test_dihedral_training_keeps_the_model_plain_and_its_symmetry_biases_in_the_state(tmp_path):
