@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 
@@ -77,5 +78,22 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The ``pixelrnn`` console script and ``python -m pixelrnn``: ``main()``, then exit with its
+    status. A process started by torchrun (WORLD_SIZE > 1) leaves with ``os._exit`` once its
+    output is flushed, skipping the interpreter's finalization: torch keeps the gloo process group
+    of a DistributedDataParallel model alive after ``destroy_process_group`` (torch 2.13), and
+    when one of its worker threads drops a finished collective while the interpreter shuts down,
+    that thread cannot take the GIL and the process dies with SIGABRT ("terminate called without
+    an active exception") after the run's work is all done and saved. Nothing is lost by
+    skipping: checkpoints and metrics are written and closed before ``main()`` returns."""
+    code = main()
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
