@@ -101,8 +101,9 @@ def test_a_failed_save_on_rank_0_stops_every_rank(tmp_path):
 def test_a_torchrun_worker_exits_without_the_interpreter_teardown():
     """Under torchrun (WORLD_SIZE > 1) the CLI leaves with os._exit after flushing its output:
     torch keeps a DDP model's gloo process group alive past destroy_process_group, and one of its
-    worker threads dropping a finished collective during interpreter shutdown aborted rank 1 (about
-    2 of 153 two-process runs here, none of 300 after the fix). The output and the exit status must survive the shortcut."""
+    worker threads dropping a finished collective during interpreter shutdown aborted rank 1 (2 of
+    153 two-process runs here, none of 300 after the fix). The output and the exit status must
+    survive the shortcut."""
     ckpt = Path(__file__).resolve().parents[1] / "bench" / "models" / "mnist-row-h32.safetensors"
     script = ("import atexit, runpy, sys\n"
               "atexit.register(lambda: print('interpreter finalized', flush=True))\n"
