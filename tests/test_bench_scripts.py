@@ -94,18 +94,23 @@ def test_gpu_session_script_dry_run_on_cpu(tmp_path):
     assert pixelrnn.load(out / "best.safetensors").config.hidden == 4
 
 
+@pytest.mark.slow
 def test_the_shipped_mnist_model_loads_scores_and_codes():
     """bench/models/mnist-row-h32.safetensors (the compression benchmark's model, kept in the repo
-    so that later sessions and users start from it): today's code still reads it, it still fits
-    the mnist test digits (about 1.0 bits/dim; a broken loader or data pipeline would not), and a
-    few digits round-trip bit-exact through the codec at close to their NLL."""
+    so that later sessions and users start from it): today's code still reads it, its NLL on the
+    whole mnist test split is what the compression size target needs (at most 0.983 bits/dim: 30 %
+    below JPEG-XL's 1.405 on one mosaic of the split; a broken loader, data pipeline or model
+    would not get there), and a few digits round-trip bit-exact through the codec at close to
+    their NLL."""
     from pixelrnn.compression import compress, decompress
+    from pixelrnn.evaluate import evaluate
     model = pixelrnn.load(ROOT / "bench" / "models" / "mnist-row-h32.safetensors")
     assert (model.config.arch, model.channels, model.levels) == ("row_lstm", 1, 256)
-    x = load_dataset("mnist", "test").images[:100].long()
-    with torch.no_grad():
-        bpd = float(model.bits_per_dim(x).mean())
-    assert 0.8 < bpd < 1.06, bpd
+    test = load_dataset("mnist", "test").images
+    assert len(test) == 1000
+    bpd = evaluate(model, test, batch_size=100).bits_per_dim
+    assert 0.9 < bpd <= 0.983, bpd
+    x = test[:100].long()
     data = compress(model, x[:8])
     decoded = decompress(model, data)
     assert torch.equal(torch.stack([d.image for d in decoded]), x[:8])
