@@ -88,7 +88,7 @@ def entry() -> None:
     an active exception") after the run's work is all done and saved. Nothing is lost by
     skipping: checkpoints and metrics are written and closed before ``main()`` returns."""
     code = main()
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+    if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1"):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
