@@ -464,7 +464,9 @@ class TrainResult:
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
-    """Train (or resume) the run described by ``cfg``; returns a summary."""
+    """Train (or resume) the run described by ``cfg``; returns a summary. Under torchrun, end the
+    calling script as ``pixelrnn.cli.entry`` does (flush, then ``os._exit``): torch keeps a DDP
+    model's gloo process group alive, and its threads can abort a normal interpreter shutdown."""
     cfg.validate()
     if cfg.deterministic:  # read when cuBLAS starts: before any CUDA work
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
