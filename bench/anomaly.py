@@ -24,7 +24,7 @@ import torch
 
 from pixelrnn.anomaly import OOD_SETS, evaluate_ood, make_ood_set, save_histogram
 from pixelrnn.data import load_dataset
-from pixelrnn.io import load
+from pixelrnn.checkpoint import load
 from pixelrnn.train import TrainConfig, train
 
 MODEL = dict(arch="pixelcnn", hidden=32, layers=5, kernel=3)

@@ -52,7 +52,7 @@ from PIL import Image, features
 
 from pixelrnn.compression import encode, decompress
 from pixelrnn.data import load_dataset
-from pixelrnn.io import load
+from pixelrnn.checkpoint import load
 from pixelrnn.train import TrainConfig, train
 
 DATASETS = ["mnist", "binarized-mnist", "photos32"]

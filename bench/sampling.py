@@ -26,7 +26,7 @@ import time
 import torch
 
 import pixelrnn
-from pixelrnn.commands import resolve_device
+from pixelrnn.device import resolve_device
 from pixelrnn.sampling.core import _Chooser
 
 ARCHS = ["pixelcnn", "row_lstm", "diagonal_bilstm"]

@@ -19,7 +19,7 @@ import time
 import torch
 
 import pixelrnn
-from pixelrnn.commands import resolve_device
+from pixelrnn.device import resolve_device
 
 ARCHS = ["pixelcnn", "row_lstm", "diagonal_bilstm"]
 

@@ -125,7 +125,7 @@ def test_load_map_location_checked(tmp_path, where, match):
 
 def test_save_is_atomic(tmp_path, monkeypatch):
     """A failure while writing leaves the previous checkpoint intact and no temporary file."""
-    import pixelrnn.io as pio
+    import pixelrnn.checkpoint as pio
     model = pixelrnn.create_model("pixelcnn", levels=4, hidden=6, layers=1)
     path = tmp_path / "m.safetensors"
     pixelrnn.save(model, path)

@@ -79,7 +79,7 @@ def test_a_failed_save_on_rank_0_stops_every_rank(tmp_path):
     launcher = tmp_path / "full_disk.py"
     launcher.write_text(
         "import errno, os, sys\n"
-        "import pixelrnn.io as pio\n"
+        "import pixelrnn.checkpoint as pio\n"
         "from pixelrnn.cli import main\n"
         "real = pio.save\n"
         "def save(model, path, metadata=None):\n"
@@ -95,7 +95,7 @@ def test_a_failed_save_on_rank_0_stops_every_rank(tmp_path):
     assert p.returncode != 0
     assert "No space left on device" in p.stderr
     assert "rank 0 could not write a checkpoint" in p.stderr
-    assert pixelrnn.io.describe(tmp_path / "run" / "last.safetensors")["metadata"]["step"] == "2"
+    assert pixelrnn.checkpoint.describe(tmp_path / "run" / "last.safetensors")["metadata"]["step"] == "2"
 
 
 def test_a_torchrun_worker_exits_without_the_interpreter_teardown():

@@ -169,7 +169,7 @@ def test_save_load_round_trip(base, tmp_path):
     x = torch.randint(0, 5, (2, 3, 7, 5))
     with torch.no_grad():
         assert torch.equal(model.log_prob(x), loaded.log_prob(x))
-    info = pixelrnn.io.describe(path)
+    info = pixelrnn.checkpoint.describe(path)
     assert info["config"]["arch"] == "multiscale" and info["config"]["options"]["base"] == base
 
 

@@ -185,7 +185,7 @@ def test_signal_saves_a_checkpoint(tmp_path, sig):
     assert proc.returncode == 130
     from pixelrnn.train import load_state
     _, meta = load_state(out / "state.safetensors")
-    model_step = pixelrnn.io.describe(out / "last.safetensors")["metadata"]["step"]
+    model_step = pixelrnn.checkpoint.describe(out / "last.safetensors")["metadata"]["step"]
     assert int(model_step) == meta["step"] and meta["step"] >= 10
     assert "Traceback" not in err
 
@@ -204,7 +204,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypat
                "--out", out) == 1
     err = capsys.readouterr().err
     assert "nan" in err and "step 8" in err and "last.safetensors (step 5)" in err
-    assert pixelrnn.io.describe(out / "last.safetensors")["metadata"]["step"] == "5"
+    assert pixelrnn.checkpoint.describe(out / "last.safetensors")["metadata"]["step"] == "5"
     pixelrnn.load(out / "last.safetensors")
     calls["n"] = 100  # from the first step: nothing to point to
     assert cli("train", *TINY, "--steps", "20", "--out", tmp_path / "r2") == 1

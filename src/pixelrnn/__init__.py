@@ -7,7 +7,8 @@
     model = pixelrnn.load("m.safetensors")
 """
 from .anomaly import anomaly_scores
-from .io import CheckpointError, load, save
+from .checkpoint import load, save
+from .errors import CheckpointError
 from .models import ARCHITECTURES, ModelConfig, PixelModel, create_model
 
 __version__ = "0.1.0"

@@ -77,6 +77,7 @@ import torch
 from .data import convert_images
 from .imaging import grid, save_png, to_uint8
 from .models import PixelModel
+from .errors import ArgumentError
 
 __all__ = ["METHODS", "CODECS", "DEFAULT_CODEC", "OOD_SETS", "OOD_SEEDS", "anomaly_scores",
            "pixel_nll", "image_nll", "codec_bits", "scores_from_nll", "heatmap", "make_ood_set",
@@ -117,21 +118,21 @@ NOISE_SIGMA = 0.2  # of the full range (levels - 1)
 
 def _check_method(method: str) -> None:
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        raise ArgumentError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
 
 
 def _check_codec(codec: str) -> None:
     if codec not in CODECS:
-        raise ValueError(f"unknown complexity codec {codec!r}; choose one of {', '.join(CODECS)}")
+        raise ArgumentError(f"unknown complexity codec {codec!r}; choose one of {', '.join(CODECS)}")
 
 
 def _check_batch(x: torch.Tensor, batch_size: int) -> None:
     if not isinstance(x, torch.Tensor):
-        raise ValueError(f"expected a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
+        raise ArgumentError(f"expected a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
     if x.dim() != 4 or x.shape[0] == 0:
-        raise ValueError(f"expected a non-empty image batch of shape (B, C, H, W), got {tuple(x.shape)}")
+        raise ArgumentError(f"expected a non-empty image batch of shape (B, C, H, W), got {tuple(x.shape)}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise ArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
 
 
 def _batched(model: PixelModel, x: torch.Tensor, batch_size: int, fn) -> list[torch.Tensor]:
@@ -172,13 +173,13 @@ def codec_bits(x: torch.Tensor | np.ndarray, levels: int, codec: str = DEFAULT_C
     _check_codec(codec)
     a = x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
     if a.ndim != 4 or a.shape[1] not in (1, 3):
-        raise ValueError(f"expected images of shape (B, C, H, W) with C = 1 or 3, got {a.shape}")
+        raise ArgumentError(f"expected images of shape (B, C, H, W) with C = 1 or 3, got {a.shape}")
     if a.dtype.kind not in "iu":
-        raise ValueError(f"expected integer pixel values, got dtype {a.dtype}")
+        raise ArgumentError(f"expected integer pixel values, got dtype {a.dtype}")
     if not 2 <= levels <= 256:
-        raise ValueError(f"levels must be in 2..256 for a generic codec, got {levels}")
+        raise ArgumentError(f"levels must be in 2..256 for a generic codec, got {levels}")
     if a.size and (a.min() < 0 or a.max() >= levels):
-        raise ValueError(f"pixel values must be in [0, {levels - 1}], got {a.min()}..{a.max()}")
+        raise ArgumentError(f"pixel values must be in [0, {levels - 1}], got {a.min()}..{a.max()}")
     pixels = to_uint8(a, levels).transpose(0, 2, 3, 1)  # (B, H, W, C) uint8
     encode = _png_bytes if codec == "png" else _lzma_bytes
     return torch.tensor([8.0 * encode(p) for p in pixels], dtype=torch.float64)
@@ -244,7 +245,7 @@ def heatmap(images: torch.Tensor, maps: torch.Tensor, levels: int, *, vmax: floa
 
     if images.dim() != 4 or maps.dim() != 3 or images.shape[0] != maps.shape[0] \
             or tuple(images.shape[2:]) != tuple(maps.shape[1:]):
-        raise ValueError(f"images {tuple(images.shape)} and maps {tuple(maps.shape)} do not match")
+        raise ArgumentError(f"images {tuple(images.shape)} and maps {tuple(maps.shape)} do not match")
     pix = to_uint8(images, levels)  # (B, C, H, W)
     if pix.shape[1] == 1:
         pix = np.repeat(pix, 3, axis=1)
@@ -296,9 +297,9 @@ def make_ood_set(name: str, reference: torch.Tensor, levels: int, *,
     in-distribution test images (N, C, H, W) with values in [0, levels): same channels, size and
     levels. Deterministic (fixed seeds). ``limit`` caps the number of images. Returns uint8."""
     if name not in OOD_SETS:
-        raise ValueError(f"unknown OOD set {name!r}; built-in sets: {', '.join(OOD_SETS)}")
+        raise ArgumentError(f"unknown OOD set {name!r}; built-in sets: {', '.join(OOD_SETS)}")
     if reference.dim() != 4 or reference.shape[0] == 0:
-        raise ValueError(f"reference images must be a non-empty (N, C, H, W) tensor, got "
+        raise ArgumentError(f"reference images must be a non-empty (N, C, H, W) tensor, got "
                          f"{tuple(reference.shape)}")
     ref = reference.cpu().to(torch.int64)
     n_ref, C, H, W = ref.shape
@@ -316,7 +317,7 @@ def make_ood_set(name: str, reference: torch.Tensor, levels: int, *,
     elif name == "shuffled":
         ph, pw = H // 4, W // 4
         if ph == 0 or pw == 0:
-            raise ValueError(f"'shuffled' needs images of at least 4x4 pixels, got {H}x{W}")
+            raise ArgumentError(f"'shuffled' needs images of at least 4x4 pixels, got {H}x{W}")
         a = ref.numpy().copy()
         core = a[:, :, :4 * ph, :4 * pw].reshape(n_ref, C, 4, ph, 4, pw).transpose(0, 2, 4, 1, 3, 5)
         core = core.reshape(n_ref, 16, C, ph, pw)
@@ -364,7 +365,7 @@ def ood_metrics(in_scores, out_scores) -> dict[str, float]:
     s_in = np.asarray(in_scores, dtype=np.float64).ravel()
     s_out = np.asarray(out_scores, dtype=np.float64).ravel()
     if s_in.size == 0 or s_out.size == 0:
-        raise ValueError("need at least one in-distribution and one OOD score")
+        raise ArgumentError("need at least one in-distribution and one OOD score")
     y = np.concatenate([np.zeros(s_in.size), np.ones(s_out.size)])
     s = np.concatenate([s_in, s_out])
     return {"roc_auc": float(roc_auc_score(y, s)), "aupr": float(average_precision_score(y, s))}
@@ -378,7 +379,7 @@ def _columns(columns: Sequence[str], codec: str) -> list[tuple[str, str, str]]:
         _check_method(method)
         if c:
             if method != "complexity":
-                raise ValueError(f"only complexity takes a codec, got {col!r}")
+                raise ArgumentError(f"only complexity takes a codec, got {col!r}")
             _check_codec(c)
         parsed.append((col, method, c or codec))
     return parsed
@@ -447,7 +448,7 @@ def evaluate_ood(model: PixelModel, in_images: torch.Tensor, ood: dict[str, torc
     ``progress(message)`` is called before each set is scored."""
     cols = _columns(columns, codec)
     if not ood:
-        raise ValueError("no OOD sets given")
+        raise ArgumentError("no OOD sets given")
 
     def score(x: torch.Tensor) -> dict[str, np.ndarray]:
         nll = image_nll(model, x, batch_size)
@@ -468,7 +469,7 @@ def evaluate_ood(model: PixelModel, in_images: torch.Tensor, ood: dict[str, torc
     report = OODReport([c[0] for c in cols], in_name, int(in_images.shape[0]), in_scores, codec=codec)
     for name, x in ood.items():
         if tuple(x.shape[1:]) != tuple(in_images.shape[1:]):
-            raise ValueError(f"OOD set {name} has images of shape {_shape(x)} but the "
+            raise ArgumentError(f"OOD set {name} has images of shape {_shape(x)} but the "
                              f"in-distribution images are {_shape(in_images)}")
         if progress:
             progress(f"scoring {name} ({x.shape[0]} images)")

@@ -2,7 +2,8 @@
 
 Each subcommand lives in ``pixelrnn/commands/<name>.py`` and provides ``register(subparsers)``,
 which adds its parser and sets ``func(args) -> int``. Errors the user can fix (bad data, bad
-checkpoint, bad arguments) are printed as one line, without a traceback, with exit status 2.
+checkpoint, bad arguments: ``pixelrnn.errors``) and file-system errors are printed as one line,
+without a traceback, with exit status 2; any other exception is a bug and shows its traceback.
 """
 from __future__ import annotations
 
@@ -13,12 +14,9 @@ import sys
 import warnings
 
 from . import __version__
+from .errors import UserError
 
 COMMANDS = ["train", "eval", "sample", "complete", "score", "compress", "decompress", "info", "demo"]
-
-
-class UserError(Exception):
-    """An error caused by the user's input: printed as one line, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,9 +49,6 @@ def _one_line_warnings(command: str, default):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .data import DataError
-    from .io import CheckpointError
-
     parser = build_parser()
     # Python's argparse cannot take a variable-length positional (IMAGES...) after options;
     # commands that have one name it with set_defaults(trailing_positionals="dest") and the
@@ -68,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warnings(args.command, warnings.showwarning)
             return int(args.func(args) or 0)
-    except (UserError, DataError, CheckpointError, ValueError, OSError) as e:  # OSError: a bad path,
-        # a full disk, a name too long, permissions...
+    except (UserError, OSError) as e:  # OSError: a bad path, a full disk, a name too long,
+        # permissions... Anything else is a bug: its traceback is shown.
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"pixelrnn {args.command}: error: {msg}", file=sys.stderr)
         return 2

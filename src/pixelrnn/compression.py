@@ -50,11 +50,11 @@ import struct
 import sys
 import zlib
 from dataclasses import dataclass
-from functools import partial
 from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
+from .errors import ArgumentError, FormatError, ModelMismatchError
 
 __all__ = ["FormatError", "ModelMismatchError", "Header", "DecodedImage", "Encoded", "MAGIC",
            "VERSION", "DEFAULT_CHUNK", "fingerprint", "environment_tag", "compress", "encode",
@@ -70,15 +70,6 @@ _MAX_NAMES = 64 << 20             # decompressed names, bytes
 _MAX_SIDE = 1 << 16               # image height / width
 _MAX_LEVELS = 1 << 24             # the range coder's probability resolution
 _MAX_VALUES = 1 << 34             # values in one file (bounds the decoding time of crafted headers)
-
-
-class FormatError(ValueError):
-    """Data that is not a valid compressed file for this model: not one at all, truncated,
-    corrupted, or from another format version. The message is one line."""
-
-
-class ModelMismatchError(FormatError):
-    """A valid file that was compressed with a different model (fingerprint mismatch)."""
 
 
 class DecodedImage(NamedTuple):
@@ -189,7 +180,7 @@ def _constriction():
     try:
         import constriction
     except ImportError:  # pragma: no cover - a declared dependency
-        raise ValueError("compression needs the 'constriction' package (pip install constriction)") from None
+        raise ArgumentError("compression needs the 'constriction' package (pip install constriction)") from None
     return constriction.stream
 
 
@@ -242,8 +233,7 @@ class _ProgressAll:
 def _run(model, plan, make_decide: Callable, progress, desc: str, total: int) -> dict[int, torch.Tensor]:
     """Run the cached sampler once per chunk with ``make_decide(shape, indices)`` as its value
     callback; returns {image index: int64 (C, H, W) on the CPU}."""
-    from .sampling.core import generate
-    method = "cached" if model._has_sampling_engine() else "naive"
+    method = "cached" if model.has_cached_sampler else "naive"
     prog = _ProgressAll(progress, total, desc)
     out: dict[int, torch.Tensor] = {}
     try:
@@ -251,8 +241,7 @@ def _run(model, plan, make_decide: Callable, progress, desc: str, total: int) ->
             n = len(idx)
             prog.start_chunk(n)
             zeros = torch.zeros(n, *shape, dtype=torch.long, device=model.device)
-            run = model._generate if hasattr(model, "_generate") else partial(generate, model)  # multi-scale: 2 stages
-            images, _, _ = run(zeros, None, method=method, decide=make_decide(shape, idx),
+            images, _, _ = model.generate(zeros, None, method=method, decide=make_decide(shape, idx),
                                progress=prog if progress else False)
             for k, im in zip(idx, images.cpu()):
                 out[k] = im
@@ -264,7 +253,7 @@ def _run(model, plan, make_decide: Callable, progress, desc: str, total: int) ->
 def _check_model_kind(model) -> None:
     """ValueError for models the codec cannot drive: one network, unconditional, is needed."""
     if getattr(model, "context_channels", 0):
-        raise ValueError("cannot compress with a conditional network (it needs a context map)")
+        raise ArgumentError("cannot compress with a conditional network (it needs a context map)")
 
 
 def _check_images(model, images, names) -> tuple[list[torch.Tensor], list[str] | None]:
@@ -273,40 +262,40 @@ def _check_images(model, images, names) -> tuple[list[torch.Tensor], list[str] |
         images = torch.from_numpy(images)
     if isinstance(images, torch.Tensor):
         if images.dim() != 4:
-            raise ValueError(f"expected a (N, C, H, W) tensor or a list of (C, H, W) tensors, got a "
+            raise ArgumentError(f"expected a (N, C, H, W) tensor or a list of (C, H, W) tensors, got a "
                              f"tensor of shape {tuple(images.shape)}")
         images = list(images)
     elif not isinstance(images, (list, tuple)):
-        raise ValueError(f"expected images as a (N, C, H, W) tensor or a list of (C, H, W) tensors, "
+        raise ArgumentError(f"expected images as a (N, C, H, W) tensor or a list of (C, H, W) tensors, "
                          f"got {type(images).__name__}")
     if not images:
-        raise ValueError("no images to compress")
+        raise ArgumentError("no images to compress")
     _check_model_kind(model)
     checked = []
     for k, im in enumerate(images):
         if isinstance(im, np.ndarray):
             im = torch.from_numpy(im)
         if not isinstance(im, torch.Tensor):
-            raise ValueError(f"image {k}: expected a torch.Tensor, got {type(im).__name__}")
+            raise ArgumentError(f"image {k}: expected a torch.Tensor, got {type(im).__name__}")
         if im.dim() == 2 and model.channels == 1:
             im = im.unsqueeze(0)
         if im.dim() != 3:
-            raise ValueError(f"image {k}: expected shape (C, H, W), got {tuple(im.shape)}")
+            raise ArgumentError(f"image {k}: expected shape (C, H, W), got {tuple(im.shape)}")
         try:
             x = model.check_input(im.unsqueeze(0))[0]
         except ValueError as e:
-            raise ValueError(f"image {k}: {e}") from None
+            raise ArgumentError(f"image {k}: {e}") from None
         if x.shape[1] > _MAX_SIDE or x.shape[2] > _MAX_SIDE:
-            raise ValueError(f"image {k}: {x.shape[1]}x{x.shape[2]} is too large "
+            raise ArgumentError(f"image {k}: {x.shape[1]}x{x.shape[2]} is too large "
                              f"(at most {_MAX_SIDE} per side)")
         checked.append(x.cpu())
     if names is not None:
         names = list(names)
         if len(names) != len(checked):
-            raise ValueError(f"{len(names)} names for {len(checked)} images")
+            raise ArgumentError(f"{len(names)} names for {len(checked)} images")
         for k, name in enumerate(names):
             if not isinstance(name, str) or not name or "\0" in name:
-                raise ValueError(f"image {k}: a name must be a non-empty string without NUL, got {name!r}")
+                raise ArgumentError(f"image {k}: a name must be a non-empty string without NUL, got {name!r}")
     return checked, names
 
 
@@ -333,12 +322,12 @@ def encode(model, images, names: Sequence[str] | None = None, *, chunk: int = DE
     from .sampling.core import slab
     stream = _constriction()
     if isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral) or chunk < 1:
-        raise ValueError(f"chunk must be an integer >= 1, got {chunk!r}")
+        raise ArgumentError(f"chunk must be an integer >= 1, got {chunk!r}")
     chunk = int(chunk)
     if threads is None:
         threads = torch.get_num_threads()
     if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or not 1 <= threads <= 4096:
-        raise ValueError(f"threads must be an integer in 1..4096, got {threads!r}")
+        raise ArgumentError(f"threads must be an integer in 1..4096, got {threads!r}")
     threads = int(threads)
     images, names = _check_images(model, images, names)
     shapes = [tuple(im.shape) for im in images]
@@ -364,7 +353,7 @@ def encode(model, images, names: Sequence[str] | None = None, *, chunk: int = DE
                 logits, flat = logits[m], flat[m]
             logp, p = _probabilities(logits)
             if not torch.isfinite(logp).all():
-                raise ValueError("the model produced non-finite logits: it cannot code these images")
+                raise ArgumentError("the model produced non-finite logits: it cannot code these images")
             encoder.encode(flat.view(-1).cpu().numpy().astype(np.int32), family, p)
             nll -= logp.gather(1, flat).sum().cpu()
             return v
@@ -537,7 +526,7 @@ def _split(data) -> tuple[Header, memoryview]:
             z = zlib.decompressobj()
             raw = z.decompress(packed, _MAX_NAMES)
             if z.unconsumed_tail or not z.eof or z.unused_data:
-                raise ValueError("bad length")
+                raise ArgumentError("bad length")
             names = tuple(raw.decode("utf-8").split("\0"))
         except (zlib.error, ValueError):
             raise FormatError("corrupted header: unreadable image names") from None

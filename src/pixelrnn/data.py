@@ -117,6 +117,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from .errors import ArgumentError, DataError
 
 __all__ = ["DATASETS", "USER_FORMATS", "PHOTOS32_TRAIN", "PHOTOS32_TEST", "DataError", "DataWarning",
            "ImageDataset", "load_dataset"]
@@ -146,10 +147,6 @@ PATCH = 32
 
 MNIST_SIZE, MNIST_TRAIN = 5000, 4000
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
-class DataError(ValueError):
-    """A dataset spec, file or option that cannot be used; the message is one line."""
 
 
 class DataWarning(UserWarning):
@@ -264,11 +261,11 @@ def parse_size(text: str, what: str = "size") -> tuple[int, int]:
     """'28x28', '28X32', '28,32' or '28' (square) -> (H, W); ValueError naming ``what``."""
     m = re.fullmatch(r"\s*(\d+)\s*(?:[xX×,]\s*(\d+)\s*)?", str(text))
     if not m:
-        raise ValueError(f"bad {what} {text!r}: expected HxW, e.g. 28x28")
+        raise ArgumentError(f"bad {what} {text!r}: expected HxW, e.g. 28x28")
     h = int(m.group(1))
     w = int(m.group(2)) if m.group(2) is not None else h
     if h < 1 or w < 1:
-        raise ValueError(f"bad {what} {text!r}: height and width must be >= 1")
+        raise ArgumentError(f"bad {what} {text!r}: height and width must be >= 1")
     return h, w
 
 
@@ -282,10 +279,10 @@ def augment(images: torch.Tensor, *, shift: int = 0, hflip: bool = False,
     moved, never interpolated, so the result has exactly the levels of the input. The draws come
     from ``generator`` (CPU), in the order dy, dx, flip."""
     if isinstance(shift, bool) or not isinstance(shift, numbers.Integral) or shift < 0:
-        raise ValueError(f"shift must be an integer >= 0, got {shift!r}")
+        raise ArgumentError(f"shift must be an integer >= 0, got {shift!r}")
     shift = int(shift)
     if images.dim() != 4:
-        raise ValueError(f"expected a batch (B, C, H, W), got shape {tuple(images.shape)}")
+        raise ArgumentError(f"expected a batch (B, C, H, W), got shape {tuple(images.shape)}")
     B, C, H, W = images.shape
     if not shift and not hflip:
         return images.clone()
@@ -312,13 +309,13 @@ def dihedral(images: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
     ``which[b]`` in 0..7 names it (``DIHEDRAL``: t % 4 quarter turns counter-clockwise, then a
     transpose when t >= 4; 0 leaves the image as it is). A new tensor; values are only moved."""
     if images.dim() != 4 or images.shape[2] != images.shape[3]:
-        raise ValueError(f"the symmetries of the square need square images (B, C, N, N), got "
+        raise ArgumentError(f"the symmetries of the square need square images (B, C, N, N), got "
                          f"shape {tuple(images.shape)}")
     which = torch.as_tensor(which).reshape(-1).cpu()
     if which.shape[0] != images.shape[0]:
-        raise ValueError(f"need one symmetry per image: {which.shape[0]} for {images.shape[0]} images")
+        raise ArgumentError(f"need one symmetry per image: {which.shape[0]} for {images.shape[0]} images")
     if which.numel() and not (0 <= int(which.min()) and int(which.max()) < len(DIHEDRAL)):
-        raise ValueError(f"symmetry indices must be in [0, {len(DIHEDRAL) - 1}]")
+        raise ArgumentError(f"symmetry indices must be in [0, {len(DIHEDRAL) - 1}]")
     out = images.clone()
     for t in range(1, len(DIHEDRAL)):
         idx = (which == t).nonzero().flatten().to(images.device)
@@ -370,7 +367,7 @@ def read_images(paths, *, channels: int, levels: int = 256, skip_bad: bool = Fal
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            files.extend(_image_files(p))
+            files.extend(image_files(p))
         elif p.exists():
             files.append(p)
         else:
@@ -380,7 +377,7 @@ def read_images(paths, *, channels: int, levels: int = 256, skip_bad: bool = Fal
     arrays, names, skipped = [], [], []
     for path in files:
         try:
-            pixels = _read_image(path)
+            pixels = read_image(path)
         except DataError as exc:
             if not skip_bad:
                 raise
@@ -659,7 +656,7 @@ _GRAY_MODES = {"1", "L", "LA", "La"}
 _COLOR_MODES = {"P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
 
 
-def _image_files(root: Path) -> list[Path]:
+def image_files(root: Path) -> list[Path]:
     """PNG/JPEG files under ``root`` (recursive, hidden entries skipped), sorted by relative path.
     Symlinked folders are followed, each folder visited once (a link loop ends there)."""
     found = []
@@ -691,7 +688,7 @@ def _has_wide_samples(im) -> bool:
     return False
 
 
-def _read_image(path: Path) -> np.ndarray:
+def read_image(path: Path) -> np.ndarray:
     """(H, W) gray or (H, W, 3) RGB uint8 pixels of one PNG/JPEG, upright: an EXIF orientation
     (phone photos) is applied, as image viewers do."""
     from PIL import Image, ImageOps
@@ -719,18 +716,18 @@ def _load_folder(root: Path, crop: tuple[int, int] | None, skip_bad: bool) -> _P
     if not root.is_dir():
         raise DataError(f"{root} is not a directory (folder: expects a directory of PNG/JPEG files)")
     if (root / "train").is_dir() and (root / "test").is_dir():
-        groups = {"train": _image_files(root / "train"), "test": _image_files(root / "test")}
+        groups = {"train": image_files(root / "train"), "test": image_files(root / "test")}
         for which, files in groups.items():
             if not files:
                 raise DataError(f"no images found in {root / which}")
         used = set(groups["train"]) | set(groups["test"])
-        unused = [p for p in _image_files(root) if p not in used]
+        unused = [p for p in image_files(root) if p not in used]
         if unused:
             warnings.warn(DataWarning(f"{len(unused)} image(s) under {root} outside train/ and test/ are "
                                       f"not used (the first: {unused[0].relative_to(root).as_posix()})"),
                           stacklevel=2)
     else:
-        groups = {"all": _image_files(root)}
+        groups = {"all": image_files(root)}
         if not groups["all"]:
             raise DataError(f"no images found in {root} (looked for {', '.join(IMAGE_SUFFIXES)} files)")
 
@@ -740,7 +737,7 @@ def _load_folder(root: Path, crop: tuple[int, int] | None, skip_bad: bool) -> _P
         decoded[which] = []
         for path in files:
             try:
-                pixels = _read_image(path)
+                pixels = read_image(path)
                 if crop is not None:
                     h, w = pixels.shape[:2]
                     if crop[0] > h or crop[1] > w:
@@ -801,7 +798,7 @@ def _to_uint8(a: np.ndarray, where: str) -> np.ndarray:
                     "(or integers in 0..255; scale floats to 0..255 and convert them first)")
 
 
-def _to_nchw(a: np.ndarray, where: str) -> np.ndarray:
+def to_nchw(a: np.ndarray, where: str) -> np.ndarray:
     """(N, C, H, W) uint8 from N×H×W, N×H×W×C or N×C×H×W (C in 1, 3; channels-last preferred)."""
     expected = "expected NxHxW, NxHxWxC or NxCxHxW images with C = 1 or 3"
     if a.ndim not in (3, 4):
@@ -833,7 +830,7 @@ def _load_array_file(path: Path, split: str) -> _Parts:
     except Exception as exc:  # noqa: BLE001 - numpy raises ValueError/OSError/EOFError/zip errors
         raise DataError(f"cannot read {path} as .npy/.npz: {_oneline(exc)}") from None
     if isinstance(loaded, np.ndarray):
-        return _split_array(_to_nchw(loaded, str(path)))
+        return _split_array(to_nchw(loaded, str(path)))
 
     with loaded as npz:
         keys = list(npz.files)
@@ -843,7 +840,7 @@ def _load_array_file(path: Path, split: str) -> _Parts:
                 for which, key in (("train", train_key), ("test", test_key)):
                     if split in (which, "all"):
                         where = f"{path}[{key}]"
-                        arrays[which] = _to_nchw(_npz_array(npz, key, str(path)), where)
+                        arrays[which] = to_nchw(_npz_array(npz, key, str(path)), where)
                 return _Parts(256, arrays.get("train"), arrays.get("test"))
         for key in ("x", "images", "arr_0"):
             if key in keys:
@@ -853,7 +850,7 @@ def _load_array_file(path: Path, split: str) -> _Parts:
                 raise DataError(f"{path} has arrays {keys}: expected x_train and x_test, train and test, "
                                 "or one array named x, images or arr_0")
             key = keys[0]
-        return _split_array(_to_nchw(_npz_array(npz, key, str(path)), f"{path}[{key}]"))
+        return _split_array(to_nchw(_npz_array(npz, key, str(path)), f"{path}[{key}]"))
 
 
 # --------------------------------------------------------------------------------------------

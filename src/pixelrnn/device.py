@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+from .errors import ArgumentError
 
 
 def check_device_name(name: str, option: str = "--device", allow_auto: bool = True) -> None:
@@ -9,7 +10,7 @@ def check_device_name(name: str, option: str = "--device", allow_auto: bool = Tr
     ok = name == "cpu" or name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit())
     if not ok and not (allow_auto and name == "auto"):
         choices = "auto, cpu, cuda or cuda:N" if allow_auto else "cpu, cuda or cuda:N"
-        raise ValueError(f"{option} must be {choices}, got {name!r}")
+        raise ArgumentError(f"{option} must be {choices}, got {name!r}")
 
 
 def resolve_device(name: str, option: str = "--device", allow_auto: bool = True) -> str:
@@ -20,7 +21,7 @@ def resolve_device(name: str, option: str = "--device", allow_auto: bool = True)
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ValueError(f"{option} {name}: no CUDA device is available")
+            raise ArgumentError(f"{option} {name}: no CUDA device is available")
         if name != "cuda" and int(name[5:]) >= torch.cuda.device_count():
-            raise ValueError(f"{option} {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+            raise ArgumentError(f"{option} {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return name

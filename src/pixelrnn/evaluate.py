@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 
 from .models import PixelModel
+from .errors import ArgumentError
 
 
 @dataclass
@@ -43,13 +44,13 @@ def evaluate(model: PixelModel, images: torch.Tensor, batch_size: int = 64,
     ``images`` (every rank must pass the same full tensor) and the sums are all-reduced.
     """
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        raise ValueError(f"expected images as a (N, C, H, W) tensor, got "
+        raise ArgumentError(f"expected images as a (N, C, H, W) tensor, got "
                          f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
     if images.shape[0] == 0:
-        raise ValueError("cannot evaluate an empty split")
+        raise ArgumentError("cannot evaluate an empty split")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    autocast = _autocast(model.device, precision)  # checks precision before the model is touched
+        raise ArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
+    autocast = autocast_for(model.device, precision)  # checks precision before the model is touched
     world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
     rank = dist.get_rank() if world > 1 else 0
     start, stop = shard_range(images.shape[0], rank, world)
@@ -79,9 +80,10 @@ def evaluate(model: PixelModel, images: torch.Tensor, batch_size: int = 64,
                       dims_per_image=dims)
 
 
-def _autocast(device: torch.device, precision: str):
+def autocast_for(device: torch.device, precision: str):
+    """The autocast context of ``--precision`` (fp32: autocast off; bf16: bfloat16)."""
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     if precision != "fp32":
-        raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+        raise ArgumentError(f"precision must be fp32 or bf16, got {precision!r}")
     return torch.autocast(device_type=device.type, enabled=False)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .io import atomic_write
+from .files import atomic_write
 
 
 def to_uint8(images: torch.Tensor | np.ndarray, levels: int) -> np.ndarray:

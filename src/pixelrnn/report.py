@@ -46,7 +46,7 @@ def plot_curves(metrics_path: Path, out_png: Path, dims: int) -> bool:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    from .io import atomic_write
+    from .files import atomic_write
     atomic_write(out_png, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
     return True
@@ -85,5 +85,5 @@ img {{ image-rendering: pixelated; max-width: 100%; }} pre {{ background: #f6f6f
 <h2>Configuration</h2><pre>{html.escape(json.dumps(config, indent=2, sort_keys=True))}</pre>
 </body></html>
 """
-    from .io import atomic_write
+    from .files import atomic_write
     atomic_write(out_html, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))

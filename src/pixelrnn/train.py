@@ -40,20 +40,18 @@ import torch.distributed as dist
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from . import io as pio
+from . import checkpoint as ckpt
+from .files import atomic_write
 from .device import check_device_name, resolve_device
 from .data import DIHEDRAL, DataError, DataWarning, absolute_spec, augment, dihedral, load_dataset, parse_size
-from .evaluate import _autocast, evaluate
+from .evaluate import autocast_for, evaluate
 from .models import ModelConfig, PixelModel, create_model, model_from_config
+from .errors import ArgumentError, RunError
 
 STATE_FORMAT = "pixelrnn-train-state"
 STATE_VERSION = "1"
 RESUMABLE_OVERRIDES = ("steps", "epochs", "max_minutes", "device", "threads", "progress",
                        "eval_every", "save_every", "log_every")
-
-
-class RunError(ValueError):
-    """A run directory that cannot be used (missing, corrupt, or would be overwritten)."""
 
 
 class RunWarning(UserWarning):
@@ -117,52 +115,52 @@ class TrainConfig:
 
     def validate(self) -> None:
         if not str(self.out).strip():
-            raise ValueError("--out must name a run directory")
+            raise ArgumentError("--out must name a run directory")
         if self.optimizer not in ("adam", "rmsprop"):
-            raise ValueError(f"--optimizer must be adam or rmsprop, got {self.optimizer!r}")
+            raise ArgumentError(f"--optimizer must be adam or rmsprop, got {self.optimizer!r}")
         if self.lr_schedule not in ("constant", "cosine", "linear"):
-            raise ValueError(f"--lr-schedule must be constant, cosine or linear, got {self.lr_schedule!r}")
+            raise ArgumentError(f"--lr-schedule must be constant, cosine or linear, got {self.lr_schedule!r}")
         if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"--precision must be fp32 or bf16, got {self.precision!r}")
+            raise ArgumentError(f"--precision must be fp32 or bf16, got {self.precision!r}")
         check_device_name(self.device)
         for name in ("batch_size", "eval_batch_size", "log_every", "save_every"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+                raise ArgumentError(f"--{name.replace('_', '-')} must be >= 1")
         for name in ("epochs", "steps"):
             v = getattr(self, name)
             if v is not None and v < 0:
-                raise ValueError(f"--{name} must be >= 0")
+                raise ArgumentError(f"--{name} must be >= 0")
         for name in ("lr", "weight_decay", "grad_clip", "ema", "dropout", "dihedral", "max_minutes"):
             v = getattr(self, name)
             if v is not None and not math.isfinite(v):
-                raise ValueError(f"--{name.replace('_', '-')} must be a finite number, got {v}")
+                raise ArgumentError(f"--{name.replace('_', '-')} must be a finite number, got {v}")
         if self.max_minutes is not None and self.max_minutes <= 0:
-            raise ValueError("--max-minutes must be > 0")
+            raise ArgumentError("--max-minutes must be > 0")
         if self.lr <= 0:
-            raise ValueError("--lr must be > 0")
+            raise ArgumentError("--lr must be > 0")
         if self.weight_decay < 0:
-            raise ValueError("--weight-decay must be >= 0")
+            raise ArgumentError("--weight-decay must be >= 0")
         if self.threads is not None and self.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {self.threads}")
+            raise ArgumentError(f"--threads must be >= 1, got {self.threads}")
         if not 0 <= self.seed < 2 ** 32:
-            raise ValueError(f"--seed must be in [0, 2**32), got {self.seed}")
+            raise ArgumentError(f"--seed must be in [0, 2**32), got {self.seed}")
         if not 0 <= self.ema < 1:
-            raise ValueError("--ema must be in [0, 1)")
+            raise ArgumentError("--ema must be in [0, 1)")
         if not 0 <= self.dropout < 1:
-            raise ValueError("--dropout must be in [0, 1)")
+            raise ArgumentError("--dropout must be in [0, 1)")
         if not 0 <= self.dihedral < 1:
-            raise ValueError("--dihedral must be in [0, 1): the probability of training on a "
+            raise ArgumentError("--dihedral must be in [0, 1): the probability of training on a "
                              "symmetry of the square other than the identity")
         if isinstance(self.shift, bool) or not isinstance(self.shift, int) or self.shift < 0:
-            raise ValueError("--shift must be an integer >= 0")
+            raise ArgumentError("--shift must be an integer >= 0")
         if isinstance(self.mixtures, bool) or not isinstance(self.mixtures, int) or self.mixtures < 0:
-            raise ValueError(f"--mixtures must be an integer >= 0 (0: categorical output), got {self.mixtures!r}")
+            raise ArgumentError(f"--mixtures must be an integer >= 0 (0: categorical output), got {self.mixtures!r}")
         if self.grad_clip < 0 or self.warmup < 0 or self.eval_every < 0:
-            raise ValueError("--grad-clip, --warmup and --eval-every must be >= 0")
+            raise ArgumentError("--grad-clip, --warmup and --eval-every must be >= 0")
         if self.steps is None and self.epochs is None and self.max_minutes is None:
-            raise ValueError("give at least one of --steps, --epochs, --max-minutes")
+            raise ArgumentError("give at least one of --steps, --epochs, --max-minutes")
         if self.arch != "multiscale" and (self.base is not None or self.factor is not None):
-            raise ValueError("--base and --factor only apply to --arch multiscale")
+            raise ArgumentError("--base and --factor only apply to --arch multiscale")
 
     def model_options(self) -> dict[str, Any]:
         """Architecture options for create_model."""
@@ -187,10 +185,10 @@ def init_model(cfg: TrainConfig, channels: int, levels: int) -> PixelModel:
     """The model of ``cfg.init`` (architecture and weights), checked against the data; ``cfg``'s
     model fields are set from it so that the run's config.json describes the model it trains.
     A model field of ``cfg`` that differs from its default and from the checkpoint is an error."""
-    model = pio.load(cfg.init)
+    model = ckpt.load(cfg.init)
     mc = model.config
     if (mc.channels, mc.levels) != (channels, levels):
-        raise ValueError(f"--init {cfg.init} models {mc.channels} channel(s) with {mc.levels} levels, "
+        raise ArgumentError(f"--init {cfg.init} models {mc.channels} channel(s) with {mc.levels} levels, "
                          f"but --data {cfg.data} has {channels} channel(s) with {levels} levels")
     opts = mc.options
     from_ckpt = {"arch": mc.arch, "hidden": mc.hidden, "layers": mc.layers, "head": mc.head,
@@ -203,7 +201,7 @@ def init_model(cfg: TrainConfig, channels: int, levels: int) -> PixelModel:
     for name in MODEL_FIELDS:
         given, default = getattr(cfg, name), getattr(defaults, name)
         if given != default and given != from_ckpt[name]:
-            raise ValueError(f"--{name} {given} conflicts with the --init checkpoint "
+            raise ArgumentError(f"--{name} {given} conflicts with the --init checkpoint "
                              f"({name} {from_ckpt[name]}); the architecture comes from the checkpoint")
     for name, value in from_ckpt.items():
         setattr(cfg, name, value)
@@ -237,13 +235,13 @@ def rank_device(name: str, world: int, local_rank: int) -> torch.device:
     CUDA machine) is the GPU of its LOCAL_RANK, and becomes the current CUDA device, before NCCL
     starts. A fixed ``cuda:N`` would put every process on one GPU: refused when world > 1."""
     if world > 1 and name.startswith("cuda:"):
-        raise ValueError(f"--device {name} under torchrun would put all {world} processes on one "
+        raise ArgumentError(f"--device {name} under torchrun would put all {world} processes on one "
                          "GPU: use --device cuda (each process takes the GPU of its LOCAL_RANK)")
     name = resolve_device(name)
     if name.startswith("cuda"):
         if name == "cuda":
             if local_rank >= torch.cuda.device_count():
-                raise ValueError(f"LOCAL_RANK {local_rank}: this machine has "
+                raise ArgumentError(f"LOCAL_RANK {local_rank}: this machine has "
                                  f"{torch.cuda.device_count()} CUDA device(s)")
             name = f"cuda:{local_rank}"
         torch.cuda.set_device(torch.device(name))
@@ -267,10 +265,10 @@ class RunDir:
 
     def write_json(self, path: Path, obj: Any) -> None:
         text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
-        pio.atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
     def remove_stale_temporaries(self) -> None:
-        """Delete the temporary files of io.atomic_write for this run's files ('.NAME.*.tmp')."""
+        """Delete the temporary files of files.atomic_write for this run's files ('.NAME.*.tmp')."""
         prefixes = tuple(f".{p.name[:32]}." for p in self.files())
         for tmp in self.path.glob(".*.tmp"):
             if tmp.name.startswith(prefixes) and tmp.is_file():
@@ -290,7 +288,7 @@ class RunDir:
             if isinstance(rec, dict) and not rec.get("final") and isinstance(rec.get("step"), int) \
                     and rec["step"] <= step:
                 kept.append(line + "\n")
-        pio.atomic_write(self.metrics, lambda tmp: Path(tmp).write_text("".join(kept)))
+        atomic_write(self.metrics, lambda tmp: Path(tmp).write_text("".join(kept)))
 
     def append_metrics(self, record: dict) -> None:
         with open(self.metrics, "a") as f:
@@ -312,7 +310,7 @@ class RunDir:
         try:
             cfg = json.loads(self.config.read_text())
             if not isinstance(cfg, dict) or not isinstance(cfg.get("train"), dict):
-                raise ValueError("missing 'train' section")
+                raise ArgumentError("missing 'train' section")
             return cfg
         except (ValueError, UnicodeDecodeError) as e:
             raise RunError(f"{self.config} is corrupt: {e}") from None
@@ -346,7 +344,7 @@ def save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     full = {"format": STATE_FORMAT, "format_version": STATE_VERSION,
             "meta": json.dumps({**meta, "param_groups": opt["param_groups"],
                                 "optim_scalars": scalars})}
-    pio.atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=full))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=full))
 
 
 def load_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -495,7 +493,7 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist, device: torch.device) -> Tra
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
     if cfg.batch_size % d.world:
-        raise ValueError(f"--batch-size {cfg.batch_size} must be divisible by the number of "
+        raise ArgumentError(f"--batch-size {cfg.batch_size} must be divisible by the number of "
                          f"processes ({d.world})")
     if not resume and (run.state.exists() or run.last.exists()):
         raise RunError(f"{run.path} already holds a run; use --resume {run.path} to continue it "
@@ -516,11 +514,11 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist, device: torch.device) -> Tra
         raise DataError(f"{cfg.data}: train images are {'x'.join(map(str, train_ds.images.shape[1:]))} but "
                         f"test images are {'x'.join(map(str, test_ds.images.shape[1:]))}")
     if cfg.dynamic_binarization and train_ds.probs is None:
-        raise ValueError("--dynamic-binarization needs a binarized dataset (binarized-mnist)")
+        raise ArgumentError("--dynamic-binarization needs a binarized dataset (binarized-mnist)")
     n_train = len(train_ds)
     C, H, W = train_ds.channels, train_ds.height, train_ds.width
     if cfg.shift >= min(H, W):
-        raise ValueError(f"--shift {cfg.shift} must be smaller than the images ({H}x{W})")
+        raise ArgumentError(f"--shift {cfg.shift} must be smaller than the images ({H}x{W})")
     if resume:
         _check_same_data(run, {"train_images": n_train, "test_images": len(test_ds), "channels": C,
                                "height": H, "width": W, "levels": train_ds.levels}, d)
@@ -542,12 +540,12 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist, device: torch.device) -> Tra
     symmetry_bias = None
     if cfg.dihedral:
         if H != W:
-            raise ValueError(f"--dihedral needs square images; {cfg.data} has {H}x{W} (try --crop)")
+            raise ArgumentError(f"--dihedral needs square images; {cfg.data} has {H}x{W} (try --crop)")
         try:
-            widths = model._context_widths()
-        except NotImplementedError:
-            raise ValueError(f"--dihedral is not available for --arch {model.config.arch}") from None
-        symmetry_bias = SymmetryBias(sum(widths)).to(device)
+            width = model.term_width
+        except ArgumentError:
+            raise ArgumentError(f"--dihedral is not available for --arch {model.config.arch}") from None
+        symmetry_bias = SymmetryBias(width).to(device)
     params = list(model.parameters()) + ([] if symmetry_bias is None else list(symmetry_bias.parameters()))
     optimizer = make_optimizer(cfg, params)  # the model's parameters first: their indices never change
     ema = None
@@ -580,7 +578,7 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist, device: torch.device) -> Tra
 
     global_batch = min(cfg.batch_size, n_train - n_train % d.world) if n_train >= d.world else 0
     if global_batch < d.world:
-        raise ValueError(f"need at least {d.world} training images, got {n_train}")
+        raise ArgumentError(f"need at least {d.world} training images, got {n_train}")
     local_batch = global_batch // d.world
     sampler = torch.utils.data.distributed.DistributedSampler(
         range(n_train), num_replicas=d.world, rank=d.rank, shuffle=True, seed=cfg.seed, drop_last=True)
@@ -641,8 +639,8 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist, device: torch.device) -> Tra
         meta = {**meta_common, "step": str(step)}
         if test is not None and (best is None or test["nll_nats"] < best):
             best = test["nll_nats"]
-            pio.save(eval_model, run.best, metadata={**meta, "test_nll": f"{best:.6f}"})
-        pio.save(eval_model, run.last, metadata=meta)
+            ckpt.save(eval_model, run.best, metadata={**meta, "test_nll": f"{best:.6f}"})
+        ckpt.save(eval_model, run.last, metadata=meta)
         save_state(run.state, model, optimizer, ema,
                    {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
                     "elapsed": elapsed + (time.time() - t_start), "best_nll": best,
@@ -665,7 +663,7 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist, device: torch.device) -> Tra
         bar = tqdm(total=total, initial=step, unit="step", dynamic_ncols=True, file=sys.stderr,
                    desc=f"{cfg.arch} on {cfg.data}")
 
-    autocast = _autocast(device, cfg.precision)
+    autocast = autocast_for(device, cfg.precision)
     t_start = time.time()
     window_nll, window_imgs, window_t = 0.0, 0, time.time()  # the log window in progress
     if resume:  # a window cut by the stop goes on (held by rank 0: the sums are global)
@@ -862,15 +860,13 @@ class LogProb(torch.nn.Module):
     def forward(self, x: torch.Tensor, which: torch.Tensor | None = None) -> torch.Tensor:
         if which is None or self.symmetry_bias is None:
             return self.model.log_prob(x)
-        m = self.model
-        x = m.check_input(x)
-        return m._log_probs_embedded(m._embed(x), x, image_terms=self.symmetry_bias(which)).sum(dim=(1, 2, 3))
+        return self.model.value_log_probs(x, terms=self.symmetry_bias(which)).sum(dim=(1, 2, 3))
 
 
 def _last_good(run: RunDir) -> str:
     """Where the run can be taken up again, for the message of a stop by NaN / inf."""
     try:
-        step = pio.describe(run.last)["metadata"].get("step", "?")
+        step = ckpt.describe(run.last)["metadata"].get("step", "?")
     except Exception:  # noqa: BLE001 - missing or unreadable: nothing to point to
         return "No checkpoint was saved yet."
     return f"The last good checkpoint is {run.last} (step {step})."

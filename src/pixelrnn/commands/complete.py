@@ -24,6 +24,7 @@ import torch
 
 from ..imaging import as_rgb, grid, save_png, to_uint8
 from .sample import GENERATION_DEVICE_HELP, check_generation_args, load_model, make_progress, save_npz
+from ..errors import ArgumentError
 
 UNKNOWN_RGB = (255, 0, 0)
 
@@ -60,17 +61,17 @@ def load_images(args, channels: int, levels: int) -> np.ndarray:
     from ..data import convert_images, load_dataset, read_images
     n = args.n
     if n is not None and n < 1:
-        raise ValueError(f"--n must be >= 1, got {n}")
+        raise ArgumentError(f"--n must be >= 1, got {n}")
     if args.data and args.images:
-        raise ValueError("give either --data or image files, not both")
+        raise ArgumentError("give either --data or image files, not both")
     if args.data:
         ds = load_dataset(args.data, args.split)
         imgs = ds.images[:8 if n is None else n]
         if len(imgs) == 0:
-            raise ValueError(f"{args.data} ({args.split}) has no images")
+            raise ArgumentError(f"{args.data} ({args.split}) has no images")
         return convert_images(imgs, ds.levels, channels, levels).numpy().astype(np.int64)
     if not args.images:
-        raise ValueError("give --data SPEC or one or more image files")
+        raise ArgumentError("give --data SPEC or one or more image files")
     files = args.images[:n] if n is not None else args.images
     return read_images(files, channels=channels, levels=levels).images.numpy().astype(np.int64)
 
@@ -92,7 +93,7 @@ def build_unknown(spec: str, n: int, H: int, W: int, seed: int) -> torch.Tensor:
         except ValueError:
             p = float("nan")
         if not (0.0 <= p <= 1.0):
-            raise ValueError(f"bad --mask {spec!r}: random:P needs 0 <= P <= 1")
+            raise ArgumentError(f"bad --mask {spec!r}: random:P needs 0 <= P <= 1")
         g = torch.Generator().manual_seed(seed)
         unknown = torch.rand(n, 1, H, W, generator=g) < p
     elif spec.lower().endswith((".png", ".jpg", ".jpeg", ".bmp", ".gif")) or "/" in spec:
@@ -103,18 +104,18 @@ def build_unknown(spec: str, n: int, H: int, W: int, seed: int) -> torch.Tensor:
         except FileNotFoundError:
             raise FileNotFoundError(f"mask image not found: {spec}") from None
         except (UnidentifiedImageError, OSError, ValueError) as e:
-            raise ValueError(f"cannot read mask image {spec}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            raise ArgumentError(f"cannot read mask image {spec}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         if m.shape != (H, W):
-            raise ValueError(f"mask {spec} is {m.shape[1]}x{m.shape[0]} but the images are {W}x{H}")
+            raise ArgumentError(f"mask {spec} is {m.shape[1]}x{m.shape[0]} but the images are {W}x{H}")
         unknown[:] = torch.from_numpy(m > 127)
     else:
-        raise ValueError(f"bad --mask {spec!r}: use bottom-half, top-half, center, random:P or a PNG file")
+        raise ArgumentError(f"bad --mask {spec!r}: use bottom-half, top-half, center, random:P or a PNG file")
     return unknown
 
 
 def run(args) -> int:
     if args.particles < 1:
-        raise ValueError(f"--particles must be >= 1, got {args.particles}")
+        raise ArgumentError(f"--particles must be >= 1, got {args.particles}")
     check_generation_args(args)
     model, _ = load_model(args.checkpoint, args.device)
     C, levels = model.channels, model.levels

@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import check_out_file, resolve_device, set_threads
+from .common import check_out_file, resolve_device, set_threads
+from ..errors import ArgumentError
 
 DEFAULT_DEVICE = "cpu"
 # Pillow modes whose conversion to gray ("L") or RGB keeps every pixel (alpha checked separately)
@@ -91,7 +92,7 @@ def png_name(name: str) -> str:
     parts = name.replace("\\", "/").split("/")
     if (name.startswith(("/", "\\")) or any(p in ("", ".", "..") for p in parts)
             or any(ord(ch) < 32 for ch in name)):
-        raise ValueError(f"unsafe image name {name!r}: names must be relative paths inside the output folder")
+        raise ArgumentError(f"unsafe image name {name!r}: names must be relative paths inside the output folder")
     stem, dot, suffix = parts[-1].rpartition(".")
     parts[-1] = (stem if dot and stem else parts[-1]) + ".png"
     return "/".join(parts)
@@ -104,12 +105,12 @@ def _check_names_unique(names: list[str], sources: list[str] | None = None) -> N
         if out in seen:
             j = seen[out]
             what = f"{sources[j]} and {sources[k]}" if sources else f"images {j} and {k}"
-            raise ValueError(f"{what} would decompress to the same file {png_name(name)}; "
+            raise ArgumentError(f"{what} would decompress to the same file {png_name(name)}; "
                              "rename one of them")
         seen[out] = k
     clash = file_folder_clash([png_name(name) for name in names])
     if clash:
-        raise ValueError(f"{clash[0]} would decompress to a file and be the folder of {clash[1]}; "
+        raise ArgumentError(f"{clash[0]} would decompress to a file and be the folder of {clash[1]}; "
                          "rename one of them")
 
 
@@ -129,12 +130,12 @@ def file_folder_clash(rel: list[str]) -> tuple[str, str] | None:
 def _file_entries(paths: list[str]) -> list[tuple[Path, str]]:
     """(file, name) of every image file: a file's name is its base name, a folder's files are
     named by their path relative to the folder."""
-    from ..data import DataError, _image_files
+    from ..data import DataError, image_files
     entries = []
     for arg in paths:
         p = Path(arg)
         if p.is_dir():
-            files = _image_files(p)
+            files = image_files(p)
             if not files:
                 raise DataError(f"no PNG/JPEG files found in {p}")
             entries += [(f, f.relative_to(p).as_posix()) for f in files]
@@ -150,7 +151,7 @@ def read_lossless(path: Path, model) -> torch.Tensor:
     cannot be coded losslessly."""
     from PIL import Image
 
-    from ..data import DataError, _read_image
+    from ..data import DataError, read_image
     from ..imaging import to_uint8
     C, L = model.channels, model.levels
     try:
@@ -159,9 +160,9 @@ def read_lossless(path: Path, model) -> torch.Tensor:
             alpha = None
             if "A" in im.getbands() or "a" in im.getbands() or "transparency" in info:
                 alpha = im.convert("RGBA").getchannel("A").getextrema()
-    except Exception:  # noqa: BLE001 - _read_image below reports it
+    except Exception:  # noqa: BLE001 - read_image below reports it
         mode, alpha = None, None
-    native = _read_image(path)  # DataError for unreadable files
+    native = read_image(path)  # DataError for unreadable files
     if mode not in LOSSLESS_MODES:
         raise DataError(f"{path}: image mode {mode} cannot be converted to gray/RGB without loss")
     if alpha is not None and alpha != (255, 255):
@@ -189,7 +190,7 @@ def read_lossless(path: Path, model) -> torch.Tensor:
 
 def read_npz(path: str, model) -> tuple[torch.Tensor, list[str] | None]:
     """uint8 (N, C, H, W) images and optional names of an .npz/.npy for ``model``."""
-    from ..data import DataError, _to_nchw
+    from ..data import DataError, to_nchw
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{path} does not exist")
@@ -233,9 +234,9 @@ def read_npz(path: str, model) -> tuple[torch.Tensor, list[str] | None]:
         if array.ndim == 3:
             array = array[:, None]
     elif array.ndim == 4 and 0 not in array.shape and array.shape[1] == C:
-        array = _to_nchw(array.transpose(0, 2, 3, 1), where)  # checks dtype and values, keeps the layout
+        array = to_nchw(array.transpose(0, 2, 3, 1), where)  # checks dtype and values, keeps the layout
     else:
-        array = _to_nchw(array, where)
+        array = to_nchw(array, where)
     if array.ndim != 4:
         raise DataError(f"{where} has shape {array.shape}: expected N×C×H×W, N×H×W×C or N×H×W images")
     if array.shape[1] != model.channels:
@@ -257,12 +258,13 @@ def read_npz(path: str, model) -> tuple[torch.Tensor, list[str] | None]:
 
 def run(args) -> int:
     from ..compression import encode
-    from ..io import atomic_write, load
+    from ..checkpoint import load
+    from ..files import atomic_write
     setup(args)
     if bool(args.images) == bool(args.npz):
-        raise ValueError("give image files/folders or --npz FILE (exactly one of them)")
+        raise ArgumentError("give image files/folders or --npz FILE (exactly one of them)")
     if args.chunk < 1:
-        raise ValueError(f"--chunk must be >= 1, got {args.chunk}")
+        raise ArgumentError(f"--chunk must be >= 1, got {args.chunk}")
     check_out_file(args.out, "-o", args.force)
     model = load(args.checkpoint, map_location=args.device)
     if args.npz:

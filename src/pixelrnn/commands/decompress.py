@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import check_out_file, file_in_the_way
+from .common import check_out_file, file_in_the_way
 from .compress import DEFAULT_DEVICE, add_progress_flags, file_folder_clash, png_name, progress_bar, setup
+from ..errors import ArgumentError
 
 
 def register(sub) -> None:
@@ -53,17 +54,17 @@ def _targets(args, header) -> list[Path]:
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"-o {args.out} exists and is not a directory")
     if header.levels > 256:
-        raise ValueError(f"the images have {header.levels} levels: PNG holds 256; use --npz")
+        raise ArgumentError(f"the images have {header.levels} levels: PNG holds 256; use --npz")
     if header.names is None:
         width = max(5, len(str(header.count - 1)))
         rel = [f"{k:0{width}d}.png" for k in range(header.count)]
     else:
         rel = [png_name(name) for name in header.names]
         if len({r.lower() for r in rel}) != len(rel):
-            raise ValueError("corrupted file: two images have the same name")
+            raise ArgumentError("corrupted file: two images have the same name")
         clash = file_folder_clash(rel)
         if clash:
-            raise ValueError(f"the image names clash: {clash[0]} would be a file and a folder "
+            raise ArgumentError(f"the image names clash: {clash[0]} would be a file and a folder "
                              f"(for {clash[1]}); decompress with --npz, which keeps the names")
     paths = [out / r for r in rel]
     for p in paths:  # a file where a folder must go, e.g. DIR/sub is a file and an image is sub/x.png
@@ -86,9 +87,9 @@ def write_all(images: list[np.ndarray], targets: list[Path]) -> None:
     are moved into place. An error or an interrupt before the moves removes the temporary files."""
     from PIL import Image
 
-    from ..io import _umask
+    from ..files import current_umask
     staged: list[str] = []
-    mode = 0o666 & ~_umask()  # what a plain open() would give (mkstemp makes 0600)
+    mode = 0o666 & ~current_umask()  # what a plain open() would give (mkstemp makes 0600)
     try:
         for image, target in zip(images, targets):
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -109,7 +110,7 @@ def write_all(images: list[np.ndarray], targets: list[Path]) -> None:
 def run(args) -> int:
     from ..compression import check_model, decompress, read_header
     from ..imaging import to_uint8
-    from ..io import load
+    from ..checkpoint import load
     from .sample import save_npz
     setup(args)
     path = Path(args.file)
@@ -122,7 +123,7 @@ def run(args) -> int:
     if args.npz:
         check_out_file(args.npz, "--npz", args.force)
         if len(set(header.shapes)) > 1:
-            raise ValueError(f"the file holds images of {len(set(header.shapes))} different sizes: "
+            raise ArgumentError(f"the file holds images of {len(set(header.shapes))} different sizes: "
                              "an .npz holds one size; decompress to PNG files with -o DIR")
         targets = None
     else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from ..errors import ArgumentError
 
 # The configuration chosen for the best test NLL in the demo's budget on 2 CPU cores
 # (see bench/README.md, "NLL at a fixed training budget").
@@ -37,9 +38,9 @@ def run(args) -> int:
     from ..train import TrainConfig, train
 
     if args.samples < 0:
-        raise ValueError(f"--samples must be >= 0, got {args.samples}")
+        raise ArgumentError(f"--samples must be >= 0, got {args.samples}")
     if not (args.minutes > 0) or args.minutes == float("inf"):
-        raise ValueError(f"--minutes must be a finite number > 0, got {args.minutes}")
+        raise ArgumentError(f"--minutes must be a finite number > 0, got {args.minutes}")
     out = Path(args.out)
     cfg = TrainConfig(**{**DEMO, "arch": args.arch, "hidden": args.hidden, "layers": args.layers},
                       out=str(out), max_minutes=args.minutes, eval_every=250, save_every=250,
@@ -63,7 +64,7 @@ def run(args) -> int:
     print(f"test NLL {test['nll_nats']:.2f} nats/image ({test['bits_per_dim']:.4f} bits/dim) "
           f"after {result.step} steps; paper: 79.20", flush=True)
 
-    from ..io import load
+    from ..checkpoint import load
     model = load(out / "last.safetensors")
     images: dict[str, str] = {}
     if plot_curves(out / "metrics.jsonl", out / "curve.png", 784):

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 
-from . import DEVICE_HELP
+from .common import DEVICE_HELP
+from ..errors import ArgumentError
 
 
 def register(sub) -> None:
@@ -24,19 +25,19 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..data import load_dataset, parse_size
     from ..evaluate import evaluate
-    from ..io import load
-    from . import resolve_device, set_threads
+    from ..checkpoint import load
+    from .common import resolve_device, set_threads
     device = resolve_device(args.device)
     set_threads(args.threads)
     if args.batch_size < 1:
-        raise ValueError("--batch-size must be >= 1")
+        raise ArgumentError("--batch-size must be >= 1")
     model = load(args.checkpoint, map_location=device)
     crop = parse_size(args.crop, "--crop") if args.crop else None
     ds = load_dataset(args.data, args.split, levels=args.levels, crop=crop)
     if ds.channels != model.channels or ds.levels != model.levels:
         hint = (f" (pass --levels {model.levels} to requantize)"
                 if ds.channels == model.channels and ds.levels > model.levels else "")
-        raise ValueError(f"{args.data} has {ds.channels} channel(s) and {ds.levels} levels but the "
+        raise ArgumentError(f"{args.data} has {ds.channels} channel(s) and {ds.levels} levels but the "
                          f"model expects {model.channels} and {model.levels}{hint}")
     res = evaluate(model, ds.images, args.batch_size, args.precision)
     if args.json:

@@ -11,6 +11,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..io import describe
+    from ..checkpoint import describe
     print(json.dumps(describe(args.checkpoint), indent=2, sort_keys=True))
     return 0

@@ -17,7 +17,8 @@ import torch
 
 from ..data import parse_size
 from ..imaging import grid, save_png, to_uint8
-from . import DEVICE_HELP, check_out_file, resolve_device, set_threads
+from .common import DEVICE_HELP, check_out_file, resolve_device, set_threads
+from ..errors import ArgumentError
 
 GENERATION_DEVICE_HELP = DEVICE_HELP + "; a --seed gives the same images again on the same kind of device"
 
@@ -25,13 +26,13 @@ GENERATION_DEVICE_HELP = DEVICE_HELP + "; a --seed gives the same images again o
 def load_model(path: str, device: str = "cpu"):
     """(model on ``device``, user metadata) of a checkpoint; CheckpointError / FileNotFoundError
     otherwise."""
-    from ..io import load, read_checkpoint
+    from ..checkpoint import load, read_checkpoint
     _, _, user = read_checkpoint(path)
     return load(path, map_location=device), user
 
 
 def save_npz(path: str, **arrays) -> None:
-    from ..io import atomic_write
+    from ..files import atomic_write
 
     def write(tmp):
         with open(tmp, "wb") as f:
@@ -63,16 +64,16 @@ def make_progress(enabled, total: int, desc: str):
 def check_generation_args(args) -> None:
     """The checks `sample` and `complete` share: batch size, temperature, threads, output paths."""
     if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        raise ArgumentError(f"--batch-size must be >= 1, got {args.batch_size}")
     if not (args.temperature > 0) or not math.isfinite(args.temperature):
-        raise ValueError(f"--temperature must be a finite number > 0, got {args.temperature}")
+        raise ArgumentError(f"--temperature must be a finite number > 0, got {args.temperature}")
     set_threads(args.threads)
     args.device = resolve_device(args.device)
     check_out_file(args.out, "--out", args.force)
     if args.npz:
         check_out_file(args.npz, "--npz", args.force)
         if os.path.abspath(args.npz) == os.path.abspath(args.out):
-            raise ValueError("--out and --npz name the same file")
+            raise ArgumentError("--out and --npz name the same file")
 
 
 def register(sub) -> None:
@@ -101,13 +102,13 @@ def register(sub) -> None:
 
 def run(args) -> int:
     if args.n < 1:
-        raise ValueError(f"-n must be >= 1, got {args.n}")
+        raise ArgumentError(f"-n must be >= 1, got {args.n}")
     check_generation_args(args)
     size = parse_size(args.size) if args.size is not None else None
     model, meta = load_model(args.checkpoint, args.device)
     if size is None:
         if "image_size" not in meta:
-            raise ValueError("the checkpoint has no image_size metadata: give --size HxW")
+            raise ArgumentError("the checkpoint has no image_size metadata: give --size HxW")
         size = parse_size(meta["image_size"], "image_size metadata")
     H, W = size
     C, levels = model.channels, model.levels

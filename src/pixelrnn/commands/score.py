@@ -45,7 +45,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from . import DEVICE_HELP, CommandWarning
+from .common import DEVICE_HELP, CommandWarning
+from ..errors import ArgumentError
 
 
 def register(sub) -> None:
@@ -92,37 +93,37 @@ def _check_args(args) -> None:
     from ..anomaly import CODECS, METHODS, OOD_SETS
     from ..data import DATASETS, USER_FORMATS
     if args.method not in METHODS:
-        raise ValueError(f"unknown method {args.method!r}; choose one of {', '.join(METHODS)}")
+        raise ArgumentError(f"unknown method {args.method!r}; choose one of {', '.join(METHODS)}")
     if args.complexity_codec not in CODECS:
-        raise ValueError(f"unknown --complexity-codec {args.complexity_codec!r}; choose one of "
+        raise ArgumentError(f"unknown --complexity-codec {args.complexity_codec!r}; choose one of "
                          f"{', '.join(CODECS)}")
     if bool(args.data) == bool(args.images):
-        raise ValueError("give either --data NAME or image files/folders (exactly one of them)")
+        raise ArgumentError("give either --data NAME or image files/folders (exactly one of them)")
     if args.batch_size < 1:
-        raise ValueError("--batch-size must be >= 1")
+        raise ArgumentError("--batch-size must be >= 1")
     if args.limit is not None and args.limit < 1:
-        raise ValueError("--limit must be >= 1")
+        raise ArgumentError("--limit must be >= 1")
     if args.heatmap_count < 0:
-        raise ValueError("--heatmap-count must be >= 0")
+        raise ArgumentError("--heatmap-count must be >= 0")
     if args.levels is not None and not args.data:
-        raise ValueError("--levels only applies to --data (image files are converted to the model's levels)")
+        raise ArgumentError("--levels only applies to --data (image files are converted to the model's levels)")
     prefixes = {f.split(":")[0] for f in USER_FORMATS}
     for name in args.ood or []:
         if name not in OOD_SETS and name not in DATASETS and name.partition(":")[0] not in prefixes:
-            raise ValueError(f"unknown OOD set {name!r}; built-in sets: {', '.join(OOD_SETS)}; "
+            raise ArgumentError(f"unknown OOD set {name!r}; built-in sets: {', '.join(OOD_SETS)}; "
                              f"or a dataset: {', '.join(DATASETS)}, {', '.join(USER_FORMATS)}")
     if args.ood and len(set(args.ood)) != len(args.ood):
-        raise ValueError("an --ood set is given twice")
+        raise ArgumentError("an --ood set is given twice")
     if args.hist and args.no_hist:
-        raise ValueError("--hist and --no-hist contradict each other")
-    from . import check_out_file
+        raise ArgumentError("--hist and --no-hist contradict each other")
+    from .common import check_out_file
     named = [(f, v) for f, v in (("--csv", args.csv), ("--heatmap", args.heatmap), ("--hist", args.hist))
              if v and v != "-"]
     for flag, path in named:
         check_out_file(path, flag, args.force)
     paths = [os.path.abspath(v) for _, v in named]
     if len(set(paths)) != len(paths):
-        raise ValueError("two outputs (--csv, --heatmap, --hist) name the same file")
+        raise ArgumentError("two outputs (--csv, --heatmap, --hist) name the same file")
 
 
 def _load_images(args, model):
@@ -131,11 +132,11 @@ def _load_images(args, model):
     if args.data:
         ds = load_dataset(args.data, args.split, levels=args.levels)
         if ds.channels != model.channels:
-            raise ValueError(f"{args.data} has {ds.channels} channel(s) but the model expects "
+            raise ArgumentError(f"{args.data} has {ds.channels} channel(s) but the model expects "
                              f"{model.channels}")
         if ds.levels != model.levels:
             hint = f" (pass --levels {model.levels} to requantize)" if ds.levels > model.levels else ""
-            raise ValueError(f"{args.data} has {ds.levels} levels but the model expects "
+            raise ArgumentError(f"{args.data} has {ds.levels} levels but the model expects "
                              f"{model.levels}{hint}")
         what = f"{args.data} {args.split}"
     else:
@@ -158,7 +159,7 @@ def _ood_sets(args, model, reference):
             continue
         ds = load_dataset(name, "test")
         if (ds.height, ds.width) != tuple(reference.shape[2:]):
-            raise ValueError(f"OOD set {name} has {ds.height}x{ds.width} images but the scored images "
+            raise ArgumentError(f"OOD set {name} has {ds.height}x{ds.width} images but the scored images "
                              f"are {reference.shape[2]}x{reference.shape[3]}")
         images = ds.images[:args.limit] if args.limit else ds.images
         sets[name] = convert_images(images, ds.levels, model.channels, model.levels)
@@ -179,7 +180,7 @@ def _write_heatmap(args, model, images) -> str:
 
 
 def _emit_csv(target: str, header: list[str], rows: list[list]) -> None:
-    from ..io import atomic_write
+    from ..files import atomic_write
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
@@ -191,14 +192,14 @@ def _emit_csv(target: str, header: list[str], rows: list[list]) -> None:
 
 
 def run(args) -> int:
-    from ..io import load
-    from . import resolve_device, set_threads
+    from ..checkpoint import load
+    from .common import resolve_device, set_threads
     _check_args(args)
     device = resolve_device(args.device)
     set_threads(args.threads)
     model = load(args.checkpoint, map_location=device)
     if (args.ood or args.method == "complexity") and model.levels > 256:
-        raise ValueError(f"the complexity score needs a generic codec, and those take at most 256 "
+        raise ArgumentError(f"the complexity score needs a generic codec, and those take at most 256 "
                          f"levels; the model has {model.levels} (use --method nll or bpd, without --ood)")
     images, names, what = _load_images(args, model)
     notes = []

@@ -6,7 +6,8 @@ import os
 import sys
 
 from ..models import ARCHITECTURES
-from . import DEVICE_HELP
+from .common import DEVICE_HELP
+from ..errors import ArgumentError
 
 
 def register(sub) -> None:
@@ -99,13 +100,13 @@ def run(args) -> int:
     given = {k: getattr(args, k) for k in FIELDS}
     if args.resume:
         if given.get("out") not in (None, args.resume):
-            raise ValueError("--out cannot be combined with --resume (the run directory is RUN_DIR)")
+            raise ArgumentError("--out cannot be combined with --resume (the run directory is RUN_DIR)")
         given.pop("out")
         cfg = resume_config(args.resume, given)
     else:
         model_flags = [k for k in MODEL_FIELDS if given[k] is not None]
         if args.init and model_flags:
-            raise ValueError(f"--init takes the architecture from the checkpoint; drop "
+            raise ArgumentError(f"--init takes the architecture from the checkpoint; drop "
                              f"{', '.join('--' + k for k in model_flags)}")
         cfg = TrainConfig(**{k: v for k, v in given.items() if v is not None})
     try:

@@ -6,6 +6,7 @@ from .diagonal_bilstm import DiagonalBiLSTMPixelRNN
 from .multiscale import MultiScalePixelRNN
 from .pixelcnn import PixelCNN
 from .row_lstm import RowLSTMPixelRNN
+from ..errors import ArgumentError
 
 ARCHITECTURES: dict[str, type[PixelModel]] = {
     "pixelcnn": PixelCNN,
@@ -32,7 +33,7 @@ def create_model(arch: str, *, channels: int = 1, levels: int = 256, hidden: int
     "pixelcnn" only); see :mod:`pixelrnn.models.multiscale`).
     """
     if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
+        raise ArgumentError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
     fields = {k: options.pop(k) for k in list(options) if k in _FIELDS}
     config = ModelConfig(arch=arch, channels=channels, levels=levels, hidden=hidden, layers=layers,
                          options=options, **fields)
@@ -41,7 +42,7 @@ def create_model(arch: str, *, channels: int = 1, levels: int = 256, hidden: int
 
 def model_from_config(config: ModelConfig) -> PixelModel:
     if config.arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {config.arch!r}; choose one of {sorted(ARCHITECTURES)}")
+        raise ArgumentError(f"unknown architecture {config.arch!r}; choose one of {sorted(ARCHITECTURES)}")
     return ARCHITECTURES[config.arch](config)
 
 

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from ..nn.blocks import ConvBlock, RecurrentBlock, ResidualStack
 from ..nn.logistic import mixture_log_prob_at, output_logits
 from ..nn.masked import MaskedConv2d
+from ..errors import ArgumentError
 
 MAX_LEVELS = 65536  # values per channel: 16-bit images at most (the head has channels * levels maps)
 
@@ -54,25 +55,25 @@ class ModelConfig:
         for name in ("channels", "levels", "hidden", "layers", "first_kernel"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int):
-                raise ValueError(f"{name} must be an integer, got {v!r}")
+                raise ArgumentError(f"{name} must be an integer, got {v!r}")
         if self.channels not in (1, 3):
-            raise ValueError(f"channels must be 1 (gray) or 3 (RGB), got {self.channels}")
+            raise ArgumentError(f"channels must be 1 (gray) or 3 (RGB), got {self.channels}")
         if not 2 <= self.levels <= MAX_LEVELS:
-            raise ValueError(f"levels must be in [2, {MAX_LEVELS}] (at most 16-bit values), got {self.levels}")
+            raise ArgumentError(f"levels must be in [2, {MAX_LEVELS}] (at most 16-bit values), got {self.levels}")
         if self.hidden < self.channels:
-            raise ValueError(f"hidden must be >= channels ({self.channels}), got {self.hidden}")
+            raise ArgumentError(f"hidden must be >= channels ({self.channels}), got {self.hidden}")
         if self.layers < 1:
-            raise ValueError(f"layers must be >= 1, got {self.layers}")
+            raise ArgumentError(f"layers must be >= 1, got {self.layers}")
         if self.first_kernel < 1 or self.first_kernel % 2 == 0:
-            raise ValueError(f"first_kernel must be a positive odd integer, got {self.first_kernel}")
+            raise ArgumentError(f"first_kernel must be a positive odd integer, got {self.first_kernel}")
         if self.head is None:
             self.head = 2 * self.hidden
         if isinstance(self.head, bool) or not isinstance(self.head, int) or self.head < self.channels:
-            raise ValueError(f"head must be an integer >= channels, got {self.head!r}")
+            raise ArgumentError(f"head must be an integer >= channels, got {self.head!r}")
         if not isinstance(self.skip, bool):
-            raise ValueError(f"skip must be True or False, got {self.skip!r}")
+            raise ArgumentError(f"skip must be True or False, got {self.skip!r}")
         if isinstance(self.mixtures, bool) or not isinstance(self.mixtures, int) or self.mixtures < 0:
-            raise ValueError(f"mixtures must be 0 (categorical output) or a positive integer (a "
+            raise ArgumentError(f"mixtures must be 0 (categorical output) or a positive integer (a "
                              f"mixture of that many discretized logistics), got {self.mixtures!r}")
 
     @property
@@ -91,7 +92,7 @@ class ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+            raise ArgumentError(f"unknown model config keys: {sorted(unknown)}")
         return cls(**d)
 
 
@@ -130,7 +131,7 @@ class PixelModel(nn.Module):
         """Check the architecture options against ``OPTIONS``, fill in their defaults, keep config."""
         unknown = set(config.options) - set(self.OPTIONS)
         if unknown:
-            raise ValueError(f"unknown option(s) for {config.arch!r}: {sorted(unknown)}"
+            raise ArgumentError(f"unknown option(s) for {config.arch!r}: {sorted(unknown)}"
                              + (f"; it takes {sorted(self.OPTIONS)}" if self.OPTIONS else ""))
         config.options = {**self.OPTIONS, **config.options}
         self.config = config
@@ -153,7 +154,7 @@ class PixelModel(nn.Module):
         training mode (0: off, the default). Evaluation, sampling and coding run in eval mode
         and are unaffected. Not saved with the model: it is a training setting."""
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
-            raise ValueError(f"dropout must be a number in [0, 1), got {p!r}")
+            raise ArgumentError(f"dropout must be a number in [0, 1), got {p!r}")
         for m in self.modules():
             if isinstance(m, (RecurrentBlock, ConvBlock)):
                 m.dropout = float(p)
@@ -213,7 +214,7 @@ class PixelModel(nn.Module):
         architectures' constructors with ``context_channels`` > 0): one unmasked 1×1 conv per
         layer, ``context_proj.{l}.weight`` (width, channels, 1, 1), no bias."""
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"context channels must be a positive integer, got {channels!r}")
+            raise ArgumentError(f"context channels must be a positive integer, got {channels!r}")
         self.context_proj = nn.ModuleList(nn.Conv2d(channels, w, 1, bias=False)
                                           for w in self._context_widths())
 
@@ -224,9 +225,9 @@ class PixelModel(nn.Module):
 
     def _check_context(self, context: torch.Tensor, B: int, H: int, W: int) -> None:
         if self.context_proj is None:
-            raise ValueError(f"{type(self).__name__} is not a conditional network (no context)")
+            raise ArgumentError(f"{type(self).__name__} is not a conditional network (no context)")
         if tuple(context.shape) != (B, self.context_channels, H, W):
-            raise ValueError(f"context must have shape {(B, self.context_channels, H, W)}, "
+            raise ArgumentError(f"context must have shape {(B, self.context_channels, H, W)}, "
                              f"got {tuple(context.shape)}")
 
     def _context_terms(self, context: torch.Tensor) -> list[torch.Tensor]:
@@ -256,10 +257,21 @@ class PixelModel(nn.Module):
         """Exact log-likelihood of each image in nats: (B,)."""
         return self.value_log_probs(x).sum(dim=(1, 2, 3))
 
-    def value_log_probs(self, x: torch.Tensor) -> torch.Tensor:
-        """log p(x[b, c, i, j] | all earlier values) for every value: (B, C, H, W), in nats."""
+    def value_log_probs(self, x: torch.Tensor, *, terms: torch.Tensor | None = None) -> torch.Tensor:
+        """log p(x[b, c, i, j] | all earlier values) for every value: (B, C, H, W), in nats.
+        ``terms`` (B, ``term_width``): per-image vectors added to every layer's pre-activations
+        (split over the layers), e.g. the symmetry of ``--dihedral`` training; None: none."""
         x = self.check_input(x)
-        return self._log_probs_embedded(self._embed(x), x)
+        return self._log_probs_embedded(self._embed(x), x, image_terms=terms)
+
+    @property
+    def term_width(self) -> int:
+        """The width of the per-image ``terms`` that ``value_log_probs`` takes: the sum of the
+        pre-activation widths of all layers. ArgumentError for a model that takes none."""
+        try:
+            return sum(self._context_widths())
+        except NotImplementedError:
+            raise ArgumentError(f"{self.config.arch} takes no per-image terms") from None
 
     def _log_probs_embedded(self, e: torch.Tensor, x: torch.Tensor,
                             context: torch.Tensor | None = None,
@@ -281,22 +293,22 @@ class PixelModel(nn.Module):
     def check_input(self, x: torch.Tensor) -> torch.Tensor:
         """Validate an image batch and return it as int64 on the model's device."""
         if not isinstance(x, torch.Tensor):
-            raise ValueError(f"expected a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
+            raise ArgumentError(f"expected a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
         if x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool:
-            raise ValueError(f"expected an integer tensor of pixel values in [0, {self.levels}), "
+            raise ArgumentError(f"expected an integer tensor of pixel values in [0, {self.levels}), "
                              f"got dtype {x.dtype}")
         if x.dim() != 4:
-            raise ValueError(f"expected shape (B, C, H, W), got {tuple(x.shape)}")
+            raise ArgumentError(f"expected shape (B, C, H, W), got {tuple(x.shape)}")
         if x.shape[1] != self.channels:
-            raise ValueError(f"expected {self.channels} channel(s), got {x.shape[1]} "
+            raise ArgumentError(f"expected {self.channels} channel(s), got {x.shape[1]} "
                              f"(shape {tuple(x.shape)})")
         if x.shape[0] < 1 or x.shape[2] < 1 or x.shape[3] < 1:
-            raise ValueError(f"empty image batch: shape {tuple(x.shape)}")
+            raise ArgumentError(f"empty image batch: shape {tuple(x.shape)}")
         if x.dtype in (torch.uint16, torch.uint32, torch.uint64):  # no min/max kernels for these
             x = x.to(torch.int64)  # (uint64 above 2**63 - 1 wraps negative: refused below)
         lo, hi = torch.stack(torch.aminmax(x)).tolist()  # one device-to-host copy
         if lo < 0 or hi >= self.levels:
-            raise ValueError(f"pixel values must be in [0, {self.levels - 1}], got min {lo}, max {hi}")
+            raise ArgumentError(f"pixel values must be in [0, {self.levels - 1}], got min {lo}, max {hi}")
         return x.to(device=self.device, dtype=torch.long)
 
     # -- generation (see pixelrnn.sampling) ---------------------------------------------------
@@ -336,6 +348,18 @@ class PixelModel(nn.Module):
 
     def _has_sampling_engine(self) -> bool:
         return type(self)._sampling_engine is not PixelModel._sampling_engine
+
+    @property
+    def has_cached_sampler(self) -> bool:
+        """True when ``method="cached"`` is available (else only ``"naive"``)."""
+        return self._has_sampling_engine()
+
+    def generate(self, values: torch.Tensor, known: torch.Tensor | None, **kwargs):
+        """The sampling driver (arguments checked by the caller): ``(images, logits,
+        log_weights)``; see :func:`pixelrnn.sampling.core.generate` for the keyword arguments
+        (``decide`` is the entropy coder's hook)."""
+        from ..sampling.core import generate
+        return generate(self, values, known, **kwargs)
 
     def extra_repr(self) -> str:
         c = self.config

@@ -65,6 +65,7 @@ from .base import ModelConfig, PixelModel
 from .diagonal_bilstm import DiagonalBiLSTMPixelRNN
 from .pixelcnn import PixelCNN
 from .row_lstm import RowLSTMPixelRNN
+from ..errors import ArgumentError
 
 BASES: dict[str, type[PixelModel]] = {
     "row_lstm": RowLSTMPixelRNN,
@@ -123,22 +124,22 @@ class MultiScalePixelRNN(PixelModel):
         opts = config.options
         base, factor, context, kernel = opts["base"], opts["factor"], opts["context"], opts["kernel"]
         if base == "multiscale":
-            raise ValueError("base cannot be 'multiscale': the two stages are single-scale models; "
+            raise ArgumentError("base cannot be 'multiscale': the two stages are single-scale models; "
                              f"choose one of {sorted(BASES)}")
         if not isinstance(base, str) or base not in BASES:
-            raise ValueError(f"unknown base architecture {base!r}; choose one of {sorted(BASES)}")
+            raise ArgumentError(f"unknown base architecture {base!r}; choose one of {sorted(BASES)}")
         if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
-            raise ValueError(f"factor must be an integer >= 2 (the small image is x[..., ::factor, "
+            raise ArgumentError(f"factor must be an integer >= 2 (the small image is x[..., ::factor, "
                              f"::factor]), got {factor!r}")
         if context is None:
             context = opts["context"] = config.hidden
         if isinstance(context, bool) or not isinstance(context, int) or context < 1:
-            raise ValueError(f"context must be a positive integer (maps of the upsampled small "
+            raise ArgumentError(f"context must be a positive integer (maps of the upsampled small "
                              f"image), got {context!r}")
         sub_options = {}
         if kernel is not None:
             if base != "pixelcnn":
-                raise ValueError(f"kernel only applies to base='pixelcnn', not base={base!r}")
+                raise ArgumentError(f"kernel only applies to base='pixelcnn', not base={base!r}")
             sub_options["kernel"] = kernel
         cls = BASES[base]
 
@@ -187,12 +188,12 @@ class MultiScalePixelRNN(PixelModel):
         """checked int (B, C, H, W) -> (H, W, B, C, L): small-model logits at the picked positions,
         conditional-model logits elsewhere."""
         if context is not None:
-            raise ValueError("the multi-scale model takes no context")
+            raise ArgumentError("the multi-scale model takes no context")
         return self._logits_embedded(self._embed(x))
 
     def _logits_embedded(self, e: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         if context is not None:
-            raise ValueError("the multi-scale model takes no context")
+            raise ArgumentError("the multi-scale model takes no context")
         f = self.factor
         H, W = e.shape[-2:]
         es = e[:, :, ::f, ::f]
@@ -219,7 +220,7 @@ class MultiScalePixelRNN(PixelModel):
     # -- generation ---------------------------------------------------------------------------
     def _sampling_engine(self, n: int, height: int, width: int, schedule: str | None = None,
                          context: torch.Tensor | None = None):
-        raise ValueError("the multi-scale model samples in two stages: use its sample() / "
+        raise ArgumentError("the multi-scale model samples in two stages: use its sample() / "
                          "complete() methods (pixelrnn.sampling.generate drives one network)")
 
     def sample(self, n: int, height: int | None = None, width: int | None = None, *,
@@ -246,6 +247,14 @@ class MultiScalePixelRNN(PixelModel):
         out, _, _ = self._generate(x, known, generator=generator, temperature=t, method=method,
                                    particles=particles, progress=progress, desc="completing")
         return out
+
+    @property
+    def has_cached_sampler(self) -> bool:
+        return self.small.has_cached_sampler and self.cond.has_cached_sampler
+
+    def generate(self, values: torch.Tensor, known: torch.Tensor | None, **kwargs):
+        """The two-stage sampling driver: see :meth:`_generate`."""
+        return self._generate(values, known, **kwargs)
 
     def _stages(self, method: str, H: int, W: int, context: torch.Tensor | None):
         """(stage 1, stage 2) models for ``generate`` for H×W images; stage 2 of the cached method

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from ..nn.blocks import ConvBlock, ResidualStack
 from .base import ModelConfig, PixelModel
+from ..errors import ArgumentError
 
 
 class PixelCNN(PixelModel):
@@ -19,7 +20,7 @@ class PixelCNN(PixelModel):
         super().__init__(config)
         kernel = config.options["kernel"]
         if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1 or kernel % 2 == 0:
-            raise ValueError(f"kernel must be a positive odd integer, got {kernel!r}")
+            raise ArgumentError(f"kernel must be a positive odd integer, got {kernel!r}")
         h, C = config.hidden, config.channels
         self.stack = ResidualStack([ConvBlock(h, C, kernel) for _ in range(config.layers)],
                                    2 * h, C, skip=config.skip)

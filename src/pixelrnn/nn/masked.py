@@ -28,6 +28,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from ..errors import ArgumentError
 
 
 def channel_groups(n: int, colors: int) -> torch.Tensor:
@@ -39,7 +40,7 @@ def make_mask(out_groups: torch.Tensor, in_groups: torch.Tensor, kernel_size: tu
               mask_type: str) -> torch.Tensor:
     """The (out, in, kh, kw) 0/1 mask of a causal kernel; the centre is (kh // 2, kw // 2)."""
     if mask_type not in ("A", "B"):
-        raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
+        raise ArgumentError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
     kh, kw = kernel_size
     ch, cw = kh // 2, kw // 2
     mask = torch.ones(len(out_groups), len(in_groups), kh, kw)
@@ -65,7 +66,7 @@ class MaskedConv2d(nn.Module):
         super().__init__()
         kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
         if kh % 2 == 0 or kw % 2 == 0:
-            raise ValueError(f"kernel_size must be odd, got {(kh, kw)}")
+            raise ArgumentError(f"kernel_size must be odd, got {(kh, kw)}")
         in_groups = channel_groups(in_channels, colors) if in_groups is None else in_groups
         out_groups = channel_groups(out_channels, colors) if out_groups is None else out_groups
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -99,7 +100,7 @@ class MaskedConv2d(nn.Module):
     def pointwise(self, x: torch.Tensor) -> torch.Tensor:  # (..., in) -> (..., out), 1×1 kernels only
         """Apply a 1×1 masked convolution to a channels-last tensor."""
         if self.kernel_size != (1, 1):
-            raise ValueError("pointwise() needs a 1x1 kernel")
+            raise ArgumentError("pointwise() needs a 1x1 kernel")
         return F.linear(x, (self.weight * self.mask)[:, :, 0, 0], self.bias)
 
     def extra_repr(self) -> str:

@@ -55,6 +55,7 @@ from typing import Callable
 import torch
 
 from .core import generate
+from ..errors import ArgumentError
 
 __all__ = ["sample", "complete", "generate", "METHODS"]
 
@@ -63,29 +64,29 @@ METHODS = ("cached", "naive")
 
 def _check_int(name: str, v, minimum: int = 1) -> int:
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
+        raise ArgumentError(f"{name} must be an integer >= {minimum}, got {v!r}")
     if v < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {v}")
+        raise ArgumentError(f"{name} must be an integer >= {minimum}, got {v}")
     return int(v)
 
 
 def _check_common(model, temperature, method, generator=None) -> float:
     if generator is not None:
         if not isinstance(generator, torch.Generator):
-            raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+            raise ArgumentError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         if generator.device.type != model.device.type:
-            raise ValueError(f"the generator is on {generator.device.type} but the model on "
+            raise ArgumentError(f"the generator is on {generator.device.type} but the model on "
                              f"{model.device.type}: use torch.Generator(device=model.device)")
     if method not in METHODS:
-        raise ValueError(f"unknown sampling method {method!r}; choose one of {', '.join(METHODS)}")
+        raise ArgumentError(f"unknown sampling method {method!r}; choose one of {', '.join(METHODS)}")
     if method == "cached" and not model._has_sampling_engine():
-        raise ValueError(f"cached sampling is not implemented for {type(model).__name__}; "
+        raise ArgumentError(f"cached sampling is not implemented for {type(model).__name__}; "
                          f"use method='naive'")
     if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
-        raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
+        raise ArgumentError(f"temperature must be a number > 0, got {temperature!r}")
     t = float(temperature)
     if not (t > 0) or not math.isfinite(t):
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+        raise ArgumentError(f"temperature must be a finite number > 0, got {temperature!r}")
     return t
 
 
@@ -105,7 +106,7 @@ def _sample_start(model, n, height, width, temperature, method, generator=None) 
     """Check the arguments of ``sample``; the all-unknown (n, C, height, width) start and T."""
     n = _check_int("n (number of images)", n)
     if height is None or width is None:
-        raise ValueError("sample() needs the image size: height=H, width=W")
+        raise ArgumentError("sample() needs the image size: height=H, width=W")
     height = _check_int("height", height)
     width = _check_int("width", width)
     t = _check_common(model, temperature, method, generator)
@@ -114,12 +115,12 @@ def _sample_start(model, n, height, width, temperature, method, generator=None) 
 
 def _check_known(model, x, known) -> tuple[torch.Tensor, torch.Tensor]:
     if not isinstance(x, torch.Tensor):
-        raise ValueError(f"expected x as a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
+        raise ArgumentError(f"expected x as a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
     if not isinstance(known, torch.Tensor):
-        raise ValueError(f"known must be a bool torch.Tensor broadcastable to x {tuple(x.shape)}, "
+        raise ArgumentError(f"known must be a bool torch.Tensor broadcastable to x {tuple(x.shape)}, "
                          f"got {type(known).__name__}")
     if known.dtype != torch.bool:
-        raise ValueError(f"known must be a bool tensor (True = keep the value), got dtype {known.dtype}")
+        raise ArgumentError(f"known must be a bool tensor (True = keep the value), got dtype {known.dtype}")
     if x.dim() != 4:
         model.check_input(x)  # raises with the standard message
     try:
@@ -127,7 +128,7 @@ def _check_known(model, x, known) -> tuple[torch.Tensor, torch.Tensor]:
     except RuntimeError:
         shape = None
     if shape != tuple(x.shape):
-        raise ValueError(f"known of shape {tuple(known.shape)} is not broadcastable to x of shape "
+        raise ArgumentError(f"known of shape {tuple(known.shape)} is not broadcastable to x of shape "
                          f"{tuple(x.shape)}")
     known = known.to(x.device).expand(x.shape)
     if x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,55 +14,12 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from .errors import CheckpointError
+from .files import atomic_write
 from .models import ModelConfig, PixelModel, model_from_config
 
 FORMAT = "pixelrnn"
 FORMAT_VERSION = "1"
-
-
-class CheckpointError(ValueError):
-    """A file that is not a readable pixelrnn checkpoint."""
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)  # the only way to read it is to set it
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call ``write(tmp_path)`` and move the result over ``path`` only when it succeeded. The
-    data reach the disk before the rename (fsync), so a crash of the machine leaves the old file
-    or the new one, never a short one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # the temporary name stays short: a 250-byte file name must still be writable
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:32]}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        # mkstemp (and safetensors) make 0600; give the file what a plain open() would
-        os.chmod(tmp, 0o666 & ~_umask())
-        _fsync(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync(path.parent)  # the rename itself
-
-
-def _fsync(path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # e.g. a folder on Windows: nothing more to do
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def save(model: PixelModel, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
