@@ -6,7 +6,7 @@
                              [--device cpu|cuda]
 
 For each architecture and batch size: the time of ``model.sample`` (cached, the default method), the
-time of one teacher-forced forward pass on a batch of the same size (``model._logits`` under
+time of one teacher-forced forward pass on a batch of the same size (``model.value_logits`` under
 ``torch.no_grad``), and their ratio: cached sampling computes every (layer, position) once, so the
 ideal ratio is about 1. Forward and sampling are timed in interleaved rounds so that load on a
 shared machine affects both alike; times and ratio are medians of ``--repeats``, and the last
@@ -27,7 +27,7 @@ import torch
 
 import pixelrnn
 from pixelrnn.device import resolve_device
-from pixelrnn.sampling.core import _Chooser
+from pixelrnn.sampling.chooser import Chooser
 
 ARCHS = ["pixelcnn", "row_lstm", "diagonal_bilstm"]
 
@@ -51,16 +51,16 @@ def naive_step_time(model, n: int, H: int, W: int, steps: int) -> float:
     C = model.channels
     device = model.device
     values = torch.zeros(n, C, H, W, dtype=torch.long, device=device)
-    ch = _Chooser(values, None, torch.Generator(device=device).manual_seed(0), 1.0, weights=False, record=False,
-                  levels=model.levels, record_dtype=torch.float32)
+    ch = Chooser(values, None, torch.Generator(device=device).manual_seed(0), 1.0, weights=False, record=False,
+                 levels=model.levels, record_dtype=torch.float32)
     images = ch.images()
     positions = [(i, j, c) for i in range(H) for j in range(W) for c in range(C)][:steps]
     with torch.no_grad():
-        model._logits(images.contiguous())  # warm-up
+        model.value_logits(images.contiguous())  # warm-up
         sync(device)
         t0 = time.perf_counter()
         for i, j, c in positions:
-            logits = model._logits(images.contiguous())[i, j, :, c]
+            logits = model.value_logits(images.contiguous())[i, j, :, c]
             ch.choose(logits, c, i * W + j, i, i, W)
         sync(device)
         return (time.perf_counter() - t0) / len(positions)
@@ -104,12 +104,12 @@ def main(argv=None) -> int:
             x = torch.randint(0, a.levels, (n, C, H, W), device=device)
             g = torch.Generator(device=device).manual_seed(0)
             with torch.no_grad():
-                model._logits(x)  # warm-up
+                model.value_logits(x)  # warm-up
             model.sample(n, height=min(H, 4), width=W, generator=g)  # warm-up
             fwd, smp = [], []
             for _ in range(a.repeats):
                 with torch.no_grad():
-                    fwd.append(timed(lambda: model._logits(x), device))
+                    fwd.append(timed(lambda: model.value_logits(x), device))
                 smp.append(timed(lambda: model.sample(n, height=H, width=W, generator=g), device))
             f, s = statistics.median(fwd), statistics.median(smp)
             naive = speedup = "-"

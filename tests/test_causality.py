@@ -14,9 +14,10 @@ def jacobian_mask(model, C, H, W, seed=0, image_terms=None):
     g = torch.Generator().manual_seed(seed)
     n = C * H * W
     x = torch.randint(0, model.levels, (1, C, H, W), generator=g).expand(n, C, H, W)
-    emb = model._embed(x).detach().requires_grad_(True)
+    net = model.net  # the distribution's network: its embedding is where the values enter
+    emb = net.embed(x).detach().requires_grad_(True)
     terms = None if image_terms is None else image_terms.double().expand(n, -1)
-    logits = model._head(model._features(emb, image_terms=terms)).permute(2, 4, 3, 0, 1)  # (n, L, C, H, W)
+    logits = net.head(net.features(emb, terms=terms)).permute(2, 4, 3, 0, 1)  # (n, L, C, H, W)
     # batch element b asks for the gradient of output value b (raster order: row, col, channel)
     idx = torch.arange(n)
     r, rem = idx // (W * C), idx % (W * C)
@@ -112,7 +113,7 @@ def test_the_symmetry_bias_of_dihedral_training_keeps_causality(arch):
     C, H, W = 3, 3, 3
     torch.manual_seed(0)
     model = pixelrnn.create_model(arch, channels=C, levels=5, hidden=12, layers=2)
-    bias = SymmetryBias(sum(model._context_widths()))
+    bias = SymmetryBias(model.term_width)
     torch.nn.init.normal_(bias.table)
     n = C * H * W
     for t in (1, 5):

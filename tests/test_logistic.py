@@ -129,8 +129,8 @@ def test_mixture_models_are_causal(arch, C, H, W):
     for seed in range(3):
         model = mixture_model(arch, C, levels=5, K=2, hidden=12, seed=seed)
         x = torch.randint(0, 5, (1, C, H, W), generator=torch.Generator().manual_seed(seed)).expand(n, C, H, W)
-        e = model._embed(x).detach().requires_grad_(True)
-        lp = model._log_probs_embedded(e, x)  # (n, C, H, W)
+        e = model.net.embed(x).detach().requires_grad_(True)
+        lp = model.net.log_probs(e, x)  # (n, C, H, W)
         picked = lp.permute(0, 2, 3, 1).reshape(n, n)[torch.arange(n), torch.arange(n)]
         picked.sum().backward()  # row b of the batch: the gradient of value b
         dep |= e.grad.permute(0, 2, 3, 1).reshape(n, n) != 0
@@ -168,7 +168,7 @@ def test_samples_follow_the_mixture():
 def test_config_checkpoint_and_fingerprint(tmp_path):
     model = mixture_model("row_lstm", K=4).float()
     assert model.mixtures == 4 and model.config.outputs == 12
-    assert model.head2.out_channels == 12
+    assert model.net.head2.out_channels == 12
     path = tmp_path / "m.safetensors"
     pixelrnn.save(model, path)
     loaded = pixelrnn.load(path)

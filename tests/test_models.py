@@ -74,7 +74,7 @@ def test_skip_connections_and_options(arch):
     x = torch.randint(0, 4, (2, 3, 5, 5))
     assert model(x).shape == (2, 4, 3, 5, 5)
     assert model.config.skip and model.config.head == 10
-    assert len(model.stack.skips) == 3
+    assert len(model.net.stack.skips) == 3
 
 
 def test_exact_likelihood_is_normalised_on_tiny_images():
@@ -147,7 +147,7 @@ def test_a_float64_model_stays_float64(tmp_path):
     assert lp.dtype == torch.float64 and (lp - ref).abs().max() < 1e-12
     pixelrnn.save(model, tmp_path / "m.safetensors")
     again = pixelrnn.load(tmp_path / "m.safetensors")
-    assert again.first.weight.dtype == torch.float64 and torch.equal(again.log_prob(x), lp)
+    assert again.net.first.weight.dtype == torch.float64 and torch.equal(again.log_prob(x), lp)
 
 
 @pytest.mark.parametrize("arch", ARCHS + ["multiscale"])

@@ -70,12 +70,12 @@ def test_log_prob_is_small_plus_conditional_and_cross_entropy(base):
         lp = model.log_prob(x)
         small = x[:, :, ::2, ::2]
         assert small.shape == (3, 3, 3, 4)
-        ctx = model.upsample(model._embed(small), 5, 7)
+        ctx = model.context(model.small.embed(small), 5, 7)
         assert ctx.shape == (3, model.cond.context_channels, 5, 7)
-        cond = model.cond._logits(x, ctx).log_softmax(-1)  # (H, W, B, C, L)
+        cond = model.cond.logits(x, ctx).log_softmax(-1)  # (H, W, B, C, L)
         cond = cond.gather(-1, x.permute(2, 3, 0, 1).unsqueeze(-1)).squeeze(-1).permute(2, 3, 0, 1)
         rest = ~model.picked(5, 7)
-        small_lp = -F.cross_entropy(model.small(small), small, reduction="none").sum(dim=(1, 2, 3))
+        small_lp = -F.cross_entropy(model.small.logits(small).permute(2, 4, 3, 0, 1), small, reduction="none").sum(dim=(1, 2, 3))
         expect = small_lp + (cond * rest).sum(dim=(1, 2, 3))
     assert logits.shape == (3, 5, 3, 5, 7)
     nll = F.cross_entropy(logits, x, reduction="none").sum(dim=(1, 2, 3))  # float64
@@ -114,8 +114,8 @@ def dependencies(base, C, H, W, factor=2, seeds=3):
         model = make_model(base, C, levels=5, hidden=8, factor=factor, seed=seed, scale=0.2, gain=1.0)
         g = torch.Generator().manual_seed(seed)
         x = torch.randint(0, 5, (1, C, H, W), generator=g).expand(n, C, H, W)
-        emb = model._embed(x).detach().requires_grad_(True)
-        logits = model._logits_embedded(emb).permute(2, 4, 3, 0, 1)  # (n, L, C, H, W)
+        emb = model.small.embed(x).detach().requires_grad_(True)
+        logits = model.embedded_logits(emb).permute(2, 4, 3, 0, 1)  # (n, L, C, H, W)
         idx = torch.arange(n)
         r, col, ch = idx // (W * C), (idx // C) % W, idx % C
         proj = torch.randn(5, generator=g, dtype=torch.float64)
@@ -177,7 +177,7 @@ def test_save_load_round_trip(base, tmp_path):
 
 def gen(model, n, H, W, method, seed=1, known=None, x=None, **kw):
     values = torch.zeros(n, model.channels, H, W, dtype=torch.long) if x is None else x
-    return model._generate(values, known, generator=torch.Generator().manual_seed(seed),
+    return model.generate(values, known, generator=torch.Generator().manual_seed(seed),
                            method=method, record=True, **kw)
 
 
@@ -212,8 +212,8 @@ def test_cached_equals_naive_other_configs(base, monkeypatch):
         assert torch.equal(a, b), (base, kw)
         with torch.no_grad():
             assert (la - model(a)).abs().max() < 1e-10
-    import pixelrnn.sampling.core as core
-    monkeypatch.setattr(core, "FAST_TANH_NUMEL", 0)
+    import pixelrnn.sampling.parts as parts
+    monkeypatch.setattr(parts, "FAST_TANH_NUMEL", 0)
     for C in (1, 3):
         model = make_model(base, C)
         a, la, _ = gen(model, 2, 4, 7, "cached")
@@ -308,9 +308,9 @@ def test_particle_weights_are_the_two_stage_likelihood_of_later_known_values(bas
     known[2, 2, 0, 3] = False  # image 2: B of a non-picked pixel in row 0, and a picked one
     known[2, 0, 2, 4] = False
     for method in ("cached", "naive"):
-        parts, _, log_w = model._generate(x.masked_fill(~known, 0), known, method=method,
-                                          generator=torch.Generator().manual_seed(1), particles=K,
-                                          keep_particles=True)
+        parts, _, log_w = model.generate(x.masked_fill(~known, 0), known, method=method,
+                                         generator=torch.Generator().manual_seed(1), particles=K,
+                                         keep_particles=True)
         assert parts.shape == (B * K, C, H, W) and log_w.shape == (B, K)
         with torch.no_grad():
             lp = model.value_log_probs(parts).double()  # small model at picked, cond elsewhere
@@ -349,17 +349,20 @@ def test_bad_arguments(kw, match):
         pixelrnn.create_model("multiscale", levels=4, hidden=6, layers=1, **kw)
 
 
-def test_single_network_drivers_refuse_the_multiscale_model():
-    from pixelrnn.sampling import sample
+def test_the_sampling_functions_drive_the_multiscale_model_in_two_stages():
+    """pixelrnn.sampling.sample / complete take any distribution: for the multi-scale model they
+    run its two stages (the same images as its own methods), and no per-image terms."""
+    from pixelrnn.sampling import complete, sample
     model = make_model("row_lstm", 1, dtype=torch.float32)
-    with pytest.raises(AttributeError, match="two networks"):
-        sample(model, 2, 3, 3)
-    with pytest.raises(AttributeError, match="two networks"):
-        sample(model, 2, 3, 3, method="naive")
-    with pytest.raises(ValueError, match="two stages"):
-        model._sampling_engine(2, 3, 3)
-    with pytest.raises(ValueError, match="context"):
-        model._logits(torch.zeros(1, 1, 2, 2, dtype=torch.long), torch.zeros(1, 6, 2, 2))
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    for method in ("cached", "naive"):
+        assert torch.equal(sample(model, 2, 3, 3, generator=g(), method=method),
+                           model.sample(2, 3, 3, generator=g(), method=method))
+    x = torch.randint(0, model.levels, (2, 1, 3, 3))
+    known = torch.rand(2, 1, 3, 3, generator=g()) < 0.5
+    assert torch.equal(complete(model, x, known, g(), 2), model.complete(x, known, g(), 2))
+    with pytest.raises(ValueError, match="no per-image terms"):
+        model.value_log_probs(x, terms=torch.zeros(2, 4))
     model.train()
     model.sample(2, height=3, width=3)
     assert model.training  # the training flag is restored

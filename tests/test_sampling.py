@@ -29,7 +29,7 @@ def make_model(arch, C=1, levels=5, hidden=6, layers=2, seed=0, scale=0.4, dtype
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * scale)
-        model.head2.weight.mul_(gain)  # undo the near-uniform start
+        model.net.head2.weight.mul_(gain)  # undo the near-uniform start
     return model.to(dtype)
 
 
@@ -76,8 +76,8 @@ def test_cached_equals_naive_other_configs(arch, kw):
 @pytest.mark.parametrize("arch", ["row_lstm", "diagonal_bilstm"])
 def test_both_forms_of_the_lstm_activation(arch, monkeypatch):
     """Large batches use tanh(x) = 2 sigmoid(2x) - 1 with the g-gate weights doubled; force it."""
-    import pixelrnn.sampling.core as core
-    monkeypatch.setattr(core, "FAST_TANH_NUMEL", 0)
+    import pixelrnn.sampling.parts as parts
+    monkeypatch.setattr(parts, "FAST_TANH_NUMEL", 0)
     for C in (1, 3):
         model = make_model(arch, C, levels=4)
         b, _, _ = run(model, 2, 4, 9, "naive")

@@ -1,12 +1,21 @@
-"""Architectures. ``create_model(arch, ...)`` builds one by name."""
+"""Architectures. ``create_model(arch, ...)`` builds one by name.
+
+Each architecture is a distribution (:mod:`.distribution`) over the outputs of its network
+(:mod:`.network`): ``pixelcnn.py``, ``row_lstm.py`` and ``diagonal_bilstm.py`` hold one network
+class and one distribution class each; ``multiscale.py`` a distribution over two networks.
+"""
 from __future__ import annotations
 
-from .base import ModelConfig, PixelModel
+import dataclasses
+
+from ..errors import ArgumentError
+from .config import ModelConfig
 from .diagonal_bilstm import DiagonalBiLSTMPixelRNN
+from .distribution import PixelModel, SingleNetworkModel
 from .multiscale import MultiScalePixelRNN
+from .network import PixelNetwork
 from .pixelcnn import PixelCNN
 from .row_lstm import RowLSTMPixelRNN
-from ..errors import ArgumentError
 
 ARCHITECTURES: dict[str, type[PixelModel]] = {
     "pixelcnn": PixelCNN,
@@ -15,7 +24,8 @@ ARCHITECTURES: dict[str, type[PixelModel]] = {
     "multiscale": MultiScalePixelRNN,
 }
 
-_FIELDS = {"channels", "levels", "hidden", "layers", "head", "skip", "first_kernel", "mixtures"}
+# ModelConfig fields given as keyword arguments of create_model; the others are options
+CONFIG_FIELDS = {f.name for f in dataclasses.fields(ModelConfig)} - {"arch", "options"}
 
 
 def create_model(arch: str, *, channels: int = 1, levels: int = 256, hidden: int = 16,
@@ -34,7 +44,7 @@ def create_model(arch: str, *, channels: int = 1, levels: int = 256, hidden: int
     """
     if arch not in ARCHITECTURES:
         raise ArgumentError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
-    fields = {k: options.pop(k) for k in list(options) if k in _FIELDS}
+    fields = {k: options.pop(k) for k in list(options) if k in CONFIG_FIELDS}
     config = ModelConfig(arch=arch, channels=channels, levels=levels, hidden=hidden, layers=layers,
                          options=options, **fields)
     return model_from_config(config)
@@ -46,5 +56,6 @@ def model_from_config(config: ModelConfig) -> PixelModel:
     return ARCHITECTURES[config.arch](config)
 
 
-__all__ = ["ARCHITECTURES", "ModelConfig", "PixelModel", "create_model", "model_from_config",
-           "PixelCNN", "RowLSTMPixelRNN", "DiagonalBiLSTMPixelRNN", "MultiScalePixelRNN"]
+__all__ = ["ARCHITECTURES", "ModelConfig", "PixelModel", "PixelNetwork", "SingleNetworkModel",
+           "create_model", "model_from_config", "PixelCNN", "RowLSTMPixelRNN",
+           "DiagonalBiLSTMPixelRNN", "MultiScalePixelRNN"]

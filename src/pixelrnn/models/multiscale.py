@@ -50,8 +50,9 @@ importance resampling with the exact weight of the two-stage order: the likeliho
 value that comes after an unknown one in that order (small-grid values by the small model, the
 rest by the conditional model: all known non-picked values when a picked value was sampled).
 
-``pixelrnn.sampling.sample/complete/generate`` drive ONE network: use this model's own
-``sample``/``complete`` methods (the CLI does).
+The model is a distribution over two networks (``small``: unconditional; ``cond``: conditional,
+with ``context_proj``) and the upsampler; ``sample``, ``complete`` and ``generate`` work as for the
+single-network models.
 """
 from __future__ import annotations
 
@@ -61,16 +62,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import ModelConfig, PixelModel
-from .diagonal_bilstm import DiagonalBiLSTMPixelRNN
-from .pixelcnn import PixelCNN
-from .row_lstm import RowLSTMPixelRNN
 from ..errors import ArgumentError
+from ..progress import as_progress
+from .config import ModelConfig
+from .diagonal_bilstm import DiagonalBiLSTMNetwork
+from .distribution import PixelModel
+from .network import PixelNetwork
+from .pixelcnn import PixelCNNNetwork
+from .row_lstm import RowLSTMNetwork
 
-BASES: dict[str, type[PixelModel]] = {
-    "row_lstm": RowLSTMPixelRNN,
-    "diagonal_bilstm": DiagonalBiLSTMPixelRNN,
-    "pixelcnn": PixelCNN,
+BASES: dict[str, type[PixelNetwork]] = {
+    "row_lstm": RowLSTMNetwork,
+    "diagonal_bilstm": DiagonalBiLSTMNetwork,
+    "pixelcnn": PixelCNNNetwork,
 }
 
 
@@ -89,22 +93,27 @@ class ContextUpsampler(nn.Module):
         return self.conv(F.relu(y))
 
 
-class _Stage:
-    """One stage of the two-stage sampler as ``pixelrnn.sampling.core.generate`` sees a model:
-    the network's own attributes (first conv, head, stack, levels, training flag, ...) with the
-    teacher-forced logits (naive method) or the engine factory (cached method) replaced."""
-
-    def __init__(self, net: PixelModel, logits=None, engine=None):
-        self.__dict__.update(_net=net, _logits_fn=logits, _engine_fn=engine)
-
-    def __getattr__(self, name):
-        return getattr(self._net, name)
-
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self._logits_fn(x)
-
-    def _sampling_engine(self, n: int, height: int, width: int, schedule: str | None = None):
-        return self._engine_fn(n, height, width, schedule)
+def check_options(opts: dict, hidden: int) -> dict:
+    """The multi-scale options (``base``, ``factor``, ``context``, ``kernel``) checked, ``context``
+    filled in (default: hidden); returns the options of the two stages' networks."""
+    base, factor, kernel = opts["base"], opts["factor"], opts["kernel"]
+    if base == "multiscale":
+        raise ArgumentError("base cannot be 'multiscale': the two stages are single-scale models; "
+                            f"choose one of {sorted(BASES)}")
+    if not isinstance(base, str) or base not in BASES:
+        raise ArgumentError(f"unknown base architecture {base!r}; choose one of {sorted(BASES)}")
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
+        raise ArgumentError(f"factor must be an integer >= 2 (the small image is x[..., ::factor, "
+                            f"::factor]), got {factor!r}")
+    if opts["context"] is None:
+        opts["context"] = hidden
+    context = opts["context"]
+    if isinstance(context, bool) or not isinstance(context, int) or context < 1:
+        raise ArgumentError(f"context must be a positive integer (maps of the upsampled small "
+                            f"image), got {context!r}")
+    if kernel is not None and base != "pixelcnn":
+        raise ArgumentError(f"kernel only applies to base='pixelcnn', not base={base!r}")
+    return {} if kernel is None else {"kernel": kernel}
 
 
 class MultiScalePixelRNN(PixelModel):
@@ -112,64 +121,26 @@ class MultiScalePixelRNN(PixelModel):
     stages), ``factor`` (f >= 2: the small image is x[..., ::f, ::f]), ``context`` (maps c of the
     upsampled context; default h = hidden) and ``kernel`` (base="pixelcnn" only: its masked conv
     size, default 3). ``hidden``, ``layers``, ``head``, ``skip`` and ``first_kernel`` apply to both
-    stages. Submodules: ``small`` (unconditional), ``cond`` (conditional, with ``context_proj``),
-    ``upsample`` (:class:`ContextUpsampler`)."""
+    stages. Parts: ``small`` (unconditional network), ``cond`` (conditional network, with
+    ``context_proj``), ``upsample`` (:class:`ContextUpsampler`)."""
 
     OPTIONS = {"base": "row_lstm", "factor": 2, "context": None, "kernel": None}
 
     def __init__(self, config: ModelConfig):
-        nn.Module.__init__(self)  # no first conv / head of its own: the two stages have theirs
-        self._set_config(config)
-        self.context_proj = None  # the multi-scale model itself takes no context
-        opts = config.options
-        base, factor, context, kernel = opts["base"], opts["factor"], opts["context"], opts["kernel"]
-        if base == "multiscale":
-            raise ArgumentError("base cannot be 'multiscale': the two stages are single-scale models; "
-                             f"choose one of {sorted(BASES)}")
-        if not isinstance(base, str) or base not in BASES:
-            raise ArgumentError(f"unknown base architecture {base!r}; choose one of {sorted(BASES)}")
-        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
-            raise ArgumentError(f"factor must be an integer >= 2 (the small image is x[..., ::factor, "
-                             f"::factor]), got {factor!r}")
-        if context is None:
-            context = opts["context"] = config.hidden
-        if isinstance(context, bool) or not isinstance(context, int) or context < 1:
-            raise ArgumentError(f"context must be a positive integer (maps of the upsampled small "
-                             f"image), got {context!r}")
-        sub_options = {}
-        if kernel is not None:
-            if base != "pixelcnn":
-                raise ArgumentError(f"kernel only applies to base='pixelcnn', not base={base!r}")
-            sub_options["kernel"] = kernel
-        cls = BASES[base]
+        super().__init__(config)
+        stage_options = check_options(config.options, config.hidden)
+        network = BASES[self.base]
 
         def stage_config() -> ModelConfig:
-            return dataclasses.replace(config, arch=base, options=dict(sub_options))
+            return dataclasses.replace(config, arch=self.base, options=dict(stage_options))
 
-        self.small = cls(stage_config())
-        self.cond = cls(stage_config(), context_channels=context)
-        self.upsample = ContextUpsampler(config.channels, context, factor)
+        self.small = network(stage_config())
+        self.cond = network(stage_config(), context_channels=config.options["context"])
+        self.upsample = ContextUpsampler(config.channels, config.options["context"], self.factor)
 
-    def __getattr__(self, name: str):
-        if name in ("first", "head1", "head2", "stack"):  # what the single-network drivers use
-            raise AttributeError(
-                f"MultiScalePixelRNN has no single {name!r}: it is two networks (.small and "
-                f".cond); sample with model.sample() / model.complete() "
-                f"(pixelrnn.sampling.sample/complete/generate drive one network)")
-        return super().__getattr__(name)
-
-    # -- properties ---------------------------------------------------------------------------
-    @property
-    def factor(self) -> int:
-        return self.config.options["factor"]
-
-    @property
-    def base(self) -> str:
-        return self.config.options["base"]
-
-    @property
-    def device(self) -> torch.device:
-        return self.small.device
+    factor = property(lambda self: self.config.options["factor"])
+    base = property(lambda self: self.config.options["base"])
+    device = property(lambda self: self.small.device)
 
     def picked(self, height: int, width: int) -> torch.Tensor:
         """bool (H, W): True at the picked pixels (the small image), i and j multiples of f."""
@@ -177,157 +148,93 @@ class MultiScalePixelRNN(PixelModel):
         m[::self.factor, ::self.factor] = True
         return m
 
-    # -- the network --------------------------------------------------------------------------
-    def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.small._embed(x)
+    def context(self, es: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """The embedded small image (B, C, h, w) -> the conditional network's context (B, c, H, W)."""
+        return self.upsample(es, height, width)
 
-    def _context(self, small_embedded: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        return self.upsample(small_embedded, height, width)
+    # -- the distribution ---------------------------------------------------------------------
+    def value_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """checked int (B, C, H, W) -> (H, W, B, C, L): small-network logits at the picked
+        positions, conditional-network logits elsewhere."""
+        return self.embedded_logits(self.small.embed(x))
 
-    def _logits(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        """checked int (B, C, H, W) -> (H, W, B, C, L): small-model logits at the picked positions,
-        conditional-model logits elsewhere."""
-        if context is not None:
-            raise ArgumentError("the multi-scale model takes no context")
-        return self._logits_embedded(self._embed(x))
-
-    def _logits_embedded(self, e: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        if context is not None:
-            raise ArgumentError("the multi-scale model takes no context")
+    def embedded_logits(self, e: torch.Tensor) -> torch.Tensor:
+        """``value_logits`` of the embedded image e (B, C, H, W): differentiable in e."""
         f = self.factor
-        H, W = e.shape[-2:]
         es = e[:, :, ::f, ::f]
-        out = self.cond._logits_embedded(e, self._context(es, H, W))  # (H, W, B, C, L)
-        out[::f, ::f] = self.small._logits_embedded(es)
+        out = self.cond.head(self.cond.features(e, self.context(es, *e.shape[-2:])))  # (H, W, B, C, L)
+        out[::f, ::f] = self.small.head(self.small.features(es))
         return out
 
-    def value_log_probs(self, x: torch.Tensor) -> torch.Tensor:
-        """log p of every value (B, C, H, W): the small model's at the picked positions, the
-        conditional model's elsewhere (the same numbers as from ``model(x)``, without building the
-        combined logits: training and evaluation go through here)."""
+    def value_log_probs(self, x: torch.Tensor, *, terms: torch.Tensor | None = None) -> torch.Tensor:
+        """log p of every value (B, C, H, W): the small network's at the picked positions, the
+        conditional network's elsewhere (the same numbers as from ``model(x)``, without building
+        the combined logits: training and evaluation go through here)."""
+        if terms is not None:
+            self.term_width  # raises: the multi-scale model takes no per-image terms
         x = self.check_input(x)
         f = self.factor
         H, W = x.shape[-2:]
-        e = self._embed(x)
+        e = self.small.embed(x)
         es = e[:, :, ::f, ::f]
-        out = self.cond._log_probs_embedded(e, x, self._context(es, H, W)).clone()
-        out[:, :, ::f, ::f] = self.small._log_probs_embedded(es, x[:, :, ::f, ::f])
+        out = self.cond.log_probs(e, x, self.context(es, H, W)).clone()
+        out[:, :, ::f, ::f] = self.small.log_probs(es, x[:, :, ::f, ::f])
         return out
-
-    def _body(self, features):  # pragma: no cover - the stages have their own bodies
-        raise NotImplementedError("MultiScalePixelRNN has two bodies: .small and .cond")
 
     # -- generation ---------------------------------------------------------------------------
-    def _sampling_engine(self, n: int, height: int, width: int, schedule: str | None = None,
-                         context: torch.Tensor | None = None):
-        raise ArgumentError("the multi-scale model samples in two stages: use its sample() / "
-                         "complete() methods (pixelrnn.sampling.generate drives one network)")
-
-    def sample(self, n: int, height: int | None = None, width: int | None = None, *,
-               generator: torch.Generator | None = None, temperature: float = 1.0,
-               method: str = "cached", progress=False) -> torch.Tensor:
-        """``n`` images (int64 (n, C, height, width)) in two stages (see the module docstring for
-        the draw order); otherwise as :meth:`PixelModel.sample`."""
-        from ..sampling import _sample_start
-        values, t = _sample_start(self, n, height, width, temperature, method, generator)
-        out, _, _ = self._generate(values, None, generator=generator, temperature=t, method=method,
-                                   progress=progress, desc="sampling")
-        return out
-
-    def complete(self, x: torch.Tensor, known: torch.Tensor, generator: torch.Generator | None = None,
-                 particles: int = 1, *, temperature: float = 1.0, method: str = "cached",
-                 progress=False) -> torch.Tensor:
-        """Fill in the values of ``x`` where ``known`` is False (known values are returned
-        unchanged), in two stages; ``particles=K`` weights K candidates over both stages (see the
-        module docstring). Otherwise as :meth:`PixelModel.complete`."""
-        from ..sampling import _check_common, _check_int, _check_known
-        particles = _check_int("particles", particles)
-        t = _check_common(self, temperature, method, generator)
-        x, known = _check_known(self, x, known)
-        out, _, _ = self._generate(x, known, generator=generator, temperature=t, method=method,
-                                   particles=particles, progress=progress, desc="completing")
-        return out
-
     @property
     def has_cached_sampler(self) -> bool:
-        return self.small.has_cached_sampler and self.cond.has_cached_sampler
+        return self.small.has_sampling_engine and self.cond.has_sampling_engine
 
-    def generate(self, values: torch.Tensor, known: torch.Tensor | None, **kwargs):
-        """The two-stage sampling driver: see :meth:`_generate`."""
-        return self._generate(values, known, **kwargs)
+    def naive_logits(self, H: int, W: int):
+        """The naive method's full passes of the WHOLE model, for stage 1 (on the small grid)
+        and stage 2 (on the full image)."""
+        f = self.factor
 
-    def _stages(self, method: str, H: int, W: int, context: torch.Tensor | None):
-        """(stage 1, stage 2) models for ``generate`` for H×W images; stage 2 of the cached method
-        needs the (n, c, H, W) context map of the sampled small images."""
-        if method == "naive":  # the whole multi-scale model, one full pass per value
-            def small_logits(s: torch.Tensor) -> torch.Tensor:
-                full = torch.zeros(*s.shape[:2], H, W, dtype=s.dtype, device=s.device)
-                full[:, :, ::self.factor, ::self.factor] = s
-                return self._logits(full)[::self.factor, ::self.factor]
-            return _Stage(self.small, logits=small_logits), _Stage(self.cond, logits=self._logits)
-        return self.small, _Stage(self.cond, engine=lambda n, H, W, schedule: (
-            self.cond._sampling_engine(n, H, W, schedule, context=context)))
+        def small_logits(s: torch.Tensor) -> torch.Tensor:
+            full = torch.zeros(*s.shape[:2], H, W, dtype=s.dtype, device=s.device)
+            full[:, :, ::f, ::f] = s
+            return self.value_logits(full)[::f, ::f]
+        return small_logits, self.value_logits
 
-    def _generate(self, values: torch.Tensor, known: torch.Tensor | None, *, generator=None,
-                  temperature: float = 1.0, method: str = "cached", particles: int = 1,
-                  progress=False, record: bool = False, desc: str = "sampling",
-                  keep_particles: bool = False, schedule: str | None = None, decide=None, **kwargs):
+    def generate(self, values: torch.Tensor, known: torch.Tensor | None, *, generator=None,
+                 temperature: float = 1.0, method: str = "cached", particles: int = 1,
+                 progress=False, record: bool = False, desc: str = "sampling",
+                 keep_particles: bool = False, schedule: str | None = None, decide=None):
         """The two-stage counterpart of ``pixelrnn.sampling.core.generate`` (arguments checked),
         with the same arguments and results: ``(images, logits, log_weights)``. With ``record``
         the logits are the small stage's at the picked positions and the conditional stage's
         elsewhere (so they equal ``model(images)`` up to float rounding). ``decide`` (see
         ``generate``; the entropy coder's hook): one callback for both stages, or a pair (stage 1
-        on the small image, stage 2 on the full image with the picked values known). Extra keyword
-        arguments go to ``generate`` of both stages."""
+        on the small image, stage 2 on the full image with the picked values known)."""
+        from ..sampling.core import generate, resample
         decide1, decide2 = decide if isinstance(decide, (tuple, list)) else (decide, decide)
-        from ..sampling.core import _Progress, generate, resample
         B, C, H, W = values.shape
-        f, K = self.factor, particles
-        n = B * K
-        s1 = C * (-(-H // f)) * (-(-W // f))
-        total = C * H * W
-        prog = _Progress(progress, total, desc)
-        last = [0]
-
-        def report(done: int) -> None:
-            if done > last[0]:
-                prog.update(done - last[0])
-                last[0] = done
-
-        cb1 = (lambda done, _total: report(done)) if progress else False
-        cb2 = (lambda done, t2: report(s1 + (done * (total - s1)) // t2)) if progress else False
-        picked = self.picked(H, W)
+        f, K, naive = self.factor, particles, method == "naive"
+        first_part = C * (-(-H // f)) * (-(-W // f))  # values in the small image
+        prog = as_progress(progress, C * H * W, desc)
+        naive1, naive2 = self.naive_logits(H, W) if naive else (None, None)
+        common = dict(generator=generator, temperature=temperature, method=method, record=record,
+                      desc=desc, schedule=schedule)
         was_training = self.training
         try:
             self.eval()
             with torch.no_grad():
-                # stage 1: the small image
-                stage1, _ = self._stages(method, H, W, None)
                 small_known = None if known is None else known[:, :, ::f, ::f].contiguous()
                 small, small_logits, log_w = generate(
-                    stage1, values[:, :, ::f, ::f].contiguous(), small_known, generator=generator,
-                    temperature=temperature, method=method, particles=K, progress=cb1,
-                    record=record, desc=desc, keep_particles=True, schedule=schedule,
-                    decide=decide1, **kwargs)
-                # stage 2: the rest, the picked pixels known
-                kn = None if known is None else (known.repeat_interleave(K, 0) if K > 1 else known)
-                full = values.repeat_interleave(K, 0) if K > 1 else values.clone()
-                full = full.masked_fill(~kn, 0) if kn is not None else torch.zeros_like(full)
-                full[:, :, ::f, ::f] = small
-                known2 = picked.expand(n, C, H, W)
-                known2 = (known2 | kn if kn is not None else known2).contiguous()
-                context = None
-                if method != "naive" or K > 1:
-                    context = self._context(self._embed(small), H, W)
-                _, stage2 = self._stages(method, H, W, context)
+                    self.small, values[:, :, ::f, ::f].contiguous(), small_known, particles=K,
+                    keep_particles=True, decide=decide1, logits_fn=naive1,
+                    progress=prog.part(0, first_part), **common)
+                full, known2, kn = self.stage2_start(values, known, small, K)
+                context = self.context(self.small.embed(small), H, W) if not naive or K > 1 else None
                 images, logits, _ = generate(
-                    stage2, full, known2, generator=generator, temperature=temperature,
-                    method=method, particles=1, progress=cb2, record=record, desc=desc,
-                    schedule=schedule, decide=decide2, **kwargs)
+                    self.cond, full, known2, decide=decide2, logits_fn=naive2,
+                    context=None if naive else self.cond.engine_context(context),
+                    progress=prog.part(first_part, C * H * W - first_part), **common)
                 if record:
                     logits[:, :, :, ::f, ::f] = small_logits
                 if K > 1:
-                    log_w = log_w + self._cond_weights(images, kn, picked, context).view(B, K)
+                    log_w = log_w + self.cond_weights(images, kn, self.picked(H, W), context).view(B, K)
                     if not keep_particles:
                         images, logits = resample(log_w, generator, images, logits)
         finally:
@@ -335,7 +242,21 @@ class MultiScalePixelRNN(PixelModel):
             prog.close()
         return images, logits, log_w
 
-    def _cond_weights(self, images: torch.Tensor, known: torch.Tensor | None, picked: torch.Tensor,
+    def stage2_start(self, values: torch.Tensor, known: torch.Tensor | None, small: torch.Tensor, K: int):
+        """Stage 2's start from the (B, ...) ``values`` / ``known`` and the (B*K, ...) sampled
+        small images: the full images (B*K, C, H, W) with ``small`` at the picked positions, what
+        stage 2 knows (the picked pixels and the known values), and ``known`` per particle."""
+        B, C, H, W = values.shape
+        f = self.factor
+        kn = None if known is None else (known.repeat_interleave(K, 0) if K > 1 else known)
+        full = values.repeat_interleave(K, 0) if K > 1 else values.clone()
+        full = full.masked_fill(~kn, 0) if kn is not None else torch.zeros_like(full)
+        full[:, :, ::f, ::f] = small
+        known2 = self.picked(H, W).expand(B * K, C, H, W)
+        known2 = (known2 | kn if kn is not None else known2).contiguous()
+        return full, known2, kn
+
+    def cond_weights(self, images: torch.Tensor, known: torch.Tensor | None, picked: torch.Tensor,
                       context: torch.Tensor, chunk: int = 64) -> torch.Tensor:
         """Per image (float64 (n,)), the conditional model's exact (T = 1) log-likelihood of the
         known non-picked values that come after an unknown value in the two-stage order: all of
@@ -355,7 +276,7 @@ class MultiScalePixelRNN(PixelModel):
             e = min(n, s + chunk)
             if not mask[s:e].any():
                 continue
-            lg = self.cond._logits(images[s:e], context[s:e]).to(torch.float64)  # (H, W, b, C, L)
+            lg = self.cond.logits(images[s:e], context[s:e]).to(torch.float64)  # (H, W, b, C, L)
             lp = lg.log_softmax(-1).gather(-1, images[s:e].permute(2, 3, 0, 1).unsqueeze(-1))
             lp = lp.squeeze(-1).permute(2, 3, 0, 1)  # (b, C, H, W)
             out[s:e] = torch.where(mask[s:e], lp, 0.0).sum(dim=(1, 2, 3))

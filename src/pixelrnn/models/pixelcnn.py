@@ -8,12 +8,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..nn.blocks import ConvBlock, ResidualStack
-from .base import ModelConfig, PixelModel
 from ..errors import ArgumentError
+from ..nn.blocks import ConvBlock, ResidualStack
+from .config import ModelConfig
+from .distribution import SingleNetworkModel
+from .network import PixelNetwork
 
 
-class PixelCNN(PixelModel):
+class PixelCNNNetwork(PixelNetwork):
     OPTIONS = {"kernel": 3}  # size of the masked convolution in each block
 
     def __init__(self, config: ModelConfig, *, context_channels: int = 0):
@@ -24,28 +26,31 @@ class PixelCNN(PixelModel):
         h, C = config.hidden, config.channels
         self.stack = ResidualStack([ConvBlock(h, C, kernel) for _ in range(config.layers)],
                                    2 * h, C, skip=config.skip)
-        if context_channels:  # a conditional network (see PixelModel._init_context)
-            self._init_context(context_channels)
+        if context_channels:
+            self.init_context(context_channels)
 
-    def _context_widths(self) -> list[int]:  # added to the output of each block's k×k conv
+    def term_widths(self) -> list[int]:  # added to the output of each block's k×k conv
         return [self.config.hidden] * self.config.layers
 
-    def _context_terms(self, context: torch.Tensor) -> list[torch.Tensor]:
+    def context_terms(self, context: torch.Tensor) -> list[torch.Tensor]:
         """context (B, c, H, W) -> per block the (B, h, H, W) term, all blocks in one 1×1 conv."""
         w = torch.cat([p.weight for p in self.context_proj])
-        return list(F.conv2d(context, w).split(self._context_widths(), dim=1))
+        return list(F.conv2d(context, w).split(self.term_widths(), dim=1))
 
-    def _image_terms(self, terms: torch.Tensor) -> list[torch.Tensor]:  # (B, sum) -> (B, h, 1, 1) each
-        return [t[:, :, None, None] for t in terms.split(self._context_widths(), dim=-1)]
+    def image_terms(self, terms: torch.Tensor) -> list[torch.Tensor]:  # (B, sum) -> (B, h, 1, 1) each
+        return [t[:, :, None, None] for t in terms.split(self.term_widths(), dim=-1)]
 
-    def _body(self, features: torch.Tensor, conds: list[torch.Tensor] | None = None) -> torch.Tensor:
-        # (B, 2h, H, W) -> (H, W, B, 2h); conds: (B, h, H, W) terms per block (_context_terms)
+    def body(self, features: torch.Tensor, conds: list[torch.Tensor] | None = None) -> torch.Tensor:
+        # (B, 2h, H, W) -> (H, W, B, 2h); conds: (B, h, H, W) terms per block (context_terms)
         return self.stack(features, conds).permute(2, 3, 0, 1)
 
-    def _sampling_engine(self, n: int, height: int, width: int, schedule: str | None = None,
-                         context: torch.Tensor | None = None):
+    def sampling_engine(self, n: int, height: int, width: int, schedule: str | None = None, context=None):
         from ..sampling.pixelcnn import PixelCNNEngine, PixelCNNWavefrontEngine
-        ctx = None if context is None else self._engine_context(context)
         if schedule == "raster":
-            return PixelCNNEngine(self, n, height, width, context=ctx)
-        return PixelCNNWavefrontEngine(self, n, height, width, context=ctx)
+            return PixelCNNEngine(self, n, height, width, context=context)
+        return PixelCNNWavefrontEngine(self, n, height, width, context=context)
+
+
+class PixelCNN(SingleNetworkModel):
+    NETWORK = PixelCNNNetwork
+    OPTIONS = PixelCNNNetwork.OPTIONS

@@ -21,7 +21,7 @@ Methods
     for 28×28 that is 136 steps of up to 7 pixels instead of 784 steps of one, with the same
     values and draws (the uniforms are drawn up front in raster order).
 ``method="naive"``
-    The reference: one full teacher-forced pass (``model._logits``) per generated value, i.e.
+    The reference: one full teacher-forced pass (``net.logits``) per generated value, i.e.
     C·H·W passes. Only for tests and timing.
 
 Randomness (the same for both methods, so that the same generator gives the same images)
@@ -48,107 +48,39 @@ weights with one extra ``torch.rand(B, generator=...)`` (importance resampling).
 """
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Callable
 
 import torch
 
-from .core import generate
-from ..errors import ArgumentError
+from ..models.checks import METHODS
 
 __all__ = ["sample", "complete", "generate", "METHODS"]
-
-METHODS = ("cached", "naive")
-
-
-def _check_int(name: str, v, minimum: int = 1) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise ArgumentError(f"{name} must be an integer >= {minimum}, got {v!r}")
-    if v < minimum:
-        raise ArgumentError(f"{name} must be an integer >= {minimum}, got {v}")
-    return int(v)
-
-
-def _check_common(model, temperature, method, generator=None) -> float:
-    if generator is not None:
-        if not isinstance(generator, torch.Generator):
-            raise ArgumentError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-        if generator.device.type != model.device.type:
-            raise ArgumentError(f"the generator is on {generator.device.type} but the model on "
-                             f"{model.device.type}: use torch.Generator(device=model.device)")
-    if method not in METHODS:
-        raise ArgumentError(f"unknown sampling method {method!r}; choose one of {', '.join(METHODS)}")
-    if method == "cached" and not model._has_sampling_engine():
-        raise ArgumentError(f"cached sampling is not implemented for {type(model).__name__}; "
-                         f"use method='naive'")
-    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
-        raise ArgumentError(f"temperature must be a number > 0, got {temperature!r}")
-    t = float(temperature)
-    if not (t > 0) or not math.isfinite(t):
-        raise ArgumentError(f"temperature must be a finite number > 0, got {temperature!r}")
-    return t
 
 
 def sample(model, n: int, height: int | None = None, width: int | None = None, *,
            generator: torch.Generator | None = None, temperature: float = 1.0,
            method: str = "cached", progress: bool | Callable[[int, int], None] = False) -> torch.Tensor:
-    """``n`` new images of ``height`` × ``width``: int64 (n, C, height, width) on the model's device.
-
-    ``progress``: True for a tqdm bar on stderr, or a callable ``f(done, total)`` (values)."""
-    values, t = _sample_start(model, n, height, width, temperature, method, generator)
-    out, _, _ = generate(model, values, None, generator=generator, temperature=t, method=method,
-                         progress=progress, desc="sampling")
-    return out
-
-
-def _sample_start(model, n, height, width, temperature, method, generator=None) -> tuple[torch.Tensor, float]:
-    """Check the arguments of ``sample``; the all-unknown (n, C, height, width) start and T."""
-    n = _check_int("n (number of images)", n)
-    if height is None or width is None:
-        raise ArgumentError("sample() needs the image size: height=H, width=W")
-    height = _check_int("height", height)
-    width = _check_int("width", width)
-    t = _check_common(model, temperature, method, generator)
-    return torch.zeros(n, model.channels, height, width, dtype=torch.long, device=model.device), t
-
-
-def _check_known(model, x, known) -> tuple[torch.Tensor, torch.Tensor]:
-    if not isinstance(x, torch.Tensor):
-        raise ArgumentError(f"expected x as a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
-    if not isinstance(known, torch.Tensor):
-        raise ArgumentError(f"known must be a bool torch.Tensor broadcastable to x {tuple(x.shape)}, "
-                         f"got {type(known).__name__}")
-    if known.dtype != torch.bool:
-        raise ArgumentError(f"known must be a bool tensor (True = keep the value), got dtype {known.dtype}")
-    if x.dim() != 4:
-        model.check_input(x)  # raises with the standard message
-    try:
-        shape = torch.broadcast_shapes(known.shape, x.shape)
-    except RuntimeError:
-        shape = None
-    if shape != tuple(x.shape):
-        raise ArgumentError(f"known of shape {tuple(known.shape)} is not broadcastable to x of shape "
-                         f"{tuple(x.shape)}")
-    known = known.to(x.device).expand(x.shape)
-    if x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool:
-        model.check_input(x)  # raises: integer values needed
-    # only the known values must be valid; unknown positions may hold anything
-    x = model.check_input(torch.where(known, x, torch.zeros((), dtype=x.dtype, device=x.device)))
-    return x, known.to(x.device).contiguous()
+    """``model.sample(...)``: ``n`` new images of ``height`` × ``width``, int64 (n, C, height,
+    width) on the model's device. ``progress``: True for a tqdm bar on stderr, or a callable
+    ``f(done, total)`` (values)."""
+    return model.sample(n, height, width, generator=generator, temperature=temperature,
+                        method=method, progress=progress)
 
 
 def complete(model, x: torch.Tensor, known: torch.Tensor, generator: torch.Generator | None = None,
              particles: int = 1, *, temperature: float = 1.0, method: str = "cached",
              progress: bool | Callable[[int, int], None] = False, return_weights: bool = False):
-    """Fill the unknown values of ``x`` (int (B, C, H, W)); ``known`` (bool, broadcastable to x)
-    marks the values to keep, which are returned exactly unchanged. ``particles=K`` > 1 draws K
-    candidates per image and keeps one by importance resampling (see the module docstring).
-    Returns int64 (B, C, H, W) on the model's device (and the (B, K) float64 log-weights if
-    ``return_weights``; None when K = 1)."""
-    particles = _check_int("particles", particles)
-    t = _check_common(model, temperature, method, generator)
-    x, known = _check_known(model, x, known)
-    out, _, log_w = generate(model, x, known, generator=generator, temperature=t, method=method,
-                             particles=particles, progress=progress, desc="completing")
+    """``model.complete(...)``: fill the unknown values of ``x`` (int (B, C, H, W)); ``known``
+    (bool, broadcastable to x) marks the values to keep, which are returned exactly unchanged.
+    ``particles=K`` > 1 draws K candidates per image and keeps one by importance resampling (see
+    the module docstring). Returns int64 (B, C, H, W) on the model's device (and the (B, K)
+    float64 log-weights if ``return_weights``; None when K = 1)."""
+    out, log_w = model.complete_with_weights(x, known, generator, particles, temperature=temperature,
+                                             method=method, progress=progress)
     return (out, log_w) if return_weights else out
+
+
+def generate(model, values: torch.Tensor, known: torch.Tensor | None, **kwargs):
+    """``model.generate(values, known, ...)``: the driver behind sample and complete, arguments
+    unchecked (see :func:`pixelrnn.sampling.core.generate` for the keyword arguments)."""
+    return model.generate(values, known, **kwargs)

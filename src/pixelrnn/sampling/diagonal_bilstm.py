@@ -12,7 +12,7 @@ right-to-left states of row i - 1), one batched matrix product per column, right
 contribution to the blocks of row i + 1 (1×1 output conv of the shifted states, plus the bias) is
 then precomputed for the whole row.
 
-Conditional networks (``context=(map, weights)``, see ``PixelModel._engine_context``): the
+Conditional networks (``context=(map, weights)``, see ``PixelNetwork.engine_context``): the
 unmasked 1×1 conditioning term of each direction is added to its input-to-state pre-activations,
 for the whole row at once (the context map is fixed for the whole run): to the row-start product
 of the left-to-right direction and to the end-of-row product of the right-to-left one.
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from .core import LSTMActivation, SkipSum, pointwise_weight, recurrent_stack
+from .parts import LSTMActivation, SkipSum, pointwise_weight, recurrent_stack
 
 
 class DiagonalBiLSTMEngine:

@@ -6,7 +6,7 @@ style). Row start: the taps on the r rows above are one matrix product for the w
 included). Per pixel and layer: the two 1×1 convs and ONE matrix product over the r left taps and
 the centre tap, which sit side by side in the row buffer.
 
-Conditional networks (``context=(map, weights)``, see ``PixelModel._engine_context``): the
+Conditional networks (``context=(map, weights)``, see ``PixelNetwork.engine_context``): the
 unmasked 1×1 conditioning term of every block is added to the output of its k×k conv; the context
 map is fixed for the whole run, so the raster engine adds it to the row-start product (one matrix
 product per layer and row) and the wavefront engine appends the context of the step's pixels to
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from .core import SkipSum, pointwise_weight
+from .parts import SkipSum, pointwise_weight
 from .row_lstm import context_slab
 
 

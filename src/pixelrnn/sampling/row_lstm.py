@@ -6,7 +6,7 @@ Per pixel and layer: the input-to-state taps (i, j-1) and (i, j) in ONE matrix p
 input row is stored so that the two neighbours are adjacent in memory), the gates, the cell, and the
 block's 1×1 output conv. h and c of the previous row are kept; nothing else is recomputed.
 
-Conditional networks (``context=(map, weights)``, see ``PixelModel._engine_context``): the
+Conditional networks (``context=(map, weights)``, see ``PixelNetwork.engine_context``): the
 unmasked 1×1 conditioning term of every layer is added to its input-to-state pre-activations; the
 context map is fixed for the whole run, so the raster engine adds it to the row-start product (one
 matrix product per layer and row) and the wavefront engine appends the context of the step's
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from .core import LSTMActivation, SkipSum, pointwise_weight, recurrent_stack
+from .parts import LSTMActivation, SkipSum, pointwise_weight, recurrent_stack
 
 
 def context_slab(ctx: torch.Tensor, t: int, lo: int, hi: int, s: int) -> torch.Tensor:

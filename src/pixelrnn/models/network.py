@@ -1,0 +1,212 @@
+"""The network of a PixelRNN-family model: first layer, body, head. A distribution
+(:mod:`pixelrnn.models.distribution`) owns one or two of them and turns their outputs into
+log-probabilities, samples and completions; the cached samplers (:mod:`pixelrnn.sampling`) read
+their layers directly.
+
+    x (B, C, H, W) int in [0, levels)
+      -> embed: scale to [-1, 1]
+      -> 7×7 conv, mask A                      (B, 2h, H, W)
+      -> L residual blocks (the body)          (H, W, B, 2h), channels-last
+      -> ReLU -> 1×1 mask B -> ReLU -> 1×1 mask B   (H, W, B, C * outputs)
+      -> logits (H, W, B, C, levels): a categorical over `levels` per value
+         (mixtures=K: the head predicts 3K numbers per value instead, and the logits are the exact
+         log-probabilities of a mixture of K discretized logistics: see pixelrnn.nn.logistic)
+
+The head works channels-last with rows first, (H, W, B, ...): the recurrent bodies already
+produce that layout, and a log-softmax over a contiguous last dimension is several times faster
+than over dimension 1 of an NCHW tensor.
+
+Conditioning. A network can add, in every layer, a term to its pre-activations (Row LSTM /
+Diagonal BiLSTM: the input-to-state map; PixelCNN: the output of the block's k×k masked conv):
+- a *context map* (B, c, H, W) known before the image is generated (the upsampled small image of
+  the multi-scale model), through one unmasked 1×1 conv per layer (``context_proj``);
+- per-image *terms* (B, sum of ``term_widths()``): one vector per image, split over the layers and
+  added at every pixel alike (a label's embedding, a ``--dihedral`` symmetry's bias).
+Both are functions of things fixed before the first value is drawn, so neither opens a path from a
+later value: causality and normalisation hold for every context and every term.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import ArgumentError
+from ..nn.blocks import RecurrentBlock, ResidualStack
+from ..nn.logistic import mixture_log_prob_at, output_logits
+from ..nn.masked import MaskedConv2d
+from .config import ModelConfig
+
+
+def log_probs_of(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Logits (H, W, B, C, L) and values int (B, C, H, W) -> log p of each value (B, C, H, W),
+    computed in float32 (at least: a float64 model gives float64)."""
+    logp = logits.to(torch.promote_types(logits.dtype, torch.float32)).log_softmax(dim=-1)  # (H, W, B, C, L)
+    picked = logp.gather(-1, x.permute(2, 3, 0, 1).unsqueeze(-1)).squeeze(-1)  # (H, W, B, C)
+    return picked.permute(2, 3, 0, 1)
+
+
+def fill_options(config: ModelConfig, defaults: dict[str, Any]) -> None:
+    """Check ``config.options`` against an architecture's ``defaults`` and fill in the missing
+    ones (the saved config lists every option)."""
+    unknown = set(config.options) - set(defaults)
+    if unknown:
+        raise ArgumentError(f"unknown option(s) for {config.arch!r}: {sorted(unknown)}"
+                            + (f"; it takes {sorted(defaults)}" if defaults else ""))
+    config.options = {**defaults, **config.options}
+
+
+class PixelNetwork(nn.Module):
+    """First layer, body and head; subclasses provide the body (``stack`` and ``body``), the
+    widths where conditioning is added (``term_widths``) and their cached sampler
+    (``sampling_engine``). ``context_channels`` > 0 makes a conditional network."""
+
+    OPTIONS: dict[str, Any] = {}  # architecture-specific options and their defaults
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        fill_options(config, self.OPTIONS)
+        self.config = config
+        self.context_proj: nn.ModuleList | None = None  # see init_context
+        C, h = config.channels, config.hidden
+        self.first = MaskedConv2d(C, 2 * h, config.first_kernel, "A", C)
+        self.head1 = MaskedConv2d(2 * h, config.head, 1, "B", C)
+        self.head2 = MaskedConv2d(config.head, C * config.outputs, 1, "B", C)
+        with torch.no_grad():  # start close to the uniform distribution (log2(levels) bits/dim)
+            self.head2.weight.mul_(0.1)
+            self.head2.bias.zero_()
+            if config.mixtures:  # K equal bumps side by side, each 2/K wide, tiling [-1, 1]
+                K = config.mixtures
+                bias = self.head2.bias.view(C, 3, K)  # per channel: logits, means, log-scales
+                bias[:, 1] = (torch.arange(K) * 2 + 1) / K - 1
+                bias[:, 2] = math.log(1 / K)  # a logistic of scale s is about 4s wide at half height
+
+    channels = property(lambda self: self.config.channels)
+    levels = property(lambda self: self.config.levels)
+    mixtures = property(lambda self: self.config.mixtures)  # 0: categorical; K: K logistics
+    device = property(lambda self: self.first.weight.device)
+
+    # -- the forward pass ---------------------------------------------------------------------
+    def body(self, features: torch.Tensor, conds: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """(B, 2h, H, W) -> (H, W, B, 2h); ``conds``: per-layer terms (see ``context_terms``)."""
+        raise NotImplementedError
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:  # int (B, C, H, W) -> float in [-1, 1]
+        return x.to(self.first.weight.dtype) * (2.0 / (self.levels - 1)) - 1.0
+
+    def features(self, e: torch.Tensor, context: torch.Tensor | None = None,
+                 terms: torch.Tensor | None = None) -> torch.Tensor:
+        """Embedded image (B, C, H, W) -> the last block's output (H, W, B, 2h), before the head,
+        with the conditioning of a context map and/or per-image terms."""
+        features = self.first(e)
+        if context is None and terms is None:
+            return self.body(features)
+        conds = None if context is None else self.context_terms(context)
+        if terms is not None:
+            extra = self.image_terms(terms)
+            conds = extra if conds is None else [c + t for c, t in zip(conds, extra)]
+        return self.body(features, conds)
+
+    def head_params(self, features: torch.Tensor) -> torch.Tensor:  # (H, W, B, 2h) -> (H, W, B, C, outputs)
+        out = self.head2.pointwise(F.relu(self.head1.pointwise(F.relu(features))))
+        return out.unflatten(-1, (self.channels, self.config.outputs))
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:  # (H, W, B, 2h) -> (H, W, B, C, levels)
+        return output_logits(self.head_params(features), self.levels, self.mixtures)
+
+    def logits(self, x: torch.Tensor, context: torch.Tensor | None = None,
+               terms: torch.Tensor | None = None) -> torch.Tensor:
+        """checked int (B, C, H, W) -> logits (H, W, B, C, L) of every value given the earlier ones."""
+        return self.head(self.features(self.embed(x), context, terms))
+
+    def log_probs(self, e: torch.Tensor, x: torch.Tensor, context: torch.Tensor | None = None,
+                  terms: torch.Tensor | None = None) -> torch.Tensor:
+        """log p of the values x (checked int (B, C, H, W)) from the network on their embedding e:
+        (B, C, H, W). A mixture output evaluates only the bins of x (K numbers per value, not
+        K x levels); the result equals the entries of the full distribution."""
+        features = self.features(e, context, terms)
+        if not self.mixtures:
+            return log_probs_of(self.head(features), x)
+        params = self.head_params(features)  # (H, W, B, C, 3K)
+        return mixture_log_prob_at(params, x.permute(2, 3, 0, 1), self.levels, self.mixtures).permute(2, 3, 0, 1)
+
+    # -- conditioning -------------------------------------------------------------------------
+    def term_widths(self) -> list[int]:
+        """Per layer, the width of the pre-activation map the conditioning is added to."""
+        raise NotImplementedError
+
+    def init_context(self, channels: int) -> None:
+        """Make this a conditional network on a ``channels``-map context: one unmasked 1×1 conv
+        per layer, ``context_proj.{l}.weight`` (width, channels, 1, 1), no bias."""
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+            raise ArgumentError(f"context channels must be a positive integer, got {channels!r}")
+        self.context_proj = nn.ModuleList(nn.Conv2d(channels, w, 1, bias=False)
+                                          for w in self.term_widths())
+
+    @property
+    def context_channels(self) -> int:
+        """Channels of the context map of a conditional network; 0 for an unconditional one."""
+        return 0 if self.context_proj is None else self.context_proj[0].in_channels
+
+    def check_context(self, context: torch.Tensor, B: int, H: int, W: int) -> None:
+        if self.context_proj is None:
+            raise ArgumentError(f"{type(self).__name__} is not a conditional network (no context)")
+        if tuple(context.shape) != (B, self.context_channels, H, W):
+            raise ArgumentError(f"context must have shape {(B, self.context_channels, H, W)}, "
+                                f"got {tuple(context.shape)}")
+
+    def context_terms(self, context: torch.Tensor) -> list[torch.Tensor]:
+        """context (B, c, H, W) -> per layer the term to add (what ``body`` takes as ``conds``):
+        here channels-last (H, W, B, width), all layers in one matrix product."""
+        w = torch.cat([p.weight[:, :, 0, 0] for p in self.context_proj])  # (sum of widths, c)
+        return list(F.linear(context.permute(2, 3, 0, 1), w).split(self.term_widths(), dim=-1))
+
+    def image_terms(self, terms: torch.Tensor) -> list[torch.Tensor]:
+        """Per-image vectors (B, sum of the layer widths) -> per layer a term constant over the
+        image, shaped to broadcast where the conditioning is added: here (1, 1, B, width)."""
+        return [t[None, None] for t in terms.split(self.term_widths(), dim=-1)]
+
+    def engine_context(self, context: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """What a cached-sampling engine needs to add the conditioning: the context map
+        (n, c, H, W) and per layer the (c, width) matrix of its 1×1 conv (detached copies)."""
+        return context.detach(), [p.weight[:, :, 0, 0].t().detach().clone() for p in self.context_proj]
+
+    # -- generation ---------------------------------------------------------------------------
+    def sampling_engine(self, n: int, height: int, width: int, schedule: str | None = None,
+                        context: tuple[torch.Tensor, list[torch.Tensor]] | None = None):
+        """The cached-sampling engine of the body (see pixelrnn.sampling.core). ``schedule``: None
+        (the architecture's fastest), "raster" or "wavefront". ``context``: what
+        ``engine_context`` returns, fixed for the whole run (conditional networks)."""
+        raise NotImplementedError(f"no cached sampler for {type(self).__name__}")
+
+    @property
+    def has_sampling_engine(self) -> bool:
+        return type(self).sampling_engine is not PixelNetwork.sampling_engine
+
+
+class RecurrentNetwork(PixelNetwork):
+    """The body shared by the two PixelRNNs: L residual blocks around a recurrent layer
+    (``layer``: RowLSTM or DiagonalBiLSTM), computed channels-last (H, W, B, 2h) throughout.
+    ``state_maps``: the width of the layer's input-to-state map in units of h (4 gates; 8 for
+    the two directions of the Diagonal BiLSTM) -- where the conditioning is added."""
+
+    layer: type[nn.Module]
+    state_maps: int
+
+    def __init__(self, config: ModelConfig, *, context_channels: int = 0):
+        super().__init__(config)
+        h, C = config.hidden, config.channels
+        blocks = [RecurrentBlock(self.layer(2 * h, h, C), h, C) for _ in range(config.layers)]
+        self.stack = ResidualStack(blocks, 2 * h, C, skip=config.skip, channels_last=True)
+        if context_channels:
+            self.init_context(context_channels)
+
+    def term_widths(self) -> list[int]:
+        return [self.state_maps * self.config.hidden] * self.config.layers
+
+    def body(self, features: torch.Tensor, conds: list[torch.Tensor] | None = None) -> torch.Tensor:
+        # (B, 2h, H, W) -> (H, W, B, 2h); conds: channels-last per-block conditioning terms
+        return self.stack(features.permute(2, 3, 0, 1).contiguous(), conds)
