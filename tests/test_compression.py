@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import pixelrnn
-import pixelrnn.compression as compression
+import pixelrnn.compression.fileformat as fileformat
 from conftest import ARCHS
 from pixelrnn.cli import main
 from pixelrnn.compression import (MAGIC, FormatError, ModelMismatchError, compress, decompress, encode,
@@ -32,7 +32,7 @@ def make_model(arch="pixelcnn", C=1, levels=256, hidden=6, layers=1, seed=0, sca
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * scale)
-        model.head2.weight.mul_(3.0)
+        model.net.head2.weight.mul_(3.0)
     return model.eval()
 
 
@@ -118,10 +118,10 @@ def test_version_1_files_still_decode():
     v2 = compress(model, x, names=["a", "b", "c"], threads=1)
     h = read_header(v2)
     payload = v2[h.header_bytes - 4:-4]  # between the header CRC and the payload CRC
-    head = compression._pack_header(
+    head = fileformat.pack_header(
         model_fp=bytes.fromhex(h.fingerprint), pixels=bytes.fromhex(h.pixels_checksum),
         environment=bytes.fromhex(h.environment), channels=h.channels, levels=h.levels, chunk=h.chunk,
-        threads=None, payload_words=h.payload_words, runs=compression._runs(h.shapes), names=list(h.names))
+        threads=None, payload_words=h.payload_words, runs=fileformat.shape_runs(h.shapes), names=list(h.names))
     v1 = head + payload + v2[-4:]
     h1 = read_header(v1)
     assert v1[4] == 1 and h1.version == 1 and h1.threads is None and len(v1) == len(v2) - 1
@@ -133,7 +133,7 @@ def test_version_1_files_still_decode():
 def test_sampler_hook_keeps_known_values(arch):
     """generate(decide=...) calls the hook only for steps with unknown values, tells it which ones,
     and keeps the known values whatever it returns; no random numbers are drawn."""
-    from pixelrnn.sampling.core import generate
+    from pixelrnn.sampling import generate
     model = make_model(arch, C=3, levels=5)
     x = torch.randint(0, 4, (3, 3, 4, 5))
     known = torch.rand(3, 3, 4, 5) < 0.5
@@ -200,7 +200,7 @@ def test_fingerprint():
     assert len(fp) == 64 and fingerprint(make_model()) == fp
     other = make_model()
     with torch.no_grad():
-        other.head2.bias[0] += 1e-6
+        other.net.head2.bias[0] += 1e-6
     assert fingerprint(other) != fp
     assert fingerprint(make_model(levels=255)) != fp
 
@@ -248,7 +248,7 @@ def _reseal(data: bytes) -> bytes:
     """Recompute both CRC-32s of a (tampered) file, so that only the deeper checks can catch it;
     unchanged when its header structure cannot be read."""
     try:
-        _, end = compression._read_fields(memoryview(data), data[4])
+        _, end = fileformat.read_fields(memoryview(data), data[4])
     except FormatError:
         return data
     if len(data) < end + 8:
@@ -343,10 +343,10 @@ def test_fuzz_mutations(data):
 def small_limit():
     """Crafted headers may declare up to 2**34 values (a long decode before the pixel checksum
     fails); the fuzzers lower that bound so that every example stays fast."""
-    old = compression._MAX_VALUES
-    compression._MAX_VALUES = 512
+    old = fileformat.MAX_VALUES
+    fileformat.MAX_VALUES = 512
     yield
-    compression._MAX_VALUES = old
+    fileformat.MAX_VALUES = old
 
 
 @FUZZ
@@ -361,8 +361,8 @@ def test_fuzz_mutations_with_valid_checksums(small_limit, data):
 
 def _crafted(fields: dict) -> bytes:
     """FUZZ_DATA's payload behind a header built from ``fields`` (valid CRCs)."""
-    _, end = compression._read_fields(memoryview(FUZZ_DATA), FUZZ_DATA[4])
-    return compression._pack_header(**fields) + FUZZ_DATA[end + 4:]
+    _, end = fileformat.read_fields(memoryview(FUZZ_DATA), FUZZ_DATA[4])
+    return fileformat.pack_header(**fields) + FUZZ_DATA[end + 4:]
 
 
 def _fields(data: bytes) -> dict:
@@ -371,7 +371,7 @@ def _fields(data: bytes) -> dict:
     return dict(model_fp=bytes.fromhex(h.fingerprint), pixels=bytes.fromhex(h.pixels_checksum),
                 environment=bytes.fromhex(h.environment), channels=h.channels, levels=h.levels,
                 chunk=h.chunk, threads=h.threads, payload_words=h.payload_words,
-                runs=compression._runs(h.shapes), names=names)
+                runs=fileformat.shape_runs(h.shapes), names=names)
 
 
 INTS = st.integers(0, 40) | st.integers(0, 2**70)
