@@ -1,14 +1,17 @@
-"""Pixel values <-> viewable images: scaling to 8 bits, grids, PNG files (Pillow)."""
+"""Pixel values <-> viewable images: scaling to 8 bits, grids, PNG files (Pillow), one or many
+written atomically."""
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .files import atomic_write
+from .files import atomic_write, current_umask
 
 
 def to_uint8(images: torch.Tensor | np.ndarray, levels: int) -> np.ndarray:
@@ -44,3 +47,26 @@ def save_png(image: np.ndarray, path: str | Path, scale: int = 1) -> None:
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
     atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+
+
+def save_pngs(images: list[np.ndarray], paths: list[Path]) -> None:
+    """Write each (H, W, C) uint8 image to its path as PNG: all of them or none. Each is written
+    to a temporary file beside its target first (folders are created), then all are moved into
+    place; an error or an interrupt before the moves removes the temporary files."""
+    staged: list[str] = []
+    mode = 0o666 & ~current_umask()  # what a plain open() would give (mkstemp makes 0600)
+    try:
+        for image, target in zip(images, paths):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".prnn-", suffix=".tmp", dir=target.parent)
+            os.close(fd)
+            staged.append(tmp)
+            Image.fromarray(image[..., 0] if image.shape[2] == 1 else image).save(tmp, format="PNG")
+            os.chmod(tmp, mode)
+        for tmp, target in zip(staged, paths):
+            os.replace(tmp, target)
+    except BaseException:
+        for tmp in staged:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        raise

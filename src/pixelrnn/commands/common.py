@@ -1,9 +1,22 @@
-"""What the subcommands share (a command never imports another command)."""
-from ..device import resolve_device  # noqa: F401  (the subcommands take it from here)
-from ..errors import ArgumentError
+"""What the subcommands share (a command never imports another command): device and thread
+flags, output-file checks, the progress flags and bar, loading a model, writing an .npz."""
+from __future__ import annotations
 
+import math
+import os
+from pathlib import Path
+
+from ..device import resolve_device
+from ..errors import ArgumentError
+from ..progress import Progress
 
 DEVICE_HELP = "auto (default: cuda when there is one) | cpu | cuda | cuda:N"
+GENERATION_DEVICE_HELP = DEVICE_HELP + "; a --seed gives the same images again on the same kind of device"
+CODING_DEVICE = "cpu"  # compress / decompress: the file records the kind of device, so no "auto"
+
+__all__ = ["DEVICE_HELP", "GENERATION_DEVICE_HELP", "CODING_DEVICE", "resolve_device", "set_threads",
+           "CommandWarning", "check_out_file", "file_in_the_way", "add_progress_flags", "progress_bar",
+           "load_model", "save_npz", "check_generation_args", "check_coding_args"]
 
 
 def set_threads(threads: int | None) -> None:
@@ -22,8 +35,6 @@ class CommandWarning(UserWarning):
 def check_out_file(path: str, flag: str, force: bool = False) -> None:
     """Before any work: ``path`` can be written as a new file (or replaced, with ``force``). A
     one-line error for an empty name, a directory, an existing file, or a parent that is a file."""
-    import os
-    from pathlib import Path
     if not path or path.endswith(("/", os.sep)):
         raise ArgumentError(f"{flag} must name a file, got {path!r}")
     p = Path(path)
@@ -43,3 +54,60 @@ def file_in_the_way(path):
         if parent.exists():
             return None if parent.is_dir() else parent
     return None
+
+
+def add_progress_flags(p) -> None:
+    """``--progress`` / ``--no-progress`` (default None: a bar only on a terminal)."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--progress", dest="progress", action="store_true", default=None,
+                   help="always show the progress bar (default: only on a terminal)")
+    g.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def progress_bar(args, total: int, desc: str) -> Progress:
+    """The command's bar over ``total`` values on stderr, as ``--progress`` says; give the
+    library ``bar.part(start, size)`` for each part of the work."""
+    return Progress(total, desc, bar=args.progress, leave=True)
+
+
+def load_model(path: str, device: str = "cpu"):
+    """(model on ``device``, user metadata) of a checkpoint; CheckpointError / FileNotFoundError
+    otherwise."""
+    from ..checkpoint import load, read_checkpoint
+    _, _, user = read_checkpoint(path)
+    return load(path, map_location=device), user
+
+
+def save_npz(path: str, **arrays) -> None:
+    """Write ``arrays`` to a compressed .npz, atomically."""
+    import numpy as np
+
+    from ..files import atomic_write
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+    atomic_write(path, write)
+
+
+def check_generation_args(args) -> None:
+    """The checks `sample` and `complete` share: batch size, temperature, threads, device, output
+    paths (``args.device`` becomes the resolved device)."""
+    if args.batch_size < 1:
+        raise ArgumentError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if not (args.temperature > 0) or not math.isfinite(args.temperature):
+        raise ArgumentError(f"--temperature must be a finite number > 0, got {args.temperature}")
+    set_threads(args.threads)
+    args.device = resolve_device(args.device)
+    check_out_file(args.out, "--out", args.force)
+    if args.npz:
+        check_out_file(args.npz, "--npz", args.force)
+        if os.path.abspath(args.npz) == os.path.abspath(args.out):
+            raise ArgumentError("--out and --npz name the same file")
+
+
+def check_coding_args(args) -> None:
+    """The checks `compress` and `decompress` share (a device kind, not "auto": the file records
+    it); sets the thread count."""
+    resolve_device(args.device, allow_auto=False)
+    set_threads(args.threads)

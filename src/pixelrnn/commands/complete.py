@@ -22,9 +22,10 @@ import sys
 import numpy as np
 import torch
 
-from ..imaging import as_rgb, grid, save_png, to_uint8
-from .sample import GENERATION_DEVICE_HELP, check_generation_args, load_model, make_progress, save_npz
 from ..errors import ArgumentError
+from ..imaging import as_rgb, grid, save_png, to_uint8
+from .common import (GENERATION_DEVICE_HELP, add_progress_flags, check_generation_args, load_model,
+                     progress_bar, save_npz)
 
 UNKNOWN_RGB = (255, 0, 0)
 
@@ -50,9 +51,7 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--device", default="auto", help=GENERATION_DEVICE_HELP)
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--progress", dest="progress", action="store_true", default=None)
-    g.add_argument("--no-progress", dest="progress", action="store_false")
+    add_progress_flags(p)
     p.set_defaults(func=run, trailing_positionals="images")
 
 
@@ -113,39 +112,47 @@ def build_unknown(spec: str, n: int, H: int, W: int, seed: int) -> torch.Tensor:
     return unknown
 
 
+def _complete(args, model, originals: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """The completions (N, C, H, W) on the CPU, in batches of --batch-size."""
+    N, C, H, W = originals.shape
+    gen = torch.Generator(device=model.device).manual_seed(args.seed)
+    x = originals.masked_fill(~known, 0)
+    per_image = C * H * W
+    chunks = []
+    with progress_bar(args, N * per_image, "completing") as bar:
+        for s in range(0, N, args.batch_size):
+            e = min(N, s + args.batch_size)
+            chunks.append(model.complete(x[s:e], known[s:e], gen, args.particles,
+                                         temperature=args.temperature, method=args.method,
+                                         progress=bar.part(s * per_image, (e - s) * per_image)).cpu())
+    return torch.cat(chunks)
+
+
+def _grid(originals: torch.Tensor, unknown: torch.Tensor, done: torch.Tensor, levels: int) -> np.ndarray:
+    """Three rows: the occluded input (unknown pixels in red), the completions, the originals."""
+    occluded = as_rgb(to_uint8(originals, levels)).transpose(0, 2, 3, 1).copy()  # (N, H, W, 3)
+    occluded[unknown[:, 0].numpy()] = UNKNOWN_RGB
+    rows = [occluded.transpose(0, 3, 1, 2), as_rgb(to_uint8(done, levels)),
+            as_rgb(to_uint8(originals, levels))]
+    return grid(np.concatenate(rows), ncol=originals.shape[0])
+
+
 def run(args) -> int:
     if args.particles < 1:
         raise ArgumentError(f"--particles must be >= 1, got {args.particles}")
     check_generation_args(args)
     model, _ = load_model(args.checkpoint, args.device)
-    C, levels = model.channels, model.levels
-    originals = torch.from_numpy(load_images(args, C, levels))
+    levels = model.levels
+    originals = torch.from_numpy(load_images(args, model.channels, levels))
     N, _, H, W = originals.shape
     unknown = build_unknown(args.mask, N, H, W, args.seed)
     known = ~unknown
-    gen = torch.Generator(device=model.device).manual_seed(args.seed)
-    x = originals.masked_fill(unknown, 0)
-    bar, callback = make_progress(args.progress, N * C * H * W, "completing")
-    chunks = []
-    try:
-        for s in range(0, N, args.batch_size):
-            e = min(N, s + args.batch_size)
-            callback.set_batch(e - s)
-            chunks.append(model.complete(x[s:e], known[s:e], gen, args.particles,
-                                         temperature=args.temperature, method=args.method,
-                                         progress=callback).cpu())
-    finally:
-        bar.close()
-    done = torch.cat(chunks)
-    occluded = as_rgb(to_uint8(originals, levels)).transpose(0, 2, 3, 1).copy()  # (N, H, W, 3)
-    occluded[unknown[:, 0].numpy()] = UNKNOWN_RGB
-    rows = [occluded.transpose(0, 3, 1, 2), as_rgb(to_uint8(done, levels)),
-            as_rgb(to_uint8(originals, levels))]
-    save_png(grid(np.concatenate(rows), ncol=N), args.out)
+    done = _complete(args, model, originals, known)
+    save_png(_grid(originals, unknown, done, levels), args.out)
     if args.npz:
-        save_npz(args.npz, images=done.numpy().astype(np.uint8 if levels <= 256 else np.int64),
-                 known=known.numpy(), originals=originals.numpy().astype(np.uint8 if levels <= 256 else np.int64),
-                 levels=np.int64(levels))
+        dtype = np.uint8 if levels <= 256 else np.int64
+        save_npz(args.npz, images=done.numpy().astype(dtype), known=known.numpy(),
+                 originals=originals.numpy().astype(dtype), levels=np.int64(levels))
     print(f"wrote {N} completions ({args.mask}, {args.particles} particle(s)) to {args.out}",
           file=sys.stderr)
     return 0

@@ -17,15 +17,13 @@ Output
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .common import check_out_file, file_in_the_way
-from .compress import DEFAULT_DEVICE, add_progress_flags, file_folder_clash, png_name, progress_bar, setup
+from .common import (CODING_DEVICE, add_progress_flags, check_coding_args, check_out_file,
+                     file_in_the_way, progress_bar, save_npz)
 from ..errors import ArgumentError
 
 
@@ -39,7 +37,7 @@ def register(sub) -> None:
     out.add_argument("--npz", metavar="FILE", help="write the images (uint8 N,C,H,W), levels and "
                      "names to this .npz instead")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
-    p.add_argument("--device", default=DEFAULT_DEVICE, help="cpu (default) or cuda: the kind of "
+    p.add_argument("--device", default=CODING_DEVICE, help="cpu (default) or cuda: the kind of "
                    "device the file was compressed on")
     p.add_argument("--threads", type=int, help="torch CPU threads for files of format version 1 "
                    "(a version-2 file records the encoder's count and is decoded with it)")
@@ -48,25 +46,31 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _read_file(name: str) -> bytes:
+    path = Path(name)
+    if not path.exists():
+        raise FileNotFoundError(f"{name} does not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"{name} is a directory, not a compressed file")
+    return path.read_bytes()
+
+
+def _check_npz(args, header) -> None:
+    check_out_file(args.npz, "--npz", args.force)
+    if len(set(header.shapes)) > 1:
+        raise ArgumentError(f"the file holds images of {len(set(header.shapes))} different sizes: "
+                            "an .npz holds one size; decompress to PNG files with -o DIR")
+
+
 def _targets(args, header) -> list[Path]:
     """The PNG paths to write, checked before anything is decoded."""
+    from ..compression.files import png_names
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"-o {args.out} exists and is not a directory")
     if header.levels > 256:
         raise ArgumentError(f"the images have {header.levels} levels: PNG holds 256; use --npz")
-    if header.names is None:
-        width = max(5, len(str(header.count - 1)))
-        rel = [f"{k:0{width}d}.png" for k in range(header.count)]
-    else:
-        rel = [png_name(name) for name in header.names]
-        if len({r.lower() for r in rel}) != len(rel):
-            raise ArgumentError("corrupted file: two images have the same name")
-        clash = file_folder_clash(rel)
-        if clash:
-            raise ArgumentError(f"the image names clash: {clash[0]} would be a file and a folder "
-                             f"(for {clash[1]}); decompress with --npz, which keeps the names")
-    paths = [out / r for r in rel]
+    paths = [out / r for r in png_names(header.names, header.count)]
     for p in paths:  # a file where a folder must go, e.g. DIR/sub is a file and an image is sub/x.png
         blocked = file_in_the_way(p)
         if blocked is not None:
@@ -82,82 +86,51 @@ def _targets(args, header) -> list[Path]:
     return paths
 
 
-def write_all(images: list[np.ndarray], targets: list[Path]) -> None:
-    """All the PNGs or none: each is written to a temporary file beside its target first, then all
-    are moved into place. An error or an interrupt before the moves removes the temporary files."""
-    from PIL import Image
-
-    from ..files import current_umask
-    staged: list[str] = []
-    mode = 0o666 & ~current_umask()  # what a plain open() would give (mkstemp makes 0600)
-    try:
-        for image, target in zip(images, targets):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".prnn-", suffix=".tmp", dir=target.parent)
-            os.close(fd)
-            staged.append(tmp)
-            Image.fromarray(image[..., 0] if image.shape[2] == 1 else image).save(tmp, format="PNG")
-            os.chmod(tmp, mode)
-        for tmp, target in zip(staged, targets):
-            os.replace(tmp, target)
-    except BaseException:
-        for tmp in staged:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        raise
-
-
-def run(args) -> int:
-    from ..compression import check_model, decompress, read_header
-    from ..imaging import to_uint8
-    from ..checkpoint import load
-    from .sample import save_npz
-    setup(args)
-    path = Path(args.file)
-    if not path.exists():
-        raise FileNotFoundError(f"{args.file} does not exist")
-    if path.is_dir():
-        raise IsADirectoryError(f"{args.file} is a directory, not a compressed file")
-    data = path.read_bytes()
-    header = read_header(data)
-    if args.npz:
-        check_out_file(args.npz, "--npz", args.force)
-        if len(set(header.shapes)) > 1:
-            raise ArgumentError(f"the file holds images of {len(set(header.shapes))} different sizes: "
-                             "an .npz holds one size; decompress to PNG files with -o DIR")
-        targets = None
-    else:
-        targets = _targets(args, header)
-    model = load(args.checkpoint, map_location=args.device)
-    check_model(model, header)
-    bar, callback = progress_bar(args.progress, header.values, "decompressing")
-    stats: dict = {}
-    t0 = time.perf_counter()
-    try:
-        decoded = decompress(model, data, progress=callback, stats=stats)
-    finally:
-        bar.close()
-    seconds = time.perf_counter() - t0
+def _write(args, header, decoded, targets) -> str:
+    """Write the decoded images (PNG files or --npz); returns where they went."""
+    from ..imaging import save_pngs, to_uint8
     levels = header.levels
-    if args.npz:
-        images = np.stack([d.image.numpy() for d in decoded]).astype(np.uint8 if levels <= 256 else np.int64)
-        arrays = {"images": images, "levels": np.int64(levels)}
-        if header.names is not None:
-            arrays["names"] = np.array(header.names, dtype=str)
-        save_npz(args.npz, **arrays)
-        where = args.npz
-    else:
-        write_all([to_uint8(d.image, levels).transpose(1, 2, 0) for d in decoded], targets)
-        where = args.out
-    n, bits = header.count, 8 * len(data) / header.values
-    nll = stats["nll_bits"] / header.values
-    summary = {"images": n, "values": header.values, "bytes": len(data), "bits_per_dim": bits,
+    if not args.npz:
+        save_pngs([to_uint8(d.image, levels).transpose(1, 2, 0) for d in decoded], targets)
+        return args.out
+    images = np.stack([d.image.numpy() for d in decoded]).astype(np.uint8 if levels <= 256 else np.int64)
+    arrays = {"images": images, "levels": np.int64(levels)}
+    if header.names is not None:
+        arrays["names"] = np.array(header.names, dtype=str)
+    save_npz(args.npz, **arrays)
+    return args.npz
+
+
+def _report(args, header, size: int, nll_bits: float, where: str, seconds: float) -> None:
+    n, bits = header.count, 8 * size / header.values
+    nll = nll_bits / header.values
+    summary = {"images": n, "values": header.values, "bytes": size, "bits_per_dim": bits,
                "model_nll_bits_per_dim": nll, "seconds": seconds,
                "images_per_second": n / seconds if seconds > 0 else None, "out": where}
     if args.json:
         print(json.dumps(summary, indent=2))
-    else:
-        print(f"decompressed {n} image(s) from {args.file} ({len(data):,} bytes, {bits:.4f} bits/dim; "
-              f"model NLL {nll:.4f} bits/dim) into {where}; {seconds:.1f} s "
-              f"({n / max(seconds, 1e-9):.1f} images/s)")
+        return
+    print(f"decompressed {n} image(s) from {args.file} ({size:,} bytes, {bits:.4f} bits/dim; "
+          f"model NLL {nll:.4f} bits/dim) into {where}; {seconds:.1f} s "
+          f"({n / max(seconds, 1e-9):.1f} images/s)")
+
+
+def run(args) -> int:
+    from ..checkpoint import load
+    from ..compression import check_model, decompress, read_header
+    check_coding_args(args)
+    data = _read_file(args.file)
+    header = read_header(data)
+    if args.npz:
+        _check_npz(args, header)
+    targets = None if args.npz else _targets(args, header)
+    model = load(args.checkpoint, map_location=args.device)
+    check_model(model, header)
+    stats: dict = {}
+    t0 = time.perf_counter()
+    with progress_bar(args, header.values, "decompressing") as bar:
+        decoded = decompress(model, data, progress=bar.part(0, header.values), stats=stats)
+    seconds = time.perf_counter() - t0
+    where = _write(args, header, decoded, targets)
+    _report(args, header, len(data), stats["nll_bits"], where, seconds)
     return 0

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
-from .common import DEVICE_HELP
 from ..errors import ArgumentError
+from .common import DEVICE_HELP, resolve_device, set_threads
 
 
 def register(sub) -> None:
@@ -26,7 +26,6 @@ def run(args) -> int:
     from ..data import load_dataset, parse_size
     from ..evaluate import evaluate
     from ..checkpoint import load
-    from .common import resolve_device, set_threads
     device = resolve_device(args.device)
     set_threads(args.threads)
     if args.batch_size < 1:

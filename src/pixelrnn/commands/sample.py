@@ -8,72 +8,16 @@ an existing file is not overwritten without ``--force``.
 """
 from __future__ import annotations
 
-import math
-import os
 import sys
 
 import numpy as np
 import torch
 
 from ..data import parse_size
-from ..imaging import grid, save_png, to_uint8
-from .common import DEVICE_HELP, check_out_file, resolve_device, set_threads
 from ..errors import ArgumentError
-
-GENERATION_DEVICE_HELP = DEVICE_HELP + "; a --seed gives the same images again on the same kind of device"
-
-
-def load_model(path: str, device: str = "cpu"):
-    """(model on ``device``, user metadata) of a checkpoint; CheckpointError / FileNotFoundError
-    otherwise."""
-    from ..checkpoint import load, read_checkpoint
-    _, _, user = read_checkpoint(path)
-    return load(path, map_location=device), user
-
-
-def save_npz(path: str, **arrays) -> None:
-    from ..files import atomic_write
-
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-    atomic_write(path, write)
-
-
-def make_progress(enabled, total: int, desc: str):
-    """A tqdm bar over ``total`` values on stderr (``enabled`` None: only when stderr is a
-    terminal) and the callback that model.sample/complete call with (done, total) positions of one
-    batch; call ``callback.set_batch(b)`` before each batch of b images."""
-    from tqdm import tqdm
-    disable = None if enabled is None else not enabled
-    bar = tqdm(total=total, desc=desc, unit="value", file=sys.stderr, disable=disable,
-               dynamic_ncols=True, mininterval=0.25, unit_scale=True)
-    state = {"last": 0, "scale": 1}
-
-    def callback(done: int, batch_total: int) -> None:
-        bar.update((done - state["last"]) * state["scale"])
-        state["last"] = 0 if done >= batch_total else done
-
-    def set_batch(b: int) -> None:
-        state["scale"], state["last"] = b, 0
-
-    callback.set_batch = set_batch
-    return bar, callback
-
-
-def check_generation_args(args) -> None:
-    """The checks `sample` and `complete` share: batch size, temperature, threads, output paths."""
-    if args.batch_size < 1:
-        raise ArgumentError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if not (args.temperature > 0) or not math.isfinite(args.temperature):
-        raise ArgumentError(f"--temperature must be a finite number > 0, got {args.temperature}")
-    set_threads(args.threads)
-    args.device = resolve_device(args.device)
-    check_out_file(args.out, "--out", args.force)
-    if args.npz:
-        check_out_file(args.npz, "--npz", args.force)
-        if os.path.abspath(args.npz) == os.path.abspath(args.out):
-            raise ArgumentError("--out and --npz name the same file")
+from ..imaging import grid, save_png, to_uint8
+from .common import (GENERATION_DEVICE_HELP, add_progress_flags, check_generation_args, load_model,
+                     progress_bar, save_npz)
 
 
 def register(sub) -> None:
@@ -93,42 +37,44 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="images sampled together (64)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--device", default="auto", help=GENERATION_DEVICE_HELP)
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--progress", dest="progress", action="store_true", default=None,
-                   help="always show the progress bar (default: only on a terminal)")
-    g.add_argument("--no-progress", dest="progress", action="store_false")
+    add_progress_flags(p)
     p.set_defaults(func=run)
+
+
+def _metadata_size(meta) -> tuple[int, int]:
+    """(H, W) from the checkpoint's image_size metadata (no --size given)."""
+    if "image_size" not in meta:
+        raise ArgumentError("the checkpoint has no image_size metadata: give --size HxW")
+    return parse_size(meta["image_size"], "image_size metadata")
+
+
+def _sample(args, model, H: int, W: int) -> torch.Tensor:
+    """args.n images (n, C, H, W) on the CPU, drawn in batches of --batch-size."""
+    gen = torch.Generator(device=model.device).manual_seed(args.seed)
+    per_image = model.channels * H * W
+    chunks = []
+    with progress_bar(args, args.n * per_image, "sampling") as bar:
+        for start in range(0, args.n, args.batch_size):
+            b = min(args.batch_size, args.n - start)
+            chunks.append(model.sample(b, height=H, width=W, generator=gen,
+                                       temperature=args.temperature, method=args.method,
+                                       progress=bar.part(start * per_image, b * per_image)).cpu())
+    return torch.cat(chunks)
 
 
 def run(args) -> int:
     if args.n < 1:
         raise ArgumentError(f"-n must be >= 1, got {args.n}")
     check_generation_args(args)
-    size = parse_size(args.size) if args.size is not None else None
+    size = parse_size(args.size) if args.size is not None else None  # checked before loading
     model, meta = load_model(args.checkpoint, args.device)
-    if size is None:
-        if "image_size" not in meta:
-            raise ArgumentError("the checkpoint has no image_size metadata: give --size HxW")
-        size = parse_size(meta["image_size"], "image_size metadata")
-    H, W = size
-    C, levels = model.channels, model.levels
-    gen = torch.Generator(device=model.device).manual_seed(args.seed)
-    bar, callback = make_progress(args.progress, args.n * C * H * W, "sampling")
-    chunks = []
-    try:
-        for start in range(0, args.n, args.batch_size):
-            b = min(args.batch_size, args.n - start)
-            callback.set_batch(b)
-            chunks.append(model.sample(b, height=H, width=W, generator=gen,
-                                       temperature=args.temperature, method=args.method,
-                                       progress=callback).cpu())
-    finally:
-        bar.close()
-    images = torch.cat(chunks)
+    H, W = size or _metadata_size(meta)
+    levels = model.levels
+    images = _sample(args, model, H, W)
     save_png(grid(to_uint8(images, levels)), args.out)
     if args.npz:
         save_npz(args.npz, images=images.to(torch.uint8).numpy() if levels <= 256 else images.numpy(),
                  levels=np.int64(levels))
-    print(f"wrote {args.n} samples of {C}x{H}x{W} to {args.out}" + (f" and {args.npz}" if args.npz else ""),
-          file=sys.stderr)
+    print(f"wrote {args.n} samples of {model.channels}x{H}x{W} to {args.out}"
+          + (f" and {args.npz}" if args.npz else ""), file=sys.stderr)
     return 0

@@ -45,8 +45,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from .common import DEVICE_HELP, CommandWarning
 from ..errors import ArgumentError
+from .common import DEVICE_HELP, CommandWarning, check_out_file, resolve_device, set_threads
 
 
 def register(sub) -> None:
@@ -116,7 +116,6 @@ def _check_args(args) -> None:
         raise ArgumentError("an --ood set is given twice")
     if args.hist and args.no_hist:
         raise ArgumentError("--hist and --no-hist contradict each other")
-    from .common import check_out_file
     named = [(f, v) for f, v in (("--csv", args.csv), ("--heatmap", args.heatmap), ("--hist", args.hist))
              if v and v != "-"]
     for flag, path in named:
@@ -193,7 +192,6 @@ def _emit_csv(target: str, header: list[str], rows: list[list]) -> None:
 
 def run(args) -> int:
     from ..checkpoint import load
-    from .common import resolve_device, set_threads
     _check_args(args)
     device = resolve_device(args.device)
     set_threads(args.threads)
