@@ -29,6 +29,8 @@ def save(model: PixelModel, path: str | os.PathLike, metadata: dict[str, str] | 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
             "pixelrnn.config": json.dumps(model.config.to_dict(), sort_keys=True)}
+    if model.class_names is not None:
+        meta["pixelrnn.class_names"] = json.dumps(list(model.class_names))
     for k, v in (metadata or {}).items():
         meta[f"user.{k}"] = str(v)
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
@@ -36,6 +38,12 @@ def save(model: PixelModel, path: str | os.PathLike, metadata: dict[str, str] | 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, str]]:
     """Config, weights and user metadata of a checkpoint, or a CheckpointError saying what is wrong."""
+    config, tensors, meta = read_all(path)
+    return config, tensors, {k[5:]: v for k, v in meta.items() if k.startswith("user.")}
+
+
+def read_all(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, str]]:
+    """Config, weights and the whole header metadata of a checkpoint (CheckpointError if bad)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -58,8 +66,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, tor
         config = ModelConfig.from_dict(json.loads(meta["pixelrnn.config"]))
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: invalid model config in checkpoint: {e}") from None
-    user = {k[5:]: v for k, v in meta.items() if k.startswith("user.")}
-    return config, tensors, user
+    return config, tensors, meta
 
 
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> PixelModel:
@@ -69,11 +76,25 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> P
     if not isinstance(map_location, torch.device) or map_location.type == "cuda":
         from .device import resolve_device
         map_location = resolve_device(str(map_location), option="map_location")
-    config, tensors, _ = read_checkpoint(path)
-    return _build(path, config, tensors).to(map_location).eval()
+    config, tensors, meta = read_all(path)
+    return build(path, config, tensors, meta).to(map_location).eval()
 
 
-def _build(path, config: ModelConfig, tensors: dict[str, torch.Tensor]) -> PixelModel:
+def class_names_of(path, meta: dict[str, str], classes: int) -> list[str] | None:
+    """The label names stored in a checkpoint's metadata (None when there are none)."""
+    if "pixelrnn.class_names" not in meta:
+        return None
+    try:
+        names = json.loads(meta["pixelrnn.class_names"])
+    except ValueError:
+        names = None
+    if not isinstance(names, list) or len(names) != classes or not all(isinstance(n, str) for n in names):
+        raise CheckpointError(f"{path}: invalid class names in checkpoint (need {classes} strings)")
+    return names
+
+
+def build(path, config: ModelConfig, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> PixelModel:
+    """The model of a checkpoint's config, weights and metadata (CheckpointError if they do not fit)."""
     try:
         model = model_from_config(config)
     except (ValueError, TypeError) as e:
@@ -86,13 +107,15 @@ def _build(path, config: ModelConfig, tensors: dict[str, torch.Tensor]) -> Pixel
     except (ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: weights do not match the stored config: "
                               f"{str(e).splitlines()[0]}") from None
+    model.class_names = class_names_of(path, meta, config.classes)
     return model
 
 
 def describe(path: str | os.PathLike) -> dict[str, Any]:
     """Config, parameter count and user metadata of a checkpoint that :func:`load` accepts, else
     the same CheckpointError."""
-    config, tensors, user = read_checkpoint(path)
-    _build(path, config, tensors)
+    config, tensors, meta = read_all(path)
+    model = build(path, config, tensors, meta)
     return {"config": config.to_dict(), "parameters": sum(t.numel() for t in tensors.values()),
-            "metadata": user}
+            "metadata": {k[5:]: v for k, v in meta.items() if k.startswith("user.")},
+            "class_names": model.class_names}

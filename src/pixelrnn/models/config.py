@@ -24,6 +24,7 @@ class ModelConfig:
     first_kernel: int = 7
     options: dict[str, Any] = field(default_factory=dict)  # architecture-specific settings
     mixtures: int = 0  # output: 0 = a categorical over the levels; K > 0 = K discretized logistics
+    classes: int = 0  # 0: unconditional; K > 0: a distribution of images given a label in [0, K)
 
     def __post_init__(self):
         for name in ("channels", "levels", "hidden", "layers", "first_kernel"):
@@ -49,6 +50,9 @@ class ModelConfig:
         if isinstance(self.mixtures, bool) or not isinstance(self.mixtures, int) or self.mixtures < 0:
             raise ArgumentError(f"mixtures must be 0 (categorical output) or a positive integer (a "
                              f"mixture of that many discretized logistics), got {self.mixtures!r}")
+        if isinstance(self.classes, bool) or not isinstance(self.classes, int) or self.classes < 0:
+            raise ArgumentError(f"classes must be 0 (unconditional) or the number of labels (>= 1), "
+                                f"got {self.classes!r}")
 
     @property
     def outputs(self) -> int:
@@ -57,8 +61,9 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        if not self.mixtures:  # categorical: the dict (and fingerprint) of models from before the field
-            del d["mixtures"]
+        for name in ("mixtures", "classes"):  # at 0: the dict (and fingerprint) of models from before the field
+            if not d[name]:
+                del d[name]
         return d
 
     @classmethod

@@ -67,6 +67,7 @@ from ..progress import as_progress
 from .config import ModelConfig
 from .diagonal_bilstm import DiagonalBiLSTMNetwork
 from .distribution import PixelModel
+from .labels import join_contexts, label_context
 from .network import PixelNetwork
 from .pixelcnn import PixelCNNNetwork
 from .row_lstm import RowLSTMNetwork
@@ -137,6 +138,10 @@ class MultiScalePixelRNN(PixelModel):
         self.small = network(stage_config())
         self.cond = network(stage_config(), context_channels=config.options["context"])
         self.upsample = ContextUpsampler(config.channels, config.options["context"], self.factor)
+        if config.classes:  # a label table per network (zero: no effect at first)
+            self.small_labels, self.cond_labels = (
+                nn.Embedding(config.classes, w, _weight=torch.zeros(config.classes, w))
+                for w in (sum(self.small.term_widths()), sum(self.cond.term_widths())))
 
     factor = property(lambda self: self.config.options["factor"])
     base = property(lambda self: self.config.options["base"])
@@ -152,41 +157,53 @@ class MultiScalePixelRNN(PixelModel):
         """The embedded small image (B, C, h, w) -> the conditional network's context (B, c, H, W)."""
         return self.upsample(es, height, width)
 
+    def label_terms(self, y: torch.Tensor | None):
+        """The per-image terms of labels ``y`` (checked, or None) for (small, cond)."""
+        return (None, None) if y is None else (self.small_labels(y), self.cond_labels(y))
+
     # -- the distribution ---------------------------------------------------------------------
-    def value_logits(self, x: torch.Tensor) -> torch.Tensor:
+    def value_logits(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """checked int (B, C, H, W) -> (H, W, B, C, L): small-network logits at the picked
         positions, conditional-network logits elsewhere."""
-        return self.embedded_logits(self.small.embed(x))
+        return self.embedded_logits(self.small.embed(x), y)
 
-    def embedded_logits(self, e: torch.Tensor) -> torch.Tensor:
+    def embedded_logits(self, e: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """``value_logits`` of the embedded image e (B, C, H, W): differentiable in e."""
         f = self.factor
         es = e[:, :, ::f, ::f]
-        out = self.cond.head(self.cond.features(e, self.context(es, *e.shape[-2:])))  # (H, W, B, C, L)
-        out[::f, ::f] = self.small.head(self.small.features(es))
+        ts, tc = self.label_terms(y)
+        out = self.cond.head(self.cond.features(e, self.context(es, *e.shape[-2:]), tc))  # (H, W, B, C, L)
+        out[::f, ::f] = self.small.head(self.small.features(es, terms=ts))
         return out
 
-    def value_log_probs(self, x: torch.Tensor, *, terms: torch.Tensor | None = None) -> torch.Tensor:
+    def labelled_log_probs(self, x: torch.Tensor, y: torch.Tensor | None, terms) -> torch.Tensor:
         """log p of every value (B, C, H, W): the small network's at the picked positions, the
         conditional network's elsewhere (the same numbers as from ``model(x)``, without building
         the combined logits: training and evaluation go through here)."""
         if terms is not None:
             self.term_width  # raises: the multi-scale model takes no per-image terms
-        x = self.check_input(x)
         f = self.factor
         H, W = x.shape[-2:]
         e = self.small.embed(x)
         es = e[:, :, ::f, ::f]
-        out = self.cond.log_probs(e, x, self.context(es, H, W)).clone()
-        out[:, :, ::f, ::f] = self.small.log_probs(es, x[:, :, ::f, ::f])
+        ts, tc = self.label_terms(y)
+        out = self.cond.log_probs(e, x, self.context(es, H, W), tc).clone()
+        out[:, :, ::f, ::f] = self.small.log_probs(es, x[:, :, ::f, ::f], terms=ts)
         return out
+
+    def layer_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The full-image (conditional) network's layers, given the small image."""
+        e = self.small.embed(x)
+        outputs: list[torch.Tensor] = []
+        self.cond.features(e, self.context(e[:, :, ::self.factor, ::self.factor], *e.shape[-2:]), outputs=outputs)
+        return outputs
 
     # -- generation ---------------------------------------------------------------------------
     @property
     def has_cached_sampler(self) -> bool:
         return self.small.has_sampling_engine and self.cond.has_sampling_engine
 
-    def naive_logits(self, H: int, W: int):
+    def naive_logits(self, H: int, W: int, y: torch.Tensor | None):
         """The naive method's full passes of the WHOLE model, for stage 1 (on the small grid)
         and stage 2 (on the full image)."""
         f = self.factor
@@ -194,28 +211,43 @@ class MultiScalePixelRNN(PixelModel):
         def small_logits(s: torch.Tensor) -> torch.Tensor:
             full = torch.zeros(*s.shape[:2], H, W, dtype=s.dtype, device=s.device)
             full[:, :, ::f, ::f] = s
-            return self.value_logits(full)[::f, ::f]
-        return small_logits, self.value_logits
+            return self.value_logits(full, y)[::f, ::f]
+        return small_logits, lambda x: self.value_logits(x, y)
 
-    def generate(self, values: torch.Tensor, known: torch.Tensor | None, *, generator=None,
+    def engine_contexts(self, small: torch.Tensor | None, y: torch.Tensor | None, H: int, W: int):
+        """The cached samplers' contexts: stage 1 (the labels, or None), stage 2 (the upsampled
+        ``small`` images (B*K, C, h, w) and the labels)."""
+        if y is None:
+            return None, self.cond.engine_context(self.context(self.small.embed(small), H, W))
+        f = self.factor
+        labels1 = label_context(self.small_labels.weight, y, self.small.term_widths(), -(-H // f), -(-W // f))
+        labels2 = label_context(self.cond_labels.weight, y, self.cond.term_widths(), H, W)
+        if small is None:
+            return labels1, None
+        return labels1, join_contexts(self.engine_contexts(small, None, H, W)[1], labels2)
+
+    def generate(self, values: torch.Tensor, known: torch.Tensor | None, *, y=None, generator=None,
                  temperature: float = 1.0, method: str = "cached", particles: int = 1,
                  progress=False, record: bool = False, desc: str = "sampling",
-                 keep_particles: bool = False, schedule: str | None = None, decide=None):
+                 keep_particles: bool = False, schedule: str | None = None, decide=None,
+                 weigh_all_known: bool = False):
         """The two-stage counterpart of ``pixelrnn.sampling.core.generate`` (arguments checked),
         with the same arguments and results: ``(images, logits, log_weights)``. With ``record``
         the logits are the small stage's at the picked positions and the conditional stage's
         elsewhere (so they equal ``model(images)`` up to float rounding). ``decide`` (see
         ``generate``; the entropy coder's hook): one callback for both stages, or a pair (stage 1
-        on the small image, stage 2 on the full image with the picked values known)."""
+        on the small image, stage 2 on the full image with the picked values known). ``y``: the
+        labels of a conditional model, one per particle (B*K,)."""
         from ..sampling.core import generate, resample
         decide1, decide2 = decide if isinstance(decide, (tuple, list)) else (decide, decide)
         B, C, H, W = values.shape
         f, K, naive = self.factor, particles, method == "naive"
         first_part = C * (-(-H // f)) * (-(-W // f))  # values in the small image
         prog = as_progress(progress, C * H * W, desc)
-        naive1, naive2 = self.naive_logits(H, W) if naive else (None, None)
+        naive1, naive2 = self.naive_logits(H, W, y) if naive else (None, None)
         common = dict(generator=generator, temperature=temperature, method=method, record=record,
                       desc=desc, schedule=schedule)
+        labels1 = None if naive else self.engine_contexts(None, y, H, W)[0]
         was_training = self.training
         try:
             self.eval()
@@ -223,18 +255,17 @@ class MultiScalePixelRNN(PixelModel):
                 small_known = None if known is None else known[:, :, ::f, ::f].contiguous()
                 small, small_logits, log_w = generate(
                     self.small, values[:, :, ::f, ::f].contiguous(), small_known, particles=K,
-                    keep_particles=True, decide=decide1, logits_fn=naive1,
-                    progress=prog.part(0, first_part), **common)
+                    keep_particles=True, decide=decide1, logits_fn=naive1, context=labels1,
+                    weigh_all_known=weigh_all_known, progress=prog.part(0, first_part), **common)
                 full, known2, kn = self.stage2_start(values, known, small, K)
-                context = self.context(self.small.embed(small), H, W) if not naive or K > 1 else None
                 images, logits, _ = generate(
                     self.cond, full, known2, decide=decide2, logits_fn=naive2,
-                    context=None if naive else self.cond.engine_context(context),
+                    context=None if naive else self.engine_contexts(small, y, H, W)[1],
                     progress=prog.part(first_part, C * H * W - first_part), **common)
                 if record:
                     logits[:, :, :, ::f, ::f] = small_logits
                 if K > 1:
-                    log_w = log_w + self.cond_weights(images, kn, self.picked(H, W), context).view(B, K)
+                    log_w = log_w + self.cond_weights(images, kn, y, weigh_all_known).view(B, K)
                     if not keep_particles:
                         images, logits = resample(log_w, generator, images, logits)
         finally:
@@ -256,27 +287,31 @@ class MultiScalePixelRNN(PixelModel):
         known2 = (known2 | kn if kn is not None else known2).contiguous()
         return full, known2, kn
 
-    def cond_weights(self, images: torch.Tensor, known: torch.Tensor | None, picked: torch.Tensor,
-                      context: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    def cond_weights(self, images: torch.Tensor, known: torch.Tensor | None, y: torch.Tensor | None,
+                     all_known: bool = False, chunk: int = 64) -> torch.Tensor:
         """Per image (float64 (n,)), the conditional model's exact (T = 1) log-likelihood of the
         known non-picked values that come after an unknown value in the two-stage order: all of
-        them when a picked value was unknown, else those after the first unknown non-picked one
-        in raster order."""
+        them when a picked value was unknown (or ``all_known``), else those after the first
+        unknown non-picked one in raster order."""
         n, C, H, W = images.shape
         out = torch.zeros(n, dtype=torch.float64, device=images.device)
         if known is None:
             return out
+        picked = self.picked(H, W)
         raster = torch.arange(C * H * W, device=images.device).view(H, W, C).permute(2, 0, 1)
         rest = ~picked  # (H, W)
-        small_unknown = (~known & picked).flatten(1).any(1)  # (n,)
+        small_unknown = (~known & picked).flatten(1).any(1) | all_known  # (n,)
         first = torch.where(~known & rest, raster, C * H * W).flatten(1).min(1).values  # (n,)
         after = small_unknown.view(-1, 1, 1, 1) | (raster > first.view(-1, 1, 1, 1))
         mask = known & rest & after
+        f = self.factor
         for s in range(0, n, chunk):
             e = min(n, s + chunk)
             if not mask[s:e].any():
                 continue
-            lg = self.cond.logits(images[s:e], context[s:e]).to(torch.float64)  # (H, W, b, C, L)
+            context = self.context(self.small.embed(images[s:e, :, ::f, ::f]), H, W)
+            terms = None if y is None else self.cond_labels(y[s:e])
+            lg = self.cond.logits(images[s:e], context, terms).to(torch.float64)  # (H, W, b, C, L)
             lp = lg.log_softmax(-1).gather(-1, images[s:e].permute(2, 3, 0, 1).unsqueeze(-1))
             lp = lp.squeeze(-1).permute(2, 3, 0, 1)  # (b, C, H, W)
             out[s:e] = torch.where(mask[s:e], lp, 0.0).sum(dim=(1, 2, 3))

@@ -90,25 +90,30 @@ class PixelNetwork(nn.Module):
     device = property(lambda self: self.first.weight.device)
 
     # -- the forward pass ---------------------------------------------------------------------
-    def body(self, features: torch.Tensor, conds: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """(B, 2h, H, W) -> (H, W, B, 2h); ``conds``: per-layer terms (see ``context_terms``)."""
+    def body(self, features: torch.Tensor, conds: list[torch.Tensor] | None = None,
+             outputs: list | None = None) -> torch.Tensor:
+        """(B, 2h, H, W) -> (H, W, B, 2h); ``conds``: per-layer terms (see ``context_terms``);
+        ``outputs``: a list that receives every block's output (B, 2h, H, W)."""
         raise NotImplementedError
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:  # int (B, C, H, W) -> float in [-1, 1]
         return x.to(self.first.weight.dtype) * (2.0 / (self.levels - 1)) - 1.0
 
     def features(self, e: torch.Tensor, context: torch.Tensor | None = None,
-                 terms: torch.Tensor | None = None) -> torch.Tensor:
+                 terms: torch.Tensor | None = None, outputs: list | None = None) -> torch.Tensor:
         """Embedded image (B, C, H, W) -> the last block's output (H, W, B, 2h), before the head,
-        with the conditioning of a context map and/or per-image terms."""
+        with the conditioning of a context map and/or per-image terms. ``outputs``: a list that
+        receives the first layer's and every block's output, (B, 2h, H, W) each."""
         features = self.first(e)
+        if outputs is not None:
+            outputs.append(features)
         if context is None and terms is None:
-            return self.body(features)
+            return self.body(features, None, outputs)
         conds = None if context is None else self.context_terms(context)
         if terms is not None:
             extra = self.image_terms(terms)
             conds = extra if conds is None else [c + t for c, t in zip(conds, extra)]
-        return self.body(features, conds)
+        return self.body(features, conds, outputs)
 
     def head_params(self, features: torch.Tensor) -> torch.Tensor:  # (H, W, B, 2h) -> (H, W, B, C, outputs)
         out = self.head2.pointwise(F.relu(self.head1.pointwise(F.relu(features))))
@@ -207,6 +212,11 @@ class RecurrentNetwork(PixelNetwork):
     def term_widths(self) -> list[int]:
         return [self.state_maps * self.config.hidden] * self.config.layers
 
-    def body(self, features: torch.Tensor, conds: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def body(self, features: torch.Tensor, conds: list[torch.Tensor] | None = None,
+             outputs: list | None = None) -> torch.Tensor:
         # (B, 2h, H, W) -> (H, W, B, 2h); conds: channels-last per-block conditioning terms
-        return self.stack(features.permute(2, 3, 0, 1).contiguous(), conds)
+        blocks = None if outputs is None else []
+        out = self.stack(features.permute(2, 3, 0, 1).contiguous(), conds, blocks)
+        if outputs is not None:
+            outputs.extend(b.permute(2, 3, 0, 1) for b in blocks)  # (B, 2h, H, W) each
+        return out

@@ -40,9 +40,10 @@ class PixelCNNNetwork(PixelNetwork):
     def image_terms(self, terms: torch.Tensor) -> list[torch.Tensor]:  # (B, sum) -> (B, h, 1, 1) each
         return [t[:, :, None, None] for t in terms.split(self.term_widths(), dim=-1)]
 
-    def body(self, features: torch.Tensor, conds: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def body(self, features: torch.Tensor, conds: list[torch.Tensor] | None = None,
+             outputs: list | None = None) -> torch.Tensor:
         # (B, 2h, H, W) -> (H, W, B, 2h); conds: (B, h, H, W) terms per block (context_terms)
-        return self.stack(features, conds).permute(2, 3, 0, 1)
+        return self.stack(features, conds, outputs).permute(2, 3, 0, 1)
 
     def sampling_engine(self, n: int, height: int, width: int, schedule: str | None = None, context=None):
         from ..sampling.pixelcnn import PixelCNNEngine, PixelCNNWavefrontEngine

@@ -74,12 +74,16 @@ class ResidualStack(nn.Module):
         self.skips = (nn.ModuleList(MaskedConv2d(width, width, 1, "B", colors) for _ in blocks)
                       if skip else None)
 
-    def forward(self, x: torch.Tensor, conds: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, conds: list[torch.Tensor] | None = None,
+                outputs: list | None = None) -> torch.Tensor:
         """``conds``: optional per-block conditioning terms (one per block, passed to the block's
-        ``forward`` as ``cond``), for conditional networks."""
+        ``forward`` as ``cond``), for conditional networks. ``outputs``: a list that receives
+        every block's output (learned features, :mod:`pixelrnn.understanding`)."""
         total = None
         for i, block in enumerate(self.blocks):
             x = block(x) if conds is None else block(x, conds[i])
+            if outputs is not None:
+                outputs.append(x)
             if self.skips is not None:
                 s = self.skips[i].pointwise(x) if self.channels_last else self.skips[i](x)
                 total = s if total is None else total + s

@@ -57,25 +57,25 @@ from ..models.checks import METHODS
 __all__ = ["sample", "complete", "generate", "METHODS"]
 
 
-def sample(model, n: int, height: int | None = None, width: int | None = None, *,
+def sample(model, n: int, height: int | None = None, width: int | None = None, *, y=None,
            generator: torch.Generator | None = None, temperature: float = 1.0,
            method: str = "cached", progress: bool | Callable[[int, int], None] = False) -> torch.Tensor:
     """``model.sample(...)``: ``n`` new images of ``height`` × ``width``, int64 (n, C, height,
     width) on the model's device. ``progress``: True for a tqdm bar on stderr, or a callable
     ``f(done, total)`` (values)."""
-    return model.sample(n, height, width, generator=generator, temperature=temperature,
+    return model.sample(n, height, width, y=y, generator=generator, temperature=temperature,
                         method=method, progress=progress)
 
 
 def complete(model, x: torch.Tensor, known: torch.Tensor, generator: torch.Generator | None = None,
-             particles: int = 1, *, temperature: float = 1.0, method: str = "cached",
+             particles: int = 1, *, y=None, temperature: float = 1.0, method: str = "cached",
              progress: bool | Callable[[int, int], None] = False, return_weights: bool = False):
     """``model.complete(...)``: fill the unknown values of ``x`` (int (B, C, H, W)); ``known``
     (bool, broadcastable to x) marks the values to keep, which are returned exactly unchanged.
     ``particles=K`` > 1 draws K candidates per image and keeps one by importance resampling (see
     the module docstring). Returns int64 (B, C, H, W) on the model's device (and the (B, K)
     float64 log-weights if ``return_weights``; None when K = 1)."""
-    out, log_w = model.complete_with_weights(x, known, generator, particles, temperature=temperature,
+    out, log_w = model.complete_with_weights(x, known, generator, particles, y=y, temperature=temperature,
                                              method=method, progress=progress)
     return (out, log_w) if return_weights else out
 

@@ -37,7 +37,7 @@ class Chooser:
     decoder of :mod:`pixelrnn.compression`, and by its encoder, which returns the true values."""
 
     def __init__(self, values, known, generator, temperature, weights: bool, record: bool,
-                 levels: int, record_dtype, decide: Callable | None = None):
+                 levels: int, record_dtype, decide: Callable | None = None, weigh_all_known: bool = False):
         n, C, H, W = values.shape
         dev = values.device
         self.n, self.C, self.H, self.W = n, C, H, W
@@ -73,6 +73,8 @@ class Chooser:
                 big = torch.full_like(raster, C * H * W)
                 first = torch.where(~self.kn, raster.unsqueeze(-1), big.unsqueeze(-1)).flatten(0, 2).min(0).values
                 self.wm = self.kn & (raster.unsqueeze(-1) > first)  # (C, H, W, n)
+                if weigh_all_known:  # particles with different labels: every known value counts
+                    self.wm = self.kn.clone()
                 self.needw = self.wm.any(-1).tolist()
         self.rec = None
         if record:

@@ -108,7 +108,8 @@ def generate(net, values: torch.Tensor, known: torch.Tensor | None, *, generator
              temperature: float = 1.0, method: str = "cached", particles: int = 1,
              progress: bool | Callable = False, record: bool = False, desc: str = "sampling",
              keep_particles: bool = False, schedule: str | None = None,
-             decide: Callable | None = None, context=None, logits_fn: Callable | None = None):
+             decide: Callable | None = None, context=None, logits_fn: Callable | None = None,
+             weigh_all_known: bool = False):
     """Core of sample()/complete() for ONE network (``net``: a PixelNetwork), arguments checked.
 
     values: int64 (B, C, H, W) on the network's device (unknown positions hold anything in range);
@@ -120,7 +121,9 @@ def generate(net, values: torch.Tensor, known: torch.Tensor | None, *, generator
     replaces the random draw by a callback (see :class:`~pixelrnn.sampling.chooser.Chooser`;
     particles must be 1). ``context``: a conditional network's engine context
     (``net.engine_context(map)``, cached method). ``logits_fn``: the naive method's full pass,
-    int (n, C, H, W) -> (H, W, n, C, L) (default ``net.logits``)."""
+    int (n, C, H, W) -> (H, W, n, C, L) (default ``net.logits``). ``weigh_all_known``: the
+    particle weights count every known value, not only those after the first unknown one (for
+    particles that differ before it, e.g. by their label)."""
     B, C, H, W = values.shape
     K = particles
     if K > 1:
@@ -133,7 +136,8 @@ def generate(net, values: torch.Tensor, known: torch.Tensor | None, *, generator
         net.eval()
         with torch.no_grad():
             ch = Chooser(values, known, generator, temperature, weights=K > 1, record=record,
-                         levels=net.levels, record_dtype=net.first.weight.dtype, decide=decide)
+                         levels=net.levels, record_dtype=net.first.weight.dtype, decide=decide,
+                         weigh_all_known=weigh_all_known)
             if method == "naive":
                 _naive(logits_fn or net.logits, ch, prog)
             else:
