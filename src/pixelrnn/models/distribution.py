@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import ArgumentError
-from ..nn.blocks import ConvBlock, RecurrentBlock
+from ..nn.blocks import ConvBlock, RecurrentBlock, ResidualStack
 from .checks import check_count, check_images, check_known, check_sampling, check_size
 from .config import ModelConfig
 from .labels import (check_labels, check_prior, draw_labels, label_context,
@@ -72,6 +72,18 @@ class PixelModel(nn.Module):
         for m in self.modules():
             if isinstance(m, (RecurrentBlock, ConvBlock)):
                 m.dropout = float(p)
+        return self
+
+    def set_checkpointing(self, on: bool) -> "PixelModel":
+        """Activation checkpointing in training (``--checkpoint-activations``): every residual
+        block recomputes its activations in the backward pass instead of keeping them (see
+        :class:`pixelrnn.nn.blocks.ResidualStack`); the same results with less memory. A
+        training setting, not saved with the model."""
+        if not isinstance(on, bool):
+            raise ArgumentError(f"checkpointing must be True or False, got {on!r}")
+        for m in self.modules():
+            if isinstance(m, ResidualStack):
+                m.checkpoint_activations = on
         return self
 
     def check_input(self, x: torch.Tensor) -> torch.Tensor:

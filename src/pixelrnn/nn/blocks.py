@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from .masked import MaskedConv2d
 
@@ -64,7 +65,12 @@ class ConvBlock(nn.Module):
 
 class ResidualStack(nn.Module):
     """Blocks in sequence. With ``skip=True`` the output is the sum of a learned 1×1 mask-B
-    projection of every block's output (skip connections to the output), else the last output."""
+    projection of every block's output (skip connections to the output), else the last output.
+
+    ``checkpoint_activations`` (a training setting, off by default): in training mode with
+    gradients on, each block keeps only its input and recomputes its activations in the backward
+    pass (``torch.utils.checkpoint``, the dropout draws replayed): the memory of one block
+    instead of L, for about one more forward pass; the results are the same."""
 
     def __init__(self, blocks: list[nn.Module], width: int, colors: int, skip: bool = False,
                  channels_last: bool = False):
@@ -73,6 +79,12 @@ class ResidualStack(nn.Module):
         self.channels_last = channels_last
         self.skips = (nn.ModuleList(MaskedConv2d(width, width, 1, "B", colors) for _ in blocks)
                       if skip else None)
+        self.checkpoint_activations = False
+
+    def run_block(self, block: nn.Module, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        if self.checkpoint_activations and self.training and torch.is_grad_enabled():
+            return checkpoint(block, x, cond, use_reentrant=False)
+        return block(x, cond)
 
     def forward(self, x: torch.Tensor, conds: list[torch.Tensor] | None = None,
                 outputs: list | None = None) -> torch.Tensor:
@@ -81,7 +93,7 @@ class ResidualStack(nn.Module):
         every block's output (learned features, :mod:`pixelrnn.understanding`)."""
         total = None
         for i, block in enumerate(self.blocks):
-            x = block(x) if conds is None else block(x, conds[i])
+            x = self.run_block(block, x, None if conds is None else conds[i])
             if outputs is not None:
                 outputs.append(x)
             if self.skips is not None:

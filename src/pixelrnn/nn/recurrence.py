@@ -188,42 +188,44 @@ class _LSTMScan(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_h):
+        saved = ctx.saved_tensors  # unpacked once (activation checkpointing allows no more)
         with torch.autocast(device_type=grad_h.device.type, enabled=False):
-            return _LSTMScan._backward(ctx, grad_h.to(ctx.saved_tensors[0].dtype))
+            return scan_backward(saved, ctx.geo, grad_h.to(saved[0].dtype))
 
-    @staticmethod
-    def _backward(ctx, grad_h):
-        weight, hpad, cpad, tcs, acts = ctx.saved_tensors
-        geo = ctx.geo
-        D, H, W, N, G = acts.shape
-        h = G // 4
-        grad_h = grad_h.contiguous()
-        dpre = torch.empty_like(acts)
-        dhpad = torch.zeros_like(hpad)  # gradient reaching each h from later steps
-        dcpad = torch.zeros_like(cpad)  # gradient reaching each c from later steps
-        w_t = weight.transpose(1, 2).contiguous()  # (D, 4h, k*h)
-        for t in reversed(range(geo.steps)):
-            a = geo.at(acts, t)
-            o, f, i, g = a.split(h, dim=-1)
-            tc = geo.at(tcs, t)
-            dh = geo.at(grad_h, t) + geo.h_at(dhpad, t)
-            # dc = (gradient from the next step) + dh * o * tanh'(c)
-            dct = torch.addcmul(geo.c_at(dcpad, t), dh * o, 1 - tc * tc)
-            da = torch.cat([dh * tc, dct * geo.c_prev(cpad, t), dct * g, dct * i], dim=-1)
-            deriv = a * (1 - a)  # sigmoid' for o, f, i ...
-            deriv[..., 3 * h:] = 1 - g * g  # ... and tanh' for g
-            dgate = da.mul_(deriv)  # (D, S, N, 4h), contiguous
-            geo.at(dpre, t).copy_(dgate)  # a copy; writing into a strided view with out= is no faster
-            geo.c_prev(dcpad, t).addcmul_(dct, f)
-            S = dgate.shape[1]
-            du = torch.bmm(dgate.view(D, S * N, G), w_t).view(D, S, N, -1)
-            for k, view in enumerate(geo.h_taps(dhpad, t)):
-                view += du[..., k * h:(k + 1) * h]
-        # weight gradient: one matrix product over every pixel
-        u_all = torch.cat(geo.all_taps(hpad), dim=-1).reshape(D, H * W * N, -1)
-        dw = torch.bmm(u_all.transpose(1, 2), dpre.view(D, H * W * N, G))
-        dh0, dc0 = geo.initial_grads(dhpad, dcpad)
-        return dpre, dw, dh0, dc0, None
+
+def scan_backward(saved: tuple[torch.Tensor, ...], geo, grad_h: torch.Tensor):
+    """The backward pass of the LSTM scan from its saved tensors: the gradients of
+    (pre, weight, h0, c0, geometry)."""
+    weight, hpad, cpad, tcs, acts = saved
+    D, H, W, N, G = acts.shape
+    h = G // 4
+    grad_h = grad_h.contiguous()
+    dpre = torch.empty_like(acts)
+    dhpad = torch.zeros_like(hpad)  # gradient reaching each h from later steps
+    dcpad = torch.zeros_like(cpad)  # gradient reaching each c from later steps
+    w_t = weight.transpose(1, 2).contiguous()  # (D, 4h, k*h)
+    for t in reversed(range(geo.steps)):
+        a = geo.at(acts, t)
+        o, f, i, g = a.split(h, dim=-1)
+        tc = geo.at(tcs, t)
+        dh = geo.at(grad_h, t) + geo.h_at(dhpad, t)
+        # dc = (gradient from the next step) + dh * o * tanh'(c)
+        dct = torch.addcmul(geo.c_at(dcpad, t), dh * o, 1 - tc * tc)
+        da = torch.cat([dh * tc, dct * geo.c_prev(cpad, t), dct * g, dct * i], dim=-1)
+        deriv = a * (1 - a)  # sigmoid' for o, f, i ...
+        deriv[..., 3 * h:] = 1 - g * g  # ... and tanh' for g
+        dgate = da.mul_(deriv)  # (D, S, N, 4h), contiguous
+        geo.at(dpre, t).copy_(dgate)  # a copy; writing into a strided view with out= is no faster
+        geo.c_prev(dcpad, t).addcmul_(dct, f)
+        S = dgate.shape[1]
+        du = torch.bmm(dgate.view(D, S * N, G), w_t).view(D, S, N, -1)
+        for k, view in enumerate(geo.h_taps(dhpad, t)):
+            view += du[..., k * h:(k + 1) * h]
+    # weight gradient: one matrix product over every pixel
+    u_all = torch.cat(geo.all_taps(hpad), dim=-1).reshape(D, H * W * N, -1)
+    dw = torch.bmm(u_all.transpose(1, 2), dpre.view(D, H * W * N, G))
+    dh0, dc0 = geo.initial_grads(dhpad, dcpad)
+    return dpre, dw, dh0, dc0, None
 
 
 def lstm_scan(pre: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor | None,
