@@ -452,7 +452,7 @@ def test_the_symmetry_bias_conditions_every_architecture_and_leaves_the_identity
     from pixelrnn.train import LogProb, SymmetryBias
     torch.manual_seed(0)
     model = pixelrnn.create_model(arch, channels=3, levels=4, hidden=6, layers=2).double()
-    bias = SymmetryBias(sum(model._context_widths())).double()
+    bias = SymmetryBias(model.term_width).double()
     torch.nn.init.normal_(bias.table)
     net = LogProb(model, bias)
     x = torch.randint(0, 4, (3, 3, 5, 5))
@@ -482,7 +482,7 @@ def test_dihedral_training_keeps_the_model_plain_and_its_symmetry_biases_in_the_
     a, b = (load_file(tmp_path / r / "last.safetensors") for r in ("plain", "dih"))
     assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
     model = pixelrnn.load(tmp_path / "dih" / "last.safetensors")  # an ordinary model
-    assert model.context_channels == 0
+    assert model.net.context_channels == 0 and model.classes == 0
     state = load_file(tmp_path / "dih" / "state.safetensors")
     table = state["symmetry.table"]
     assert table.shape == (7, 4 * 6) and bool((table != 0).any())  # 1 layer of 4h, h = 6
