@@ -6,6 +6,8 @@
     ds.batch(idx)    # torch.int64 (B, C, H, W) for a LongTensor or slice of indices
     ds[0]            # torch.int64 (C, H, W): an ImageDataset is also a torch Dataset
     ds.redraw(g)     # dynamic binarization (binarized-mnist train only)
+    ds.labels        # torch.int64 (N,) class indices, or None; ds.class_names: list[str] or None
+    ds.labels_of(idx)  # torch.int64 (B,): the labels of ds.batch(idx)
 
 Every dataset, its split, its levels, the file formats and the errors are specified in
 ``docs/datasets.md``. Every problem with the data raises :class:`DataError` (a ``ValueError``)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .dataset import Parts, oneline, split_array
+from .dataset import Parts, check_labels, numbered_classes, oneline, split_array
 
 def as_uint8(a: np.ndarray, where: str) -> np.ndarray:
     """uint8 pixels from an integer array with values in 0..255, or a DataError."""
@@ -44,7 +44,16 @@ def _npz_array(npz, key: str, where: str) -> np.ndarray:
         raise DataError(f"cannot read array {key!r} of {where}: {oneline(exc)}") from None
 
 
+IMAGE_PAIRS = (("x_train", "x_test"), ("train", "test"))   # the splits of an .npz
+IMAGE_KEYS = ("x", "images", "arr_0")                        # one array to split 90/10
+LABEL_PAIRS = (("y_train", "y_test"), ("train_labels", "test_labels"))
+LABEL_KEYS = ("labels", "y")
+CLASS_NAMES_KEY = "class_names"
+
+
 def load_array_file(path: Path, split: str) -> Parts:
+    """``npy:PATH`` / ``npz:PATH``: one array split 90/10, or an .npz's own splits; labels from
+    the .npz's label arrays."""
     if not path.is_file():
         raise DataError(f"{path} is not a regular file (expected a .npy or .npz file)")
     try:
@@ -53,25 +62,63 @@ def load_array_file(path: Path, split: str) -> Parts:
         raise DataError(f"cannot read {path} as .npy/.npz: {oneline(exc)}") from None
     if isinstance(loaded, np.ndarray):
         return split_array(to_nchw(loaded, str(path)))
-
     with loaded as npz:
-        keys = list(npz.files)
-        for train_key, test_key in (("x_train", "x_test"), ("train", "test")):
-            if train_key in keys and test_key in keys:
-                arrays = {}
-                for which, key in (("train", train_key), ("test", test_key)):
-                    if split in (which, "all"):
-                        where = f"{path}[{key}]"
-                        arrays[which] = to_nchw(_npz_array(npz, key, str(path)), where)
-                return Parts(256, arrays.get("train"), arrays.get("test"))
-        for key in ("x", "images", "arr_0"):
-            if key in keys:
-                break
-        else:
-            if len(keys) != 1:
-                raise DataError(f"{path} has arrays {keys}: expected x_train and x_test, train and test, "
-                                "or one array named x, images or arr_0")
-            key = keys[0]
-        return split_array(to_nchw(_npz_array(npz, key, str(path)), f"{path}[{key}]"))
+        return _load_npz(npz, path, split)
 
 
+def _load_npz(npz, path: Path, split: str) -> Parts:
+    keys = list(npz.files)
+    for train_key, test_key in IMAGE_PAIRS:
+        if train_key in keys and test_key in keys:
+            arrays = {which: to_nchw(_npz_array(npz, key, str(path)), f"{path}[{key}]")
+                      for which, key in (("train", train_key), ("test", test_key)) if split in (which, "all")}
+            labels, class_names, why = _pair_labels(npz, path, {w: len(a) for w, a in arrays.items()})
+            return Parts(256, arrays.get("train"), arrays.get("test"), train_labels=labels.get("train"),
+                         test_labels=labels.get("test"), class_names=class_names, labels_note=why)
+    label_key = next((k for k in LABEL_KEYS if k in keys), None)
+    candidates = [k for k in keys if k not in (label_key, CLASS_NAMES_KEY)] or keys
+    key = next((k for k in IMAGE_KEYS if k in keys), None)
+    if key is None:
+        if len(candidates) != 1:
+            raise DataError(f"{path} has arrays {keys}: expected x_train and x_test, train and test, "
+                            "or one array named x, images or arr_0")
+        key = candidates[0]
+    images = to_nchw(_npz_array(npz, key, str(path)), f"{path}[{key}]")
+    if label_key is None or label_key == key:
+        return split_array(images)
+    where = f"{path}[{label_key}]"
+    labels = check_labels(_npz_array(npz, label_key, str(path)), len(images), where)
+    return split_array(images, None, labels, _class_names(npz, path, labels))
+
+
+def _pair_labels(npz, path: Path, sizes: dict[str, int]) -> tuple[dict[str, np.ndarray], list[str] | None, str]:
+    """The labels of an .npz with its own splits ({split: int64 (N,)} for the splits in
+    ``sizes``), the class names and why there are none: labels need both arrays of a pair."""
+    keys, why = list(npz.files), ""
+    for pair in LABEL_PAIRS:
+        present = [k for k in pair if k in keys]
+        if len(present) == 1:
+            why = f"{path} has {present[0]!r} but no {pair[1 - pair.index(present[0])]!r}"
+        if len(present) != 2:
+            continue
+        every = {}
+        for which, key in zip(("train", "test"), pair):
+            a = _npz_array(npz, key, str(path))
+            every[which] = check_labels(a, sizes.get(which, len(np.asarray(a))), f"{path}[{key}]")
+        return {w: a for w, a in every.items() if w in sizes}, _class_names(npz, path, *every.values()), ""
+    return {}, None, why
+
+
+def _class_names(npz, path: Path, *labels: np.ndarray) -> list[str]:
+    """The .npz's ``class_names`` (a 1-D array of strings), else "0", "1", ... up to the largest
+    label; every label must name a class."""
+    if CLASS_NAMES_KEY not in npz.files:
+        return numbered_classes(*labels)
+    names = _npz_array(npz, CLASS_NAMES_KEY, str(path))
+    if names.ndim != 1 or names.dtype.kind not in "US" or not names.size:
+        raise DataError(f"{path}[{CLASS_NAMES_KEY}] must be a 1-D array of strings, got "
+                        f"{names.dtype} {names.shape}")
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in names.tolist()]
+    for a in labels:
+        check_labels(a, len(a), f"{path}[labels]", names)
+    return names

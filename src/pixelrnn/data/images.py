@@ -75,48 +75,14 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def load_folder(root: Path, crop: tuple[int, int] | None, skip_bad: bool) -> Parts:
+    """``folder:PATH``: the images under ``root``, split by ``train/`` and ``test/`` subfolders or
+    by the seeded 90/10 split; labels from class subfolders (see :func:`folder_labels`)."""
     if not root.is_dir():
         raise DataError(f"{root} is not a directory (folder: expects a directory of PNG/JPEG files)")
-    if (root / "train").is_dir() and (root / "test").is_dir():
-        groups = {"train": image_files(root / "train"), "test": image_files(root / "test")}
-        for which, files in groups.items():
-            if not files:
-                raise DataError(f"no images found in {root / which}")
-        used = set(groups["train"]) | set(groups["test"])
-        unused = [p for p in image_files(root) if p not in used]
-        if unused:
-            warnings.warn(DataWarning(f"{len(unused)} image(s) under {root} outside train/ and test/ are "
-                                      f"not used (the first: {unused[0].relative_to(root).as_posix()})"),
-                          stacklevel=2)
-    else:
-        groups = {"all": image_files(root)}
-        if not groups["all"]:
-            raise DataError(f"no images found in {root} (looked for {', '.join(IMAGE_SUFFIXES)} files)")
-
+    groups = _folder_groups(root)
     skipped: list[str] = []
-    decoded: dict[str, list[tuple[str, np.ndarray]]] = {}
-    for which, files in groups.items():
-        decoded[which] = []
-        for path in files:
-            try:
-                pixels = read_image(path)
-                if crop is not None:
-                    h, w = pixels.shape[:2]
-                    if crop[0] > h or crop[1] > w:
-                        raise DataError(f"{path} is {h}x{w}, smaller than crop {crop[0]}x{crop[1]}")
-                    top, left = (h - crop[0]) // 2, (w - crop[1]) // 2
-                    pixels = pixels[top:top + crop[0], left:left + crop[1]]
-            except DataError as exc:
-                if not skip_bad:
-                    raise
-                warnings.warn(f"skipping {path}: {exc}", DataWarning, stacklevel=4)
-                skipped.append(str(path))
-                continue
-            decoded[which].append((path.relative_to(root).as_posix(), pixels))
-        if not decoded[which]:
-            where = root / which if which != "all" else root
-            raise DataError(f"no readable images in {where} ({len(files)} skipped as unreadable)")
-
+    decoded = {which: _decode_files(root, which, files, crop, skip_bad, skipped)
+               for which, files in groups.items()}
     everything = [item for items in decoded.values() for item in items]
     first_name, first = everything[0]
     for name, pixels in everything:
@@ -125,24 +91,94 @@ def load_folder(root: Path, crop: tuple[int, int] | None, skip_bad: bool) -> Par
                             f"{first.shape[0]}x{first.shape[1]} but {name} is "
                             f"{pixels.shape[0]}x{pixels.shape[1]}; pass crop=(H, W) to center-crop them")
     rgb = any(pixels.ndim == 3 for _, pixels in everything)
-
-    def stack(items: list[tuple[str, np.ndarray]]) -> np.ndarray:
-        arrays = []
-        for _, pixels in items:
-            if pixels.ndim == 2:
-                pixels = np.repeat(pixels[:, :, None], 3, axis=2) if rgb else pixels[:, :, None]
-            arrays.append(pixels)
-        return np.stack(arrays).transpose(0, 3, 1, 2)
-
+    names = {which: [name for name, _ in items] for which, items in decoded.items()}
+    labels, class_names, why = folder_labels(names)
     if "all" in decoded:
-        items = decoded["all"]
-        parts = split_array(stack(items), [name for name, _ in items])
+        parts = split_array(_stack(decoded["all"], rgb), names["all"], labels.get("all"), class_names)
     else:
-        parts = Parts(256, stack(decoded["train"]), stack(decoded["test"]),
-                       [name for name, _ in decoded["train"]], [name for name, _ in decoded["test"]])
-    parts.skipped = skipped
+        parts = Parts(256, _stack(decoded["train"], rgb), _stack(decoded["test"], rgb), names["train"],
+                      names["test"], train_labels=labels.get("train"), test_labels=labels.get("test"),
+                      class_names=class_names)
+    parts.skipped, parts.labels_note = skipped, why
     return parts
 
+
+def _folder_groups(root: Path) -> dict[str, list[Path]]:
+    """The image files of each part of a folder: {"train": ..., "test": ...} or {"all": ...}."""
+    if not ((root / "train").is_dir() and (root / "test").is_dir()):
+        files = image_files(root)
+        if not files:
+            raise DataError(f"no images found in {root} (looked for {', '.join(IMAGE_SUFFIXES)} files)")
+        return {"all": files}
+    groups = {"train": image_files(root / "train"), "test": image_files(root / "test")}
+    for which, files in groups.items():
+        if not files:
+            raise DataError(f"no images found in {root / which}")
+    used = set(groups["train"]) | set(groups["test"])
+    unused = [p for p in image_files(root) if p not in used]
+    if unused:
+        warnings.warn(DataWarning(f"{len(unused)} image(s) under {root} outside train/ and test/ are "
+                                  f"not used (the first: {unused[0].relative_to(root).as_posix()})"),
+                      stacklevel=4)
+    return groups
+
+
+def _decode_files(root: Path, which: str, files: list[Path], crop: tuple[int, int] | None,
+                  skip_bad: bool, skipped: list[str]) -> list[tuple[str, np.ndarray]]:
+    """(name relative to ``root``, pixels) of each readable file, center-cropped; unreadable
+    ones raise, or with ``skip_bad`` are appended to ``skipped`` with a warning."""
+    decoded = []
+    for path in files:
+        try:
+            pixels = read_image(path)
+            if crop is not None:
+                h, w = pixels.shape[:2]
+                if crop[0] > h or crop[1] > w:
+                    raise DataError(f"{path} is {h}x{w}, smaller than crop {crop[0]}x{crop[1]}")
+                top, left = (h - crop[0]) // 2, (w - crop[1]) // 2
+                pixels = pixels[top:top + crop[0], left:left + crop[1]]
+        except DataError as exc:
+            if not skip_bad:
+                raise
+            warnings.warn(f"skipping {path}: {exc}", DataWarning, stacklevel=5)
+            skipped.append(str(path))
+            continue
+        decoded.append((path.relative_to(root).as_posix(), pixels))
+    if not decoded:
+        where = root / which if which != "all" else root
+        raise DataError(f"no readable images in {where} ({len(files)} skipped as unreadable)")
+    return decoded
+
+
+def _stack(items: list[tuple[str, np.ndarray]], rgb: bool) -> np.ndarray:
+    """(N, C, H, W) uint8 of decoded images; gray ones repeated into RGB when ``rgb``."""
+    arrays = []
+    for _, pixels in items:
+        if pixels.ndim == 2:
+            pixels = np.repeat(pixels[:, :, None], 3, axis=2) if rgb else pixels[:, :, None]
+        arrays.append(pixels)
+    return np.stack(arrays).transpose(0, 3, 1, 2)
+
+
+def folder_labels(names: dict[str, list[str]]) -> tuple[dict[str, np.ndarray], list[str] | None, str]:
+    """Labels of a folder's images from their class subfolders: an image's class is the first
+    folder of its path under PATH (under ``train/`` or ``test/`` when the folder has both), the
+    classes are those folders' names sorted (both splits together). An image directly in PATH
+    (or in train/, test/) has no class; unless every image has one, the folder has no labels.
+    ``names``: {part: paths relative to PATH} -> ({part: int64 labels}, class names, why none)."""
+    classes_of = {}
+    for which, rel_names in names.items():
+        cut = 0 if which == "all" else len(which) + 1  # "train/cat/x.png" -> "cat/x.png"
+        classes_of[which] = [name[cut:].split("/")[0] if "/" in name[cut:] else None for name in rel_names]
+    loose = [name for which, rel_names in names.items() for name, c in zip(rel_names, classes_of[which])
+             if c is None]
+    if loose:
+        return {}, None, (f"{len(loose)} image(s) are not inside a class subfolder (the first: {loose[0]}); "
+                          "labels come from one subfolder per class")
+    class_names = sorted({c for classes in classes_of.values() for c in classes})
+    index = {name: i for i, name in enumerate(class_names)}
+    return {which: np.array([index[c] for c in classes], dtype=np.int64)
+            for which, classes in classes_of.items()}, class_names, ""
 
 
 def read_images(paths, *, channels: int, levels: int = 256, skip_bad: bool = False) -> ImageDataset:

@@ -146,50 +146,58 @@ def _center_crop(a: np.ndarray, crop: tuple[int, int], what: str) -> np.ndarray:
 
 def _finish(spec: str, split: str, parts: Parts, levels: int | None,
             crop: tuple[int, int] | None) -> ImageDataset:
-    def names_of(which: str) -> list[str]:
-        arr, names = (parts.train, parts.train_names) if which == "train" else (parts.test, parts.test_names)
-        return list(names) if names is not None else [f"{which}/{i}" for i in range(len(arr))]
-
+    """The dataset of ``split`` from a loader's parts: selected, cropped, requantized, copied."""
     if not parts.same and parts.train is not None and parts.test is not None:  # whichever split is asked for
         tr, te = parts.train.shape[1:], parts.test.shape[1:]
         if tr[0] != te[0] or (crop is None and tr != te):
             raise DataError(f"{spec}: train images are {shape_str(parts.train)} but test images are "
                             f"{shape_str(parts.test)}")
-    probs = None
-    if split == "train":
-        images, names, probs = parts.train, names_of("train"), parts.train_probs
-    elif split == "test":
-        images, names = parts.test, names_of("test")
-    elif parts.same:
-        images, names = parts.train, names_of("train")
-    else:
-        if crop is not None:  # both splits to the same size first
-            parts.train, parts.test = (_center_crop(a, crop, spec) for a in (parts.train, parts.test))
-            crop = None
-        images = np.concatenate([parts.train, parts.test])
-        names = names_of("train") + names_of("test")
-
+    if split == "all" and not parts.same and crop is not None:  # both splits to the same size first
+        parts.train, parts.test = (_center_crop(a, crop, spec) for a in (parts.train, parts.test))
+        crop = None
+    images, names, probs, labels = _select(parts, split)
     if crop is not None:
         images = _center_crop(images, crop, spec)
         if probs is not None:
             probs = _center_crop(probs, crop, spec)
-    native = parts.levels
-    if levels is not None and levels > native:
-        raise DataError(f"levels={levels} is more than the {native} levels of {spec}")
-    if levels is not None and levels != native:
-        lo, hi = (int(images.min()), int(images.max())) if images.size else (0, 0)
-        images = (images.astype(np.uint16) * levels // native).astype(np.uint8)
-        if lo != hi and images.min() == images.max():  # e.g. 0/1 pixels with levels=2: all 0
-            raise DataError(f"levels={levels} maps every value of {spec} to {int(images[(0,) * images.ndim])}: "
-                            f"its values are {lo}..{hi} and requantizing takes v * {levels} // {native} "
-                            f"(data with {native} levels); scale the data to 0..{native - 1} first")
-    else:
-        levels = native
-
+    images, levels = _requantize(images, parts.levels, levels, spec)
     return ImageDataset(
         images=torch.from_numpy(np.array(images, dtype=np.uint8, order="C", copy=True)),
         levels=levels, name=spec, split=split, names=names, skipped=list(parts.skipped),
         probs=None if probs is None else torch.from_numpy(np.array(probs, dtype=np.float32, copy=True)),
+        labels=None if labels is None else torch.from_numpy(np.array(labels, dtype=np.int64, copy=True)),
+        class_names=None if labels is None else list(parts.class_names), labels_note=parts.labels_note,
     )
 
 
+def _select(parts: Parts, split: str):
+    """(images, names, probs, labels) of ``split``: the train part, the test part, or both in turn
+    ("all"; a one-image folder holds its image once)."""
+    def names_of(which: str) -> list[str]:
+        arr, names = (parts.train, parts.train_names) if which == "train" else (parts.test, parts.test_names)
+        return list(names) if names is not None else [f"{which}/{i}" for i in range(len(arr))]
+
+    if split == "train" or (split == "all" and parts.same):
+        probs = parts.train_probs if split == "train" else None
+        return parts.train, names_of("train"), probs, parts.train_labels
+    if split == "test":
+        return parts.test, names_of("test"), None, parts.test_labels
+    labels = None
+    if parts.train_labels is not None and parts.test_labels is not None:
+        labels = np.concatenate([parts.train_labels, parts.test_labels])
+    return (np.concatenate([parts.train, parts.test]), names_of("train") + names_of("test"), None, labels)
+
+
+def _requantize(images: np.ndarray, native: int, levels: int | None, spec: str) -> tuple[np.ndarray, int]:
+    """Images of ``native`` levels as ``levels`` levels (v * levels // native) and that number."""
+    if levels is not None and levels > native:
+        raise DataError(f"levels={levels} is more than the {native} levels of {spec}")
+    if levels is None or levels == native:
+        return images, native
+    lo, hi = (int(images.min()), int(images.max())) if images.size else (0, 0)
+    images = (images.astype(np.uint16) * levels // native).astype(np.uint8)
+    if lo != hi and images.min() == images.max():  # e.g. 0/1 pixels with levels=2: all 0
+        raise DataError(f"levels={levels} maps every value of {spec} to {int(images[(0,) * images.ndim])}: "
+                        f"its values are {lo}..{hi} and requantizing takes v * {levels} // {native} "
+                        f"(data with {native} levels); scale the data to 0..{native - 1} first")
+    return images, levels
