@@ -42,11 +42,12 @@ from safetensors.torch import save_file
 
 from . import checkpoint as ckpt
 from .files import atomic_write
-from .device import check_device_name, resolve_device
-from .data import DIHEDRAL, DataError, DataWarning, absolute_spec, augment, dihedral, load_dataset, parse_size
+from .device import resolve_device
+from .data import DIHEDRAL, DataError, DataWarning, absolute_spec, augment, dihedral, load_dataset
 from .evaluate import autocast_for, evaluate
-from .models import ModelConfig, PixelModel, create_model, model_from_config
+from .models import ModelConfig, PixelModel, model_from_config
 from .errors import ArgumentError, RunError
+from .training.config import MODEL_FIELDS, TrainConfig, init_model  # noqa: F401  (this module's names)
 
 STATE_FORMAT = "pixelrnn-train-state"
 STATE_VERSION = "1"
@@ -60,152 +61,6 @@ class RunWarning(UserWarning):
 
 class NonFiniteLoss(RuntimeError):
     pass
-
-
-@dataclass
-class TrainConfig:
-    out: str = "runs/pixelrnn"
-    data: str = "binarized-mnist"
-    levels: int | None = None
-    crop: str | None = None  # "HxW"
-    skip_bad: bool = False
-    dynamic_binarization: bool = False
-    # regularisation (training only: evaluation, checkpoints and the model config are unaffected)
-    shift: int = 0  # move every training image by a random (dy, dx) in [-shift, shift]
-    hflip: bool = False  # mirror every training image left-right with probability 1/2
-    dropout: float = 0.0  # drop-out probability on every residual block's branch
-    dihedral: float = 0.0  # distribution augmentation: P(a symmetry of the square other than identity)
-    # model
-    arch: str = "diagonal_bilstm"
-    hidden: int = 16
-    layers: int = 7
-    head: int | None = None
-    skip: bool = False
-    mixtures: int = 0  # output: 0 = categorical over the levels; K = mixture of K discretized logistics
-    kernel: int = 3  # PixelCNN only (also a multiscale model with base pixelcnn)
-    base: str | None = None  # multiscale only: architecture of both stages (default row_lstm)
-    factor: int | None = None  # multiscale only: the small image is x[..., ::factor, ::factor] (2)
-    init: str | None = None  # start from this model checkpoint's architecture and weights (fine-tune)
-    # optimisation
-    optimizer: str = "adam"  # adam | rmsprop
-    lr: float = 1e-3
-    lr_schedule: str = "constant"  # constant | cosine | linear
-    warmup: int = 0  # steps of linear warm-up
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0  # max global gradient norm; 0 = off
-    ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
-    batch_size: int = 16
-    # length: the first limit reached ends the run
-    epochs: int | None = None
-    steps: int | None = None
-    max_minutes: float | None = None
-    # evaluation, logging, checkpoints
-    eval_every: int = 0  # steps between test evaluations; 0 = once per epoch and at the end
-    eval_batch_size: int = 64
-    log_every: int = 20
-    save_every: int = 200  # steps between checkpoints (also saved at every evaluation and at the end)
-    progress: bool = True
-    # execution
-    seed: int = 0
-    deterministic: bool = False
-    device: str = "auto"  # auto | cpu | cuda
-    precision: str = "fp32"  # fp32 | bf16
-    compile: bool = False
-    threads: int | None = None
-
-    def validate(self) -> None:
-        if not str(self.out).strip():
-            raise ArgumentError("--out must name a run directory")
-        if self.optimizer not in ("adam", "rmsprop"):
-            raise ArgumentError(f"--optimizer must be adam or rmsprop, got {self.optimizer!r}")
-        if self.lr_schedule not in ("constant", "cosine", "linear"):
-            raise ArgumentError(f"--lr-schedule must be constant, cosine or linear, got {self.lr_schedule!r}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ArgumentError(f"--precision must be fp32 or bf16, got {self.precision!r}")
-        check_device_name(self.device)
-        for name in ("batch_size", "eval_batch_size", "log_every", "save_every"):
-            if getattr(self, name) < 1:
-                raise ArgumentError(f"--{name.replace('_', '-')} must be >= 1")
-        for name in ("epochs", "steps"):
-            v = getattr(self, name)
-            if v is not None and v < 0:
-                raise ArgumentError(f"--{name} must be >= 0")
-        for name in ("lr", "weight_decay", "grad_clip", "ema", "dropout", "dihedral", "max_minutes"):
-            v = getattr(self, name)
-            if v is not None and not math.isfinite(v):
-                raise ArgumentError(f"--{name.replace('_', '-')} must be a finite number, got {v}")
-        if self.max_minutes is not None and self.max_minutes <= 0:
-            raise ArgumentError("--max-minutes must be > 0")
-        if self.lr <= 0:
-            raise ArgumentError("--lr must be > 0")
-        if self.weight_decay < 0:
-            raise ArgumentError("--weight-decay must be >= 0")
-        if self.threads is not None and self.threads < 1:
-            raise ArgumentError(f"--threads must be >= 1, got {self.threads}")
-        if not 0 <= self.seed < 2 ** 32:
-            raise ArgumentError(f"--seed must be in [0, 2**32), got {self.seed}")
-        if not 0 <= self.ema < 1:
-            raise ArgumentError("--ema must be in [0, 1)")
-        if not 0 <= self.dropout < 1:
-            raise ArgumentError("--dropout must be in [0, 1)")
-        if not 0 <= self.dihedral < 1:
-            raise ArgumentError("--dihedral must be in [0, 1): the probability of training on a "
-                             "symmetry of the square other than the identity")
-        if isinstance(self.shift, bool) or not isinstance(self.shift, int) or self.shift < 0:
-            raise ArgumentError("--shift must be an integer >= 0")
-        if isinstance(self.mixtures, bool) or not isinstance(self.mixtures, int) or self.mixtures < 0:
-            raise ArgumentError(f"--mixtures must be an integer >= 0 (0: categorical output), got {self.mixtures!r}")
-        if self.grad_clip < 0 or self.warmup < 0 or self.eval_every < 0:
-            raise ArgumentError("--grad-clip, --warmup and --eval-every must be >= 0")
-        if self.steps is None and self.epochs is None and self.max_minutes is None:
-            raise ArgumentError("give at least one of --steps, --epochs, --max-minutes")
-        if self.arch != "multiscale" and (self.base is not None or self.factor is not None):
-            raise ArgumentError("--base and --factor only apply to --arch multiscale")
-
-    def model_options(self) -> dict[str, Any]:
-        """Architecture options for create_model."""
-        if self.arch == "pixelcnn":
-            return {"kernel": self.kernel}
-        if self.arch == "multiscale":
-            base = "row_lstm" if self.base is None else self.base
-            opts: dict[str, Any] = {"base": base, "factor": 2 if self.factor is None else self.factor}
-            if base == "pixelcnn":
-                opts["kernel"] = self.kernel
-            return opts
-        return {}
-
-    def crop_size(self) -> tuple[int, int] | None:
-        return parse_size(self.crop, "--crop") if self.crop else None
-
-
-MODEL_FIELDS = ("arch", "hidden", "layers", "head", "skip", "mixtures", "kernel", "base", "factor")
-
-
-def init_model(cfg: TrainConfig, channels: int, levels: int) -> PixelModel:
-    """The model of ``cfg.init`` (architecture and weights), checked against the data; ``cfg``'s
-    model fields are set from it so that the run's config.json describes the model it trains.
-    A model field of ``cfg`` that differs from its default and from the checkpoint is an error."""
-    model = ckpt.load(cfg.init)
-    mc = model.config
-    if (mc.channels, mc.levels) != (channels, levels):
-        raise ArgumentError(f"--init {cfg.init} models {mc.channels} channel(s) with {mc.levels} levels, "
-                         f"but --data {cfg.data} has {channels} channel(s) with {levels} levels")
-    opts = mc.options
-    from_ckpt = {"arch": mc.arch, "hidden": mc.hidden, "layers": mc.layers, "head": mc.head,
-                 "skip": mc.skip, "mixtures": mc.mixtures, "kernel": opts.get("kernel", TrainConfig.kernel),
-                 "base": opts.get("base") if mc.arch == "multiscale" else None,
-                 "factor": opts.get("factor") if mc.arch == "multiscale" else None}
-    if mc.head == 2 * mc.hidden:
-        from_ckpt["head"] = None
-    defaults = TrainConfig()
-    for name in MODEL_FIELDS:
-        given, default = getattr(cfg, name), getattr(defaults, name)
-        if given != default and given != from_ckpt[name]:
-            raise ArgumentError(f"--{name} {given} conflicts with the --init checkpoint "
-                             f"({name} {from_ckpt[name]}); the architecture comes from the checkpoint")
-    for name, value in from_ckpt.items():
-        setattr(cfg, name, value)
-    return model
 
 
 # -- distributed helpers ----------------------------------------------------------------------
@@ -533,9 +388,7 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist, device: torch.device) -> Tra
     elif cfg.init:
         model = init_model(cfg, C, train_ds.levels).to(device)
     else:
-        model = create_model(cfg.arch, channels=C, levels=train_ds.levels, hidden=cfg.hidden,
-                             layers=cfg.layers, head=cfg.head, skip=cfg.skip, mixtures=cfg.mixtures,
-                             **cfg.model_options()).to(device)
+        model = model_from_config(cfg.model_config(C, train_ds.levels)).to(device)
     model.set_dropout(cfg.dropout)
     symmetry_bias = None
     if cfg.dihedral:
