@@ -2,14 +2,16 @@
 ModelConfig, and runs started before the training package resume."""
 import argparse
 import dataclasses
+import json
 
 import pytest
 import torch
 
 import pixelrnn
+from pixelrnn.cli import main
 from pixelrnn.commands import train as train_command
 from pixelrnn.models import ModelConfig
-from pixelrnn.training import TrainConfig
+from pixelrnn.training import TrainConfig, TrainState, load_state
 from pixelrnn.training import config as config_module
 
 # the "train" section of config.json before the training package: its keys must stay fields
@@ -74,3 +76,17 @@ def test_the_model_of_a_config_is_the_one_create_model_builds():
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert config_module.settings_of(a.config) == {
         **{name: getattr(cfg, name) for name in config_module.MODEL_FIELDS}, "factor": 2}
+
+
+def test_the_training_state_keeps_the_keys_and_order_of_earlier_state_files(tmp_path):
+    """state.safetensors' meta: the same JSON keys in the same order as before TrainState."""
+    out = tmp_path / "run"
+    assert main(["train", "--data", "digits", "--arch", "pixelcnn", "--hidden", "4", "--layers", "1",
+                 "--steps", "3", "--no-progress", "--threads", "1", "--out", str(out)]) == 0
+    _, meta = load_state(out / "state.safetensors")
+    assert list(meta) == ["step", "epoch", "batch_in_epoch", "elapsed", "best_nll", "window_nll",
+                          "window_images", "window_seconds", "finished", "param_groups", "optim_scalars"]
+    state = TrainState.from_meta(meta)
+    assert (state.step, state.finished) == (3, True)
+    saved = json.loads((out / "config.json").read_text())["train"]
+    assert set(saved) == {f.name for f in dataclasses.fields(TrainConfig)}

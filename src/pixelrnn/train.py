@@ -22,9 +22,7 @@ the test split and all-reduces the NLL sums and counts.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import math
 import os
 import signal
@@ -32,220 +30,25 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import torch
 import torch.distributed as dist
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from . import checkpoint as ckpt
-from .files import atomic_write
-from .device import resolve_device
 from .data import DIHEDRAL, DataError, DataWarning, absolute_spec, augment, dihedral, load_dataset
 from .evaluate import autocast_for, evaluate
-from .models import ModelConfig, PixelModel, model_from_config
+from .models import PixelModel, model_from_config
 from .errors import ArgumentError, RunError
 from .training.config import MODEL_FIELDS, TrainConfig, init_model  # noqa: F401  (this module's names)
-
-STATE_FORMAT = "pixelrnn-train-state"
-STATE_VERSION = "1"
-RESUMABLE_OVERRIDES = ("steps", "epochs", "max_minutes", "device", "threads", "progress",
-                       "eval_every", "save_every", "log_every")
-
-
-class RunWarning(UserWarning):
-    """A resumed run that will not be exactly what an uninterrupted one would have been."""
+from .training.distributed import (Dist, close_distributed, init_distributed,  # noqa: F401
+                                   rank_device, rank_weight_diff)
+from .training.rundir import RESUMABLE_OVERRIDES, RunDir, RunWarning, resume_config  # noqa: F401
+from .training.state import (STATE_FORMAT, STATE_VERSION, load_state, restore_state,  # noqa: F401
+                             save_state)
 
 
 class NonFiniteLoss(RuntimeError):
     pass
-
-
-# -- distributed helpers ----------------------------------------------------------------------
-@dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device_kind: str) -> Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
-    return Dist(rank=dist.get_rank(), world=dist.get_world_size(),
-                local_rank=int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def rank_device(name: str, world: int, local_rank: int) -> torch.device:
-    """The device of this process (of ``world``, under torchrun): ``--device cuda`` (or auto on a
-    CUDA machine) is the GPU of its LOCAL_RANK, and becomes the current CUDA device, before NCCL
-    starts. A fixed ``cuda:N`` would put every process on one GPU: refused when world > 1."""
-    if world > 1 and name.startswith("cuda:"):
-        raise ArgumentError(f"--device {name} under torchrun would put all {world} processes on one "
-                         "GPU: use --device cuda (each process takes the GPU of its LOCAL_RANK)")
-    name = resolve_device(name)
-    if name.startswith("cuda"):
-        if name == "cuda":
-            if local_rank >= torch.cuda.device_count():
-                raise ArgumentError(f"LOCAL_RANK {local_rank}: this machine has "
-                                 f"{torch.cuda.device_count()} CUDA device(s)")
-            name = f"cuda:{local_rank}"
-        torch.cuda.set_device(torch.device(name))
-    return torch.device(name)
-
-
-# -- run directory ----------------------------------------------------------------------------
-class RunDir:
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-
-    config = property(lambda self: self.path / "config.json")
-    metrics = property(lambda self: self.path / "metrics.jsonl")
-    last = property(lambda self: self.path / "last.safetensors")
-    best = property(lambda self: self.path / "best.safetensors")
-    state = property(lambda self: self.path / "state.safetensors")
-
-    def files(self) -> list[Path]:
-        """The files a run writes (a new run refuses a folder that holds any of them)."""
-        return [self.config, self.metrics, self.last, self.best, self.state]
-
-    def write_json(self, path: Path, obj: Any) -> None:
-        text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
-        atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-
-    def remove_stale_temporaries(self) -> None:
-        """Delete the temporary files of files.atomic_write for this run's files ('.NAME.*.tmp')."""
-        prefixes = tuple(f".{p.name[:32]}." for p in self.files())
-        for tmp in self.path.glob(".*.tmp"):
-            if tmp.name.startswith(prefixes) and tmp.is_file():
-                tmp.unlink(missing_ok=True)
-
-    def truncate_metrics(self, step: int) -> None:
-        """Keep the records up to ``step`` (the saved state's) and drop the end-of-run ones: what
-        an uninterrupted run would have written so far. A torn last line (a kill) goes too."""
-        if not self.metrics.exists():
-            return
-        kept = []
-        for line in self.metrics.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(rec, dict) and not rec.get("final") and isinstance(rec.get("step"), int) \
-                    and rec["step"] <= step:
-                kept.append(line + "\n")
-        atomic_write(self.metrics, lambda tmp: Path(tmp).write_text("".join(kept)))
-
-    def append_metrics(self, record: dict) -> None:
-        with open(self.metrics, "a") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
-            f.flush()
-
-    def load_model_config(self) -> ModelConfig:
-        saved = self.load_config()
-        try:
-            return ModelConfig.from_dict(saved["model"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise RunError(f"{self.config} has no valid model section: {e}") from None
-
-    def load_config(self) -> dict:
-        if not self.path.is_dir():
-            raise RunError(f"run directory not found: {self.path}")
-        if not self.config.exists():
-            raise RunError(f"{self.path} is not a pixelrnn run directory (no config.json)")
-        try:
-            cfg = json.loads(self.config.read_text())
-            if not isinstance(cfg, dict) or not isinstance(cfg.get("train"), dict):
-                raise ArgumentError("missing 'train' section")
-            return cfg
-        except (ValueError, UnicodeDecodeError) as e:
-            raise RunError(f"{self.config} is corrupt: {e}") from None
-
-
-# -- checkpoint of the whole training state ---------------------------------------------------
-def save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-               ema: torch.nn.Module | None, meta: dict,
-               symmetry_bias: torch.nn.Module | None = None) -> None:
-    tensors: dict[str, torch.Tensor] = {}
-    for k, v in model.state_dict().items():
-        tensors[f"model.{k}"] = v.detach().cpu().contiguous()
-    if symmetry_bias is not None:
-        for k, v in symmetry_bias.state_dict().items():
-            tensors[f"symmetry.{k}"] = v.detach().cpu().contiguous()
-    opt = optimizer.state_dict()
-    scalars: dict[str, Any] = {}
-    for idx, st in opt["state"].items():
-        for k, v in st.items():
-            if torch.is_tensor(v):
-                tensors[f"optim.{idx}.{k}"] = v.detach().cpu().contiguous()
-            else:
-                scalars[f"{idx}.{k}"] = v
-    if ema is not None:
-        for k, v in ema.state_dict().items():
-            tensors[f"ema.{k}"] = v.detach().cpu().contiguous()
-    tensors["rng.torch"] = torch.get_rng_state()
-    dev = next(model.parameters()).device
-    if dev.type == "cuda":  # dropout draws on the GPU come from its own generator
-        tensors["rng.cuda"] = torch.cuda.get_rng_state(dev)
-    full = {"format": STATE_FORMAT, "format_version": STATE_VERSION,
-            "meta": json.dumps({**meta, "param_groups": opt["param_groups"],
-                                "optim_scalars": scalars})}
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=full))
-
-
-def load_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    if not path.exists():
-        raise RunError(f"cannot resume: {path} is missing")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            md = f.metadata() or {}
-            if md.get("format") != STATE_FORMAT:
-                raise RunError(f"{path} is not a pixelrnn training state")
-            if md.get("format_version") != STATE_VERSION:
-                raise RunError(f"{path}: unsupported training-state version {md.get('format_version')!r}")
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-        meta = json.loads(md["meta"])
-    except RunError:
-        raise
-    except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as e:
-        raise RunError(f"cannot resume: {path} is corrupt or truncated ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
-    return tensors, meta
-
-
-def _restore(model, optimizer, ema, tensors: dict, meta: dict, path: Path,
-             symmetry_bias: torch.nn.Module | None = None) -> None:
-    try:
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        if symmetry_bias is not None:
-            symmetry_bias.load_state_dict({k[9:]: v for k, v in tensors.items() if k.startswith("symmetry.")})
-        state: dict[int, dict] = {}
-        for k, v in tensors.items():
-            if k.startswith("optim."):
-                _, idx, name = k.split(".", 2)
-                state.setdefault(int(idx), {})[name] = v
-        for k, v in meta.get("optim_scalars", {}).items():
-            idx, name = k.split(".", 1)
-            state.setdefault(int(idx), {})[name] = v
-        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-        if ema is not None:
-            ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-        if "rng.torch" in tensors:
-            torch.set_rng_state(tensors["rng.torch"])
-        dev = next(model.parameters()).device
-        if "rng.cuda" in tensors and dev.type == "cuda":
-            torch.cuda.set_rng_state(tensors["rng.cuda"], dev)
-    except (RuntimeError, KeyError, ValueError) as e:
-        raise RunError(f"cannot resume from {path}: state does not match the run's config "
-                       f"({str(e).splitlines()[0]})") from None
 
 
 # -- the loop ---------------------------------------------------------------------------------
@@ -326,17 +129,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     device = rank_device(cfg.device, int(os.environ.get("WORLD_SIZE", "1")),
                          int(os.environ.get("LOCAL_RANK", "0")))
     owned = not (dist.is_available() and dist.is_initialized())
-    d = init_distributed(device.type)
+    d = init_distributed(device)
     finished = False
     try:
         result = _train(cfg, resume, d, device)
         finished = True
         return result
     finally:
-        if owned and d.world > 1 and dist.is_initialized():
-            if finished:  # wait for every rank before the links close (a rank that left early
-                dist.barrier()  # while another was still writing once aborted in gloo's teardown)
-            dist.destroy_process_group()  # a clean exit: no gloo / NCCL threads killed at exit
+        close_distributed(d, owned, finished)
 
 
 def _train(cfg: TrainConfig, resume: bool, d: Dist, device: torch.device) -> TrainResult:
@@ -350,12 +150,8 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist, device: torch.device) -> Tra
     if cfg.batch_size % d.world:
         raise ArgumentError(f"--batch-size {cfg.batch_size} must be divisible by the number of "
                          f"processes ({d.world})")
-    if not resume and (run.state.exists() or run.last.exists()):
-        raise RunError(f"{run.path} already holds a run; use --resume {run.path} to continue it "
-                       f"or choose another --out")
-    if not resume and (present := [p.name for p in run.files() if os.path.lexists(p)]):
-        raise RunError(f"{run.path} already holds {', '.join(present)}: a new run would replace "
-                       f"{'it' if len(present) == 1 else 'them'}; choose another --out")
+    if not resume:
+        run.check_new()
     if d.main and run.path.is_dir():  # temporary files a kill left behind while saving
         run.remove_stale_temporaries()
 
@@ -375,8 +171,8 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist, device: torch.device) -> Tra
     if cfg.shift >= min(H, W):
         raise ArgumentError(f"--shift {cfg.shift} must be smaller than the images ({H}x{W})")
     if resume:
-        _check_same_data(run, {"train_images": n_train, "test_images": len(test_ds), "channels": C,
-                               "height": H, "width": W, "levels": train_ds.levels}, d)
+        run.check_same_data({"train_images": n_train, "test_images": len(test_ds), "channels": C,
+                             "height": H, "width": W, "levels": train_ds.levels}, d.world, warn=d.main)
     elif cfg.batch_size > n_train and d.main:
         warnings.warn(RunWarning(f"--batch-size {cfg.batch_size} is more than the {n_train} training "
                                  f"images: every step uses all of them"), stacklevel=2)
@@ -409,7 +205,7 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist, device: torch.device) -> Tra
     step, epoch, batch_in_epoch, elapsed, best = 0, 0, 0, 0.0, None
     if resume:
         tensors, meta = load_state(run.state)
-        _restore(model, optimizer, ema, tensors, meta, run.state, symmetry_bias)
+        restore_state(model, optimizer, ema, tensors, meta, run.state, symmetry_bias)
         step, epoch, batch_in_epoch = meta["step"], meta["epoch"], meta["batch_in_epoch"]
         elapsed, best = meta["elapsed"], meta.get("best_nll")
     elif d.main:
@@ -543,23 +339,11 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist, device: torch.device) -> Tra
             frac = all_sum(frac)[0] / d.world
         return frac
 
-    reasons = [None, "steps", "epochs", "time", "signal"]
-
     def stop_reason(signals) -> str | None:
         """Why to stop now, agreed by every rank (a signal or the clock may reach ranks apart)."""
-        reason = "signal" if signals.received is not None else reached_limit()
-        if d.world > 1:
-            code = torch.tensor([reasons.index(reason)], device=device)
-            dist.all_reduce(code, op=dist.ReduceOp.MAX)
-            reason = reasons[int(code)]
-        return reason
+        return d.agree("signal" if signals.received is not None else reached_limit())
 
-    def all_sum(*values: float) -> list[float]:
-        if d.world == 1:
-            return list(values)
-        t = torch.tensor(values, dtype=torch.float64, device=device)
-        dist.all_reduce(t)
-        return t.tolist()
+    all_sum = d.all_sum
 
     order, order_epoch = None, None
     with _Signals() as signals:
@@ -671,16 +455,6 @@ def _train(cfg: TrainConfig, resume: bool, d: Dist, device: torch.device) -> Tra
                        train_images=n_train)
 
 
-def rank_weight_diff(model: torch.nn.Module) -> float:
-    """Largest absolute difference between this rank's parameters and rank 0's, over all ranks."""
-    flat = torch.cat([p.detach().reshape(-1).float() for p in model.parameters()])
-    ref = flat.clone()
-    dist.broadcast(ref, src=0)
-    diff = (flat - ref).abs().max().reshape(1)
-    dist.all_reduce(diff, op=dist.ReduceOp.MAX)
-    return float(diff)
-
-
 class SymmetryBias(torch.nn.Module):
     """Distribution augmentation (Jun et al., 2020, "Distribution Augmentation for Generative
     Modeling"): with ``--dihedral P`` the network also learns the distributions of the training
@@ -723,42 +497,3 @@ def _last_good(run: RunDir) -> str:
     except Exception:  # noqa: BLE001 - missing or unreadable: nothing to point to
         return "No checkpoint was saved yet."
     return f"The last good checkpoint is {run.last} (step {step})."
-
-
-def _check_same_data(run: RunDir, now: dict, d: Dist) -> None:
-    """A resumed run must see the data it started with (else it is not exact, and best.safetensors
-    would mix test NLLs of different test sets); a different number of processes is allowed
-    with a warning."""
-    saved = run.load_config()
-    recorded = saved.get("data") if isinstance(saved.get("data"), dict) else {}
-    changed = [f"{k.replace('_', ' ')} {recorded[k]} -> {v}" for k, v in now.items()
-               if k in recorded and recorded[k] != v]
-    if changed:
-        raise RunError(f"cannot resume {run.path}: its data changed since the run started "
-                       f"({'; '.join(changed)})")
-    world = saved.get("world_size")
-    if isinstance(world, int) and world != d.world and d.main:
-        warnings.warn(RunWarning(f"resuming with {d.world} process(es), started with {world}: the data "
-                                 f"order and random draws differ from an uninterrupted run"), stacklevel=3)
-
-
-def resume_config(run_dir: str, overrides: dict[str, Any]) -> TrainConfig:
-    """The TrainConfig of an existing run, with the allowed overrides applied."""
-    saved = RunDir(run_dir).load_config()["train"]
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}  # fields newer than the run
-    bad = [k for k, v in overrides.items() if v is not None and k not in RESUMABLE_OVERRIDES
-           and saved.get(k, defaults.get(k)) != v]
-    if bad:
-        raise RunError(f"cannot change {', '.join('--' + b.replace('_', '-') for b in bad)} when "
-                       f"resuming; only {', '.join('--' + k.replace('_', '-') for k in RESUMABLE_OVERRIDES)}")
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    cfg = TrainConfig(**{k: v for k, v in saved.items() if k in known})
-    for k, v in overrides.items():
-        if v is not None and k in RESUMABLE_OVERRIDES:
-            setattr(cfg, k, v)
-    cfg.out = run_dir
-    try:
-        cfg.validate()
-    except (TypeError, AttributeError) as e:  # a hand-edited value of the wrong type
-        raise RunError(f"{RunDir(run_dir).config} is corrupt: {e}") from None
-    return cfg
