@@ -111,3 +111,23 @@ def check_coding_args(args) -> None:
     it); sets the thread count."""
     resolve_device(args.device, allow_auto=False)
     set_threads(args.threads)
+
+
+def parse_labels(model, words: list[str] | None) -> list[int] | None:
+    """``--label`` words (numbers, or the model's class names) as label indices; None when no
+    label was given. A one-line error for an unconditional model or an unknown label."""
+    if not words:
+        return None
+    if not model.classes:
+        raise ArgumentError("--label needs a conditional model (trained with --conditional); this one has no labels")
+    names = list(model.class_names or [])
+    out = []
+    for w in words:
+        if w in names:
+            out.append(names.index(w))
+        elif w.lstrip("-").isdigit() and 0 <= int(w) < model.classes:
+            out.append(int(w))
+        else:
+            known = f" or one of {', '.join(names)}" if names else ""
+            raise ArgumentError(f"--label {w!r}: need a label in 0..{model.classes - 1}{known}")
+    return out
