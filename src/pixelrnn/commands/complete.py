@@ -12,7 +12,9 @@ size). ``--mask`` says which pixels are unknown:
 
 The grid has three rows: the occluded input (unknown pixels in red), the completions, the
 originals. ``--particles K`` draws K candidates per image and keeps one by the likelihood of the
-known pixels after the first unknown one (K times the work). Same --seed -> same images.
+known pixels after the first unknown one (K times the work). A conditional model completes given
+``--label L``, or, without it, each particle draws a label from the prior and the weights (of every
+known pixel) infer it. Same --seed -> same images.
 Outputs are written atomically; an existing file is not overwritten without ``--force``.
 """
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch
 from ..errors import ArgumentError
 from ..imaging import as_rgb, grid, save_png, to_uint8
 from .common import (GENERATION_DEVICE_HELP, add_progress_flags, check_generation_args, load_model,
-                     progress_bar, save_npz)
+                     parse_labels, progress_bar, save_npz)
 
 UNKNOWN_RGB = (255, 0, 0)
 
@@ -42,6 +44,8 @@ def register(sub) -> None:
     p.add_argument("--mask", required=True,
                    help="bottom-half | top-half | center | random:P | MASK.png (white = unknown)")
     p.add_argument("--particles", type=int, default=1, help="candidates per image (1)")
+    p.add_argument("--label", metavar="L", help="conditional models: complete as label L (a number or "
+                                                "class name; default: inferred by the particles)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.add_argument("--temperature", type=float, default=1.0, help="divide the logits by T > 0")
     p.add_argument("--method", choices=["cached", "naive"], default="cached")
@@ -112,7 +116,7 @@ def build_unknown(spec: str, n: int, H: int, W: int, seed: int) -> torch.Tensor:
     return unknown
 
 
-def _complete(args, model, originals: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+def _complete(args, model, originals: torch.Tensor, known: torch.Tensor, y: int | None) -> torch.Tensor:
     """The completions (N, C, H, W) on the CPU, in batches of --batch-size."""
     N, C, H, W = originals.shape
     gen = torch.Generator(device=model.device).manual_seed(args.seed)
@@ -122,7 +126,7 @@ def _complete(args, model, originals: torch.Tensor, known: torch.Tensor) -> torc
     with progress_bar(args, N * per_image, "completing") as bar:
         for s in range(0, N, args.batch_size):
             e = min(N, s + args.batch_size)
-            chunks.append(model.complete(x[s:e], known[s:e], gen, args.particles,
+            chunks.append(model.complete(x[s:e], known[s:e], gen, args.particles, y=y,
                                          temperature=args.temperature, method=args.method,
                                          progress=bar.part(s * per_image, (e - s) * per_image)).cpu())
     return torch.cat(chunks)
@@ -142,12 +146,13 @@ def run(args) -> int:
         raise ArgumentError(f"--particles must be >= 1, got {args.particles}")
     check_generation_args(args)
     model, _ = load_model(args.checkpoint, args.device)
+    label = parse_labels(model, None if args.label is None else [args.label])
     levels = model.levels
     originals = torch.from_numpy(load_images(args, model.channels, levels))
     N, _, H, W = originals.shape
     unknown = build_unknown(args.mask, N, H, W, args.seed)
     known = ~unknown
-    done = _complete(args, model, originals, known)
+    done = _complete(args, model, originals, known, None if label is None else label[0])
     save_png(_grid(originals, unknown, done, levels), args.out)
     if args.npz:
         dtype = np.uint8 if levels <= 256 else np.int64

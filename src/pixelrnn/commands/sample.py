@@ -3,8 +3,10 @@
 Writes a PNG grid of the samples (values scaled from [0, levels) to 0..255, near-square grid
 with 1 px gaps) and optionally an .npz with ``images`` (uint8 N, C, H, W) and ``levels``. The
 image size comes from ``--size HxW`` or from the checkpoint's ``image_size`` metadata. The same
-``--seed`` (with the same ``--batch-size``) gives the same images. Outputs are written atomically;
-an existing file is not overwritten without ``--force``.
+``--seed`` (with the same ``--batch-size``) gives the same images. A conditional model draws images
+of ``--label L [L ...]`` (numbers or class names; ``-n`` images per label, one grid row per label),
+or of labels drawn from its prior. Outputs are written atomically; an existing file is not
+overwritten without ``--force``.
 """
 from __future__ import annotations
 
@@ -17,14 +19,17 @@ from ..data import parse_size
 from ..errors import ArgumentError
 from ..imaging import grid, save_png, to_uint8
 from .common import (GENERATION_DEVICE_HELP, add_progress_flags, check_generation_args, load_model,
-                     progress_bar, save_npz)
+                     parse_labels, progress_bar, save_npz)
 
 
 def register(sub) -> None:
     p = sub.add_parser("sample", help="draw new images from a model (PNG grid, optional .npz)",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint")
-    p.add_argument("-n", "--n", type=int, default=64, dest="n", help="number of images (64)")
+    p.add_argument("-n", "--n", type=int, default=64, dest="n", help="number of images (64; per label with --label)")
+    p.add_argument("--label", nargs="+", metavar="L",
+                   help="conditional models: draw images of these labels (numbers or class names), "
+                        "one grid row each (default: labels drawn from the model's prior)")
     p.add_argument("--out", required=True, help="PNG grid to write")
     p.add_argument("--size", help="HxW (default: the checkpoint's image_size metadata)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
@@ -48,15 +53,18 @@ def _metadata_size(meta) -> tuple[int, int]:
     return parse_size(meta["image_size"], "image_size metadata")
 
 
-def _sample(args, model, H: int, W: int) -> torch.Tensor:
-    """args.n images (n, C, H, W) on the CPU, drawn in batches of --batch-size."""
+def _sample(args, model, H: int, W: int, labels: torch.Tensor | None) -> torch.Tensor:
+    """One image per entry of ``labels`` (or args.n images; labels None: none given), (N, C, H,
+    W) on the CPU, drawn in batches of --batch-size."""
     gen = torch.Generator(device=model.device).manual_seed(args.seed)
     per_image = model.channels * H * W
+    n = args.n if labels is None else len(labels)
     chunks = []
-    with progress_bar(args, args.n * per_image, "sampling") as bar:
-        for start in range(0, args.n, args.batch_size):
-            b = min(args.batch_size, args.n - start)
-            chunks.append(model.sample(b, height=H, width=W, generator=gen,
+    with progress_bar(args, n * per_image, "sampling") as bar:
+        for start in range(0, n, args.batch_size):
+            b = min(args.batch_size, n - start)
+            y = None if labels is None else labels[start:start + b]
+            chunks.append(model.sample(b, height=H, width=W, y=y, generator=gen,
                                        temperature=args.temperature, method=args.method,
                                        progress=bar.part(start * per_image, b * per_image)).cpu())
     return torch.cat(chunks)
@@ -70,11 +78,14 @@ def run(args) -> int:
     model, meta = load_model(args.checkpoint, args.device)
     H, W = size or _metadata_size(meta)
     levels = model.levels
-    images = _sample(args, model, H, W)
-    save_png(grid(to_uint8(images, levels)), args.out)
+    labels = parse_labels(model, args.label)
+    y = None if labels is None else torch.tensor(labels).repeat_interleave(args.n)
+    images = _sample(args, model, H, W, y)
+    save_png(grid(to_uint8(images, levels), ncol=None if y is None else args.n), args.out)
     if args.npz:
         save_npz(args.npz, images=images.to(torch.uint8).numpy() if levels <= 256 else images.numpy(),
                  levels=np.int64(levels))
-    print(f"wrote {args.n} samples of {model.channels}x{H}x{W} to {args.out}"
+    of_labels = "" if labels is None else f" ({args.n} per label: {' '.join(args.label)})"
+    print(f"wrote {len(images)} samples of {model.channels}x{H}x{W}{of_labels} to {args.out}"
           + (f" and {args.npz}" if args.npz else ""), file=sys.stderr)
     return 0
