@@ -97,6 +97,8 @@ def _write(args, header, decoded, targets) -> str:
     arrays = {"images": images, "levels": np.int64(levels)}
     if header.names is not None:
         arrays["names"] = np.array(header.names, dtype=str)
+    if decoded and decoded[0].label is not None:  # a conditional model's file holds the labels
+        arrays["labels"] = np.array([d.label for d in decoded], dtype=np.int64)
     save_npz(args.npz, **arrays)
     return args.npz
 

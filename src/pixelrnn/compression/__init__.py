@@ -3,7 +3,7 @@
     from pixelrnn.compression import compress, decompress, fingerprint
     data = compress(model, images, names=["a.png", "b.png"])   # bytes (the .prnn format)
     for name, image in decompress(model, data):                 # int64 (C, H, W) per image
-        ...
+        ...                                                     # (a conditional model: .label too)
 
 Every value is entropy-coded with the model's exact conditional distribution (the softmax of its
 logits, computed in float64) by constriction's range coder (``constriction.stream.queue``,

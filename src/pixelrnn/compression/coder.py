@@ -48,10 +48,10 @@ def _plan(shapes: Sequence[tuple[int, int, int]], chunk: int) -> list[tuple[tupl
     return [(shape, idx[a:a + chunk]) for shape, idx in groups.items() for a in range(0, len(idx), chunk)]
 
 
-def _run(model, plan, make_decide: Callable, progress: ProgressArg, desc: str,
-         total: int) -> dict[int, torch.Tensor]:
-    """Run the cached sampler once per chunk with ``make_decide(shape, indices)`` as its value
-    callback; returns {image index: int64 (C, H, W) on the CPU}. ``progress`` counts values."""
+def _run(model, plan, coder, progress: ProgressArg, desc: str, total: int) -> dict[int, torch.Tensor]:
+    """Run the cached sampler once per chunk with ``coder.for_chunk(shape, indices)`` (the
+    value callback and, for a conditional model, the chunk's labels, which it codes first);
+    returns {image index: int64 (C, H, W) on the CPU}. ``progress`` counts values."""
     method = "cached" if model.has_cached_sampler else "naive"
     out: dict[int, torch.Tensor] = {}
     start = 0
@@ -59,7 +59,8 @@ def _run(model, plan, make_decide: Callable, progress: ProgressArg, desc: str,
         for shape, idx in plan:
             size = len(idx) * math.prod(shape)
             zeros = torch.zeros(len(idx), *shape, dtype=torch.long, device=model.device)
-            images, _, _ = model.generate(zeros, None, method=method, decide=make_decide(shape, idx),
+            decide, labels = coder.for_chunk(shape, idx)
+            images, _, _ = model.generate(zeros, None, y=labels, method=method, decide=decide,
                                           progress=prog.part(start, size) if progress else False)
             for k, im in zip(idx, images.cpu()):
                 out[k] = im
@@ -76,12 +77,6 @@ def _stage_truths(model, truth: torch.Tensor) -> tuple[torch.Tensor, ...]:
         f = model.factor
         return truth[:, ::f, ::f].contiguous(), truth
     return (truth,)
-
-
-def _check_model_kind(model) -> None:
-    """ArgumentError for models the codec cannot drive: one network, unconditional, is needed."""
-    if getattr(model, "context_channels", 0):
-        raise ArgumentError("cannot compress with a conditional network (it needs a context map)")
 
 
 def _as_list(images) -> list:
@@ -163,23 +158,38 @@ def _step_values(x: torch.Tensor, c: int, t: int, lo: int, hi: int, s: int) -> t
     return x[c, rows, t - s * rows]
 
 
+def _prior(model) -> tuple[torch.Tensor, np.ndarray] | None:
+    """A conditional model's label prior as (log-probabilities, probabilities) in float64."""
+    return _probabilities(model.prior.log()[None]) if model.classes else None
+
+
 class _Encoder:
     """The encoder's ``decide``: returns the true values of each step and range-codes them with
-    the model's probabilities; sums the model's NLL in nats."""
+    the model's probabilities; sums the model's NLL in nats. A conditional model's labels are
+    coded first in each chunk, under its prior."""
 
-    def __init__(self, model, images: list[torch.Tensor]):
+    def __init__(self, model, images: list[torch.Tensor], labels: torch.Tensor | None):
         stream = _constriction()
-        self.model, self.images = model, images
+        self.model, self.images, self.labels, self.prior = model, images, labels, _prior(model)
         self.family = stream.model.Categorical(perfect=False)
         self.coder = stream.queue.RangeEncoder()
         self.nll = torch.zeros((), dtype=torch.float64)
 
     def for_chunk(self, shape, idx):
-        """``decide`` for the images ``idx`` (one per stage of ``model.generate``)."""
+        """(``decide`` for the images ``idx`` (one per stage of ``model.generate``), their labels)."""
         truth = torch.stack([self.images[k] for k in idx]).to(self.model.device)
         truth = truth.permute(1, 2, 3, 0).contiguous()  # (C, H, W, n)
         deciders = tuple(self._decide(t) for t in _stage_truths(self.model, truth))
-        return deciders if len(deciders) > 1 else deciders[0]
+        return deciders if len(deciders) > 1 else deciders[0], self._code_labels(idx)
+
+    def _code_labels(self, idx) -> torch.Tensor | None:
+        if self.labels is None:
+            return None
+        y = self.labels[idx]
+        logp, p = self.prior
+        self.coder.encode(y.numpy().astype(np.int32), self.family, np.repeat(p, len(y), axis=0))
+        self.nll -= logp[0, y].sum().cpu()
+        return y.to(self.model.device)
 
     def _decide(self, truth: torch.Tensor):
         def decide(logits, c, t, lo, hi, s, unknown):
@@ -201,7 +211,7 @@ class _Encoder:
 
 
 def encode(model, images, names: Sequence[str] | None = None, *, chunk: int = DEFAULT_CHUNK,
-           progress: ProgressArg = False, threads: int | None = None) -> Encoded:
+           progress: ProgressArg = False, threads: int | None = None, labels=None) -> Encoded:
     """Compress ``images`` (an int (N, C, H, W) tensor, or a list of int (C, H, W) tensors of any
     sizes the model accepts; (H, W) for a 1-channel model) losslessly into one file; see
     :func:`compress`. Also returns the model's code length (NLL in bits) for comparison."""
@@ -209,14 +219,13 @@ def encode(model, images, names: Sequence[str] | None = None, *, chunk: int = DE
     chunk = _check_int("chunk", chunk)
     threads = _check_int("threads", torch.get_num_threads() if threads is None else threads, 4096)
     images = _as_list(images)
-    _check_model_kind(model)
     images = [_check_image(model, k, im) for k, im in enumerate(images)]
     names = _check_names(names, len(images))
     shapes = [tuple(im.shape) for im in images]
     total = sum(c * h * w for c, h, w in shapes)
-    encoder = _Encoder(model, images)
     with _torch_threads(threads):
-        _run(model, _plan(shapes, chunk), encoder.for_chunk, progress, "compressing", total)
+        encoder = _Encoder(model, images, _labels(model, labels, images))
+        _run(model, _plan(shapes, chunk), encoder, progress, "compressing", total)
     payload = encoder.payload()
     head = pack_header(model_fp=bytes.fromhex(fingerprint(model))[:8],
                        pixels=pixels_checksum(images, model.levels),
@@ -228,8 +237,23 @@ def encode(model, images, names: Sequence[str] | None = None, *, chunk: int = DE
                    header_bytes=len(data) - len(payload))
 
 
+def _labels(model, labels, images: list[torch.Tensor]) -> torch.Tensor | None:
+    """A conditional model's label per image, int64 (N,) on the CPU: the given ones, or each
+    image's most probable label (the shortest code: -log p(y) - log p(x | y) is smallest there)."""
+    if labels is None and not model.classes:
+        return None
+    if labels is not None:
+        return model.check_labels(torch.as_tensor(labels), len(images)).cpu()
+    best = torch.empty(len(images), dtype=torch.long)
+    with torch.no_grad():
+        for shape, idx in _plan([tuple(im.shape) for im in images], 64):
+            batch = torch.stack([images[k] for k in idx]).to(model.device)
+            best[idx] = model.classify(batch).argmax(dim=1).cpu()
+    return best
+
+
 def compress(model, images, names: Sequence[str] | None = None, *, chunk: int = DEFAULT_CHUNK,
-             progress: ProgressArg = False, threads: int | None = None) -> bytes:
+             progress: ProgressArg = False, threads: int | None = None, labels=None) -> bytes:
     """Compress ``images`` losslessly with ``model``: the bytes of one ``.prnn`` file.
 
     ``images``: an int (N, C, H, W) tensor, or a list of int (C, H, W) tensors (sizes may differ;
@@ -239,8 +263,10 @@ def compress(model, images, names: Sequence[str] | None = None, *, chunk: int = 
     for a tqdm bar on stderr, or ``f(done, total)`` over values. ``threads``: torch CPU threads to
     code with (default: the current count); the file records it and the decoder uses the same.
     Raises ArgumentError (a ValueError) for bad input. Decoding needs the same model, device type
-    and numerical library (docs/format.md)."""
-    return encode(model, images, names, chunk=chunk, progress=progress, threads=threads).data
+    and numerical library (docs/format.md). A conditional model codes each image's label first,
+    under its prior: ``labels`` (N,), or by default each image's most probable label; decompress
+    restores them (``DecodedImage.label``)."""
+    return encode(model, images, names, chunk=chunk, progress=progress, threads=threads, labels=labels).data
 
 
 class _Decoder:
@@ -249,7 +275,7 @@ class _Decoder:
 
     def __init__(self, model, payload: memoryview):
         stream = _constriction()
-        self.device = model.device
+        self.device, self.prior, self.labels = model.device, _prior(model), {}
         self.family = stream.model.Categorical(perfect=False)
         words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
         try:
@@ -259,8 +285,19 @@ class _Decoder:
         self.nll = torch.zeros((), dtype=torch.float64)
 
     def for_chunk(self, shape, idx):
-        """``decide`` for a chunk: the same callback for every stage."""
-        return self.decide
+        """(``decide`` for a chunk: the same callback for every stage, the chunk's labels)."""
+        if self.prior is None:
+            return self.decide, None
+        logp, p = self.prior
+        try:
+            y = torch.from_numpy(self.coder.decode(self.family, np.repeat(p, len(idx), axis=0)).astype(np.int64))
+        except Exception as e:  # noqa: BLE001
+            raise FormatError(f"corrupted payload: the range decoder failed ({type(e).__name__})") from None
+        if int(y.min()) < 0 or int(y.max()) >= p.shape[1]:
+            raise FormatError("corrupted payload: decoding produced invalid labels")
+        self.nll -= logp[0, y].sum().cpu()
+        self.labels.update(zip(idx, y.tolist()))
+        return self.decide, y.to(self.device)
 
     def decide(self, logits, c, t, lo, hi, s, unknown):
         S = hi - lo + 1
@@ -311,10 +348,9 @@ def decompress(model, data, *, progress: ProgressArg = False,
     _constriction()
     header, payload = split_file(data)
     check_model(model, header)
-    _check_model_kind(model)
     decoder = _Decoder(model, payload)
     with _torch_threads(header.threads):
-        decoded = _run(model, _plan(header.shapes, header.chunk), decoder.for_chunk, progress,
+        decoded = _run(model, _plan(header.shapes, header.chunk), decoder, progress,
                        "decompressing", header.values)
     images = [decoded[k] for k in range(header.count)]
     exhausted = decoder.exhausted()
@@ -323,4 +359,4 @@ def decompress(model, data, *, progress: ProgressArg = False,
     if stats is not None:
         stats.update(header=header, nll_bits=float(decoder.nll) / math.log(2))
     names = header.names or (None,) * header.count
-    return [DecodedImage(name, im) for name, im in zip(names, images)]
+    return [DecodedImage(name, im, decoder.labels.get(k)) for k, (name, im) in enumerate(zip(names, images))]

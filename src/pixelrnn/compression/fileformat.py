@@ -32,9 +32,19 @@ MAX_LEVELS = 1 << 24              # the range coder's probability resolution
 MAX_VALUES = 1 << 34              # values in one file (bounds the decoding time of crafted headers)
 
 
-class DecodedImage(NamedTuple):
+class NamedImage(NamedTuple):
     name: str | None           # as given to compress(), None when no names were given
     image: torch.Tensor        # int64 (C, H, W) on the CPU
+
+
+class DecodedImage(NamedImage):
+    """One decoded image: unpacks as ``(name, image)``; ``label`` is its label for a conditional
+    model (coded under the model's prior before the image), else None."""
+
+    def __new__(cls, name: str | None, image: torch.Tensor, label: int | None = None):
+        self = super().__new__(cls, name, image)
+        self.label = label
+        return self
 
 
 @dataclass(frozen=True)

@@ -216,15 +216,16 @@ class MultiScalePixelRNN(PixelModel):
 
     def engine_contexts(self, small: torch.Tensor | None, y: torch.Tensor | None, H: int, W: int):
         """The cached samplers' contexts: stage 1 (the labels, or None), stage 2 (the upsampled
-        ``small`` images (B*K, C, h, w) and the labels)."""
-        if y is None:
-            return None, self.cond.engine_context(self.context(self.small.embed(small), H, W))
+        ``small`` images (B*K, C, h, w) and the labels; None without ``small``)."""
         f = self.factor
-        labels1 = label_context(self.small_labels.weight, y, self.small.term_widths(), -(-H // f), -(-W // f))
-        labels2 = label_context(self.cond_labels.weight, y, self.cond.term_widths(), H, W)
+        labels1 = labels2 = None
+        if y is not None:
+            labels1 = label_context(self.small_labels.weight, y, self.small.term_widths(), -(-H // f), -(-W // f))
+            labels2 = label_context(self.cond_labels.weight, y, self.cond.term_widths(), H, W)
         if small is None:
             return labels1, None
-        return labels1, join_contexts(self.engine_contexts(small, None, H, W)[1], labels2)
+        upsampled = self.cond.engine_context(self.context(self.small.embed(small), H, W))
+        return labels1, join_contexts(upsampled, labels2)
 
     def generate(self, values: torch.Tensor, known: torch.Tensor | None, *, y=None, generator=None,
                  temperature: float = 1.0, method: str = "cached", particles: int = 1,
