@@ -14,7 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
-from pixelrnn.train import TrainConfig, train
+from pixelrnn.training import TrainConfig, train
 
 CONFIGS = {
     "diagonal_bilstm-h16-l7": dict(arch="diagonal_bilstm", hidden=16, layers=7),

@@ -503,7 +503,7 @@ def test_demo_checks_its_arguments_before_moving_an_earlier_demo(tmp_path, capsy
 
 
 def test_an_interrupted_demo_writes_no_report(tmp_path, capsys, monkeypatch):
-    import pixelrnn.train as tr
+    import pixelrnn.training as tr
 
     def stopped(cfg, resume=False):
         return tr.TrainResult(step=5, epoch=0, test=None, best_nll=None, stopped_by="signal",
@@ -539,7 +539,7 @@ def test_the_training_curve_of_a_run(tmp_path):
 
 
 def test_a_signal_during_the_final_evaluation_stops_it_and_a_resume_does_it(tmp_path, monkeypatch, capsys):
-    import pixelrnn.train as tr
+    import pixelrnn.training.checkpoints as tr
     real = tr.evaluate
 
     def sigterm_then_evaluate(*args, **kwargs):

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.distributed as dist
 
 from .models import PixelModel
 from .errors import ArgumentError
+from .progress import Callback, as_progress
 
 
 @dataclass
@@ -35,46 +37,58 @@ def shard_range(n: int, rank: int, world: int) -> tuple[int, int]:
     return start, start + base + (1 if rank < extra else 0)
 
 
+def image_reader(images) -> tuple[int, int, Callable[[int, int], torch.Tensor]]:
+    """``images`` as (count, values per image, ``read(start, stop)``): a tensor (N, C, H, W), or
+    a dataset read through ``len(ds)``, ``ds.batch(slice)`` and its ``channels``, ``height``,
+    ``width`` (an :class:`pixelrnn.data.ImageDataset`)."""
+    if isinstance(images, torch.Tensor) and images.dim() == 4:
+        return images.shape[0], math.prod(images.shape[1:]), lambda a, b: images[a:b]
+    if not isinstance(images, torch.Tensor) and hasattr(images, "batch"):
+        dims = images.channels * images.height * images.width
+        return len(images), dims, lambda a, b: images.batch(slice(a, b))
+    raise ArgumentError(f"expected images as a (N, C, H, W) tensor, got "
+                        f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
+
+
 @torch.no_grad()
-def evaluate(model: PixelModel, images: torch.Tensor, batch_size: int = 64,
-             precision: str = "fp32", progress=None) -> EvalResult:
-    """Exact NLL of ``images`` (uint8/int (N, C, H, W)) under ``model``.
+def evaluate(model: PixelModel, images, batch_size: int = 64,
+             precision: str = "fp32", progress: bool | Callback = False) -> EvalResult:
+    """Exact NLL of ``images`` (uint8/int (N, C, H, W), or a dataset: see :func:`image_reader`)
+    under ``model``, read ``batch_size`` images at a time. ``progress``: a bar (True) or
+    ``f(done, total)`` over the images this process scores.
 
     Distributed-aware: if a process group is initialised, each rank takes its shard of
-    ``images`` (every rank must pass the same full tensor) and the sums are all-reduced.
+    ``images`` (every rank must pass the same full set) and the sums are all-reduced.
     """
-    if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        raise ArgumentError(f"expected images as a (N, C, H, W) tensor, got "
-                         f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
-    if images.shape[0] == 0:
+    n, dims, read = image_reader(images)
+    if n == 0:
         raise ArgumentError("cannot evaluate an empty split")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
     autocast = autocast_for(model.device, precision)  # checks precision before the model is touched
     world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
     rank = dist.get_rank() if world > 1 else 0
-    start, stop = shard_range(images.shape[0], rank, world)
+    start, stop = shard_range(n, rank, world)
     was_training = model.training
     model.eval()
     device = model.device
     total = torch.zeros((), dtype=torch.float64, device=device)
     count = torch.zeros((), dtype=torch.float64, device=device)
     try:
-        for i in range(start, stop, batch_size):
-            x = images[i:min(i + batch_size, stop)].to(device)  # log_prob checks dtype and values
-            with autocast:
-                logp = model.log_prob(x)
-            total -= logp.double().sum()
-            count += x.shape[0]
-            if progress is not None:
-                progress(x.shape[0])
+        with as_progress(progress, stop - start, "evaluating") as prog:
+            for i in range(start, stop, batch_size):
+                x = read(i, min(i + batch_size, stop)).to(device)  # log_prob checks dtype and values
+                with autocast:
+                    logp = model.log_prob(x)
+                total -= logp.double().sum()
+                count += x.shape[0]
+                prog.advance(x.shape[0])
     finally:
         model.train(was_training)
     if world > 1:
         buf = torch.stack([total, count])
         dist.all_reduce(buf)
         total, count = buf[0], buf[1]
-    dims = int(images[0].numel())
     nll = (total / count).item()
     return EvalResult(nll=nll, bits_per_dim=nll / (dims * math.log(2)), images=int(count.item()),
                       dims_per_image=dims)

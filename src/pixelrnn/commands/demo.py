@@ -35,7 +35,7 @@ def run(args) -> int:
 
     from ..imaging import grid, save_png, to_uint8
     from ..report import plot_curves, write_report
-    from ..train import TrainConfig, train
+    from ..training import TrainConfig, train
 
     if args.samples < 0:
         raise ArgumentError(f"--samples must be >= 0, got {args.samples}")

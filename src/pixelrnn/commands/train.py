@@ -54,7 +54,7 @@ def flag_keywords(f: dataclasses.Field, hint) -> dict:
 
 
 def run(args) -> int:
-    from ..train import MODEL_FIELDS, NonFiniteLoss, TrainConfig, resume_config, train
+    from ..training import MODEL_FIELDS, NonFiniteLoss, TrainConfig, resume_config, train
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     if args.resume:
         if given.get("out") not in (None, args.resume):

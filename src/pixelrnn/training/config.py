@@ -26,7 +26,8 @@ from ..errors import ArgumentError
 from ..models import ARCHITECTURES, ModelConfig, PixelModel
 
 GROUPS = ("data", "regularisation (training only)", "model", "optimisation",
-          "length (the first limit reached ends the run)", "output", "execution")
+          "length (the first limit reached ends the run)", "output", "execution")  # of the flags
+DATA, REGULARISATION, MODEL, OPTIMISATION, LENGTH, OUTPUT, EXECUTION = GROUPS
 
 
 def flag(default: Any, help: str | None = None, *, group: str, metavar: str | None = None,
@@ -54,11 +55,11 @@ MODEL_FLAGS: dict[str, dict[str, Any]] = {  # every other ModelConfig field: its
                      "of a categorical over the levels (default 0: categorical)"),
 }
 ARCH_OPTIONS = [  # ModelConfig.options, flattened: (name, type, field)
-    ("kernel", "int", flag(3, "PixelCNN: size of the masked convolutions (default 3)", group="model")),
+    ("kernel", "int", flag(3, "PixelCNN: size of the masked convolutions (default 3)", group=MODEL)),
     ("base", "str | None", flag(None, "multiscale: architecture of both stages (default row_lstm)",
-                                group="model", choices=["row_lstm", "diagonal_bilstm", "pixelcnn"])),
+                                group=MODEL, choices=["row_lstm", "diagonal_bilstm", "pixelcnn"])),
     ("factor", "int | None", flag(None, "multiscale: the small image is x[..., ::F, ::F] (default 2)",
-                                  group="model")),
+                                  group=MODEL)),
 ]
 
 
@@ -72,7 +73,7 @@ def model_settings_fields() -> list[tuple[str, Any, Any]]:
             raise TypeError(f"ModelConfig.{f.name} has no flag: add it to MODEL_FLAGS (or NOT_FLAGS) "
                             f"in {__name__}")
         spec = dict(MODEL_FLAGS[f.name])
-        derived.append((f.name, f.type, flag(spec.pop("default", f.default), group="model", **spec)))
+        derived.append((f.name, f.type, flag(spec.pop("default", f.default), group=MODEL, **spec)))
     stale = set(MODEL_FLAGS) - {name for name, _, _ in derived}
     if stale:
         raise TypeError(f"MODEL_FLAGS names fields ModelConfig does not have: {sorted(stale)}")
@@ -91,59 +92,59 @@ CONFIG_FIELDS = MODEL_FIELDS[:-len(ARCH_OPTIONS)]  # the ModelConfig fields amon
 class TrainConfig(ModelSettings):
     """Every setting of a run; the model fields come first (``ModelSettings``)."""
 
-    out: str = flag("runs/pixelrnn", "run directory (default runs/pixelrnn)", group="output")
+    out: str = flag("runs/pixelrnn", "run directory (default runs/pixelrnn)", group=OUTPUT)
     data: str = flag("binarized-mnist", "dataset name or PREFIX:PATH (default binarized-mnist)",
-                     group="data")
-    levels: int | None = flag(None, "quantize to this many levels per channel", group="data")
-    crop: str | None = flag(None, "center-crop every image to HxW", group="data", metavar="HxW")
-    skip_bad: bool = flag(False, "skip unreadable files with a warning", group="data")
+                     group=DATA)
+    levels: int | None = flag(None, "quantize to this many levels per channel", group=DATA)
+    crop: str | None = flag(None, "center-crop every image to HxW", group=DATA, metavar="HxW")
+    skip_bad: bool = flag(False, "skip unreadable files with a warning", group=DATA)
     dynamic_binarization: bool = flag(
-        False, "redraw the binarized training images every epoch (binarized-mnist)", group="data")
+        False, "redraw the binarized training images every epoch (binarized-mnist)", group=DATA)
     # regularisation (training only: evaluation, checkpoints and the model config are unaffected)
     shift: int = flag(0, "move every training image by a random (dy, dx) in [-S, S], edges repeated",
-                      group="regularisation (training only)", metavar="S")
+                      group=REGULARISATION, metavar="S")
     hflip: bool = flag(False, "mirror every training image left-right with probability 1/2",
-                       group="regularisation (training only)")
+                       group=REGULARISATION)
     dropout: float = flag(0.0, "drop-out probability on every residual block's branch (default 0)",
-                          group="regularisation (training only)", metavar="P")
+                          group=REGULARISATION, metavar="P")
     dihedral: float = flag(  # distribution augmentation: P(a symmetry of the square other than identity)
         0.0, "distribution augmentation (square images): with probability P train on the image under "
         "one of the 7 other symmetries of the square, the model told which by a learned bias per "
         "layer; the saved model is the identity's (default 0: off)",
-        group="regularisation (training only)", metavar="P")
+        group=REGULARISATION, metavar="P")
     init: str | None = flag(  # start from this model checkpoint's architecture and weights
         None, "fine-tune: start from this checkpoint's architecture and weights (a new run: fresh "
-        "optimizer and schedule)", group="model", metavar="CHECKPOINT")
+        "optimizer and schedule)", group=MODEL, metavar="CHECKPOINT")
     # optimisation
-    optimizer: str = flag("adam", group="optimisation", choices=["adam", "rmsprop"])
-    lr: float = flag(1e-3, "learning rate (default 1e-3)", group="optimisation")
-    lr_schedule: str = flag("constant", group="optimisation", choices=["constant", "cosine", "linear"])
-    warmup: int = flag(0, "steps of linear learning-rate warm-up", group="optimisation")
-    weight_decay: float = flag(0.0, group="optimisation")
-    grad_clip: float = flag(1.0, "max gradient norm, 0 = off (default 1.0)", group="optimisation")
-    ema: float = flag(0.0, "EMA decay of the weights used for evaluation, e.g. 0.999", group="optimisation")
-    batch_size: int = flag(16, "global batch size (default 16)", group="optimisation")
+    optimizer: str = flag("adam", group=OPTIMISATION, choices=["adam", "rmsprop"])
+    lr: float = flag(1e-3, "learning rate (default 1e-3)", group=OPTIMISATION)
+    lr_schedule: str = flag("constant", group=OPTIMISATION, choices=["constant", "cosine", "linear"])
+    warmup: int = flag(0, "steps of linear learning-rate warm-up", group=OPTIMISATION)
+    weight_decay: float = flag(0.0, group=OPTIMISATION)
+    grad_clip: float = flag(1.0, "max gradient norm, 0 = off (default 1.0)", group=OPTIMISATION)
+    ema: float = flag(0.0, "EMA decay of the weights used for evaluation, e.g. 0.999", group=OPTIMISATION)
+    batch_size: int = flag(16, "global batch size (default 16)", group=OPTIMISATION)
     # length: the first limit reached ends the run
-    epochs: int | None = flag(None, group=GROUPS[4])
-    steps: int | None = flag(None, "total optimizer steps (also when resuming)", group=GROUPS[4])
+    epochs: int | None = flag(None, group=LENGTH)
+    steps: int | None = flag(None, "total optimizer steps (also when resuming)", group=LENGTH)
     max_minutes: float | None = flag(None, "wall-clock budget of training, summed over resumes",
-                                     group=GROUPS[4])
+                                     group=LENGTH)
     # evaluation, logging, checkpoints
     eval_every: int = flag(0, "steps between test evaluations (default: once per epoch)",
-                           group="output")  # 0 = once per epoch and at the end
-    eval_batch_size: int = flag(64, group="output")
-    log_every: int = flag(20, group="output")
+                           group=OUTPUT)  # 0 = once per epoch and at the end
+    eval_batch_size: int = flag(64, group=OUTPUT)
+    log_every: int = flag(20, group=OUTPUT)
     save_every: int = flag(200, "steps between checkpoints (default 200)",
-                           group="output")  # also saved at every evaluation and at the end
-    progress: bool = flag(True, "no progress bar", group="output", name="--no-progress")
+                           group=OUTPUT)  # also saved at every evaluation and at the end
+    progress: bool = flag(True, "no progress bar", group=OUTPUT, name="--no-progress")
     # execution
-    seed: int = flag(0, group="execution")
+    seed: int = flag(0, group=EXECUTION)
     deterministic: bool = flag(False, "deterministic algorithms: resumed runs end with identical weights",
-                               group="execution")
-    device: str = flag("auto", group="execution")  # auto | cpu | cuda | cuda:N (help: the command's)
-    precision: str = flag("fp32", group="execution", choices=["fp32", "bf16"])
-    compile: bool = flag(False, "torch.compile the model (slow start)", group="execution")
-    threads: int | None = flag(None, "CPU threads (torch.set_num_threads)", group="execution")
+                               group=EXECUTION)
+    device: str = flag("auto", group=EXECUTION)  # auto | cpu | cuda | cuda:N (help: the command's)
+    precision: str = flag("fp32", group=EXECUTION, choices=["fp32", "bf16"])
+    compile: bool = flag(False, "torch.compile the model (slow start)", group=EXECUTION)
+    threads: int | None = flag(None, "CPU threads (torch.set_num_threads)", group=EXECUTION)
 
     def validate(self) -> None:
         """An ArgumentError (one line, naming the flag) for the first setting out of range."""
