@@ -199,8 +199,8 @@ def test_heatmap_layout(trained):
 # -- the command ------------------------------------------------------------------------------
 
 def test_cli_json_per_image(files, trained, capsys):
-    rc, out, _ = cli(capsys, "score", files["ckpt"], "--data", files["data"], "--levels", LEVELS,
-                     "--method", "complexity", "--json", "--limit", 5)
+    rc, out, _ = cli(capsys, "score", files["ckpt"], "--data", files["data"], "--split", "test",
+                     "--levels", LEVELS, "--method", "complexity", "--json", "--limit", 5)
     assert rc == 0
     doc = json.loads(out)
     assert doc["method"] == "complexity" and len(doc["scores"]) == 5

@@ -1,5 +1,6 @@
 """What the subcommands share (a command never imports another command): device and thread
-flags, output-file checks, the progress flags and bar, loading a model, writing an .npz."""
+flags, output-file checks, the progress flags and bar, loading a model (a file or a pretrained
+name), the default split of a dataset spec, writing an .npz."""
 from __future__ import annotations
 
 import math
@@ -16,7 +17,8 @@ CODING_DEVICE = "cpu"  # compress / decompress: the file records the kind of dev
 
 __all__ = ["DEVICE_HELP", "GENERATION_DEVICE_HELP", "CODING_DEVICE", "resolve_device", "set_threads",
            "CommandWarning", "check_out_file", "file_in_the_way", "add_progress_flags", "progress_bar",
-           "load_model", "save_npz", "check_generation_args", "check_coding_args"]
+           "find_checkpoint", "load_model", "default_split", "data_note", "save_npz",
+           "check_generation_args", "check_coding_args"]
 
 
 def set_threads(threads: int | None) -> None:
@@ -70,12 +72,50 @@ def progress_bar(args, total: int, desc: str) -> Progress:
     return Progress(total, desc, bar=args.progress, leave=True)
 
 
-def load_model(path: str, device: str = "cpu"):
-    """(model on ``device``, user metadata) of a checkpoint; CheckpointError / FileNotFoundError
-    otherwise."""
+def find_checkpoint(spec: str) -> str:
+    """The checkpoint file a command's CHECKPOINT argument names: a path that exists wins; else
+    the file of a pretrained model of that name (``pixelrnn.pretrained_names()``); else
+    FileNotFoundError (a bare word that is no pretrained name: the message lists the names)."""
+    from ..pretrained import pretrained_names, pretrained_path
+    if os.path.lexists(spec):
+        return spec
+    names = pretrained_names()
+    if spec in names:
+        return str(pretrained_path(spec))
+    if os.sep in spec or "/" in spec or Path(spec).suffix:
+        raise FileNotFoundError(f"checkpoint not found: {spec}")
+    raise FileNotFoundError(f"checkpoint not found: {spec} is neither a file nor a pretrained model "
+                            f"({', '.join(names) or 'none shipped'})")
+
+
+def load_model(spec: str, device: str = "cpu"):
+    """(model on ``device``, user metadata) of a checkpoint file or pretrained name (see
+    :func:`find_checkpoint`); CheckpointError / FileNotFoundError otherwise."""
     from ..checkpoint import load, read_checkpoint
+    path = find_checkpoint(spec)
     _, _, user = read_checkpoint(path)
     return load(path, map_location=device), user
+
+
+def default_split(spec: str, given: str | None) -> str:
+    """The split a command reads of the dataset ``spec`` when ``--split`` is ``given`` or not
+    (None): a built-in dataset (mnist, ...) its test split, the user's own data (any
+    ``PREFIX:PATH`` spec: npy:, npz:, folder:, mnist-idx:, ...) every image ("all"): a user
+    scoring or compressing a file means the whole file."""
+    from ..data import DATASETS
+    if given is not None:
+        return given
+    return "test" if spec in DATASETS else "all"
+
+
+def data_note(spec: str, split: str, used: int, total: int | None = None) -> str:
+    """What a command read, to print: ``"mnist, test split: 1000 images"``, ``"npz:my.npz, every
+    image: the first 5 of 20 images"``."""
+    what = "every image" if split == "all" else f"{split} split"
+    count = f"{used} image{'s' if used != 1 else ''}"
+    if total is not None and total != used:
+        count = f"the first {used} of {total} images"
+    return f"{spec}, {what}: {count}"
 
 
 def save_npz(path: str, **arrays) -> None:

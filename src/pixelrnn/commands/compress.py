@@ -2,6 +2,7 @@
 
     pixelrnn compress run/best.safetensors digits/ -o digits.prnn
     pixelrnn compress run/best.safetensors --npz test.npz -o test.prnn
+    pixelrnn compress mnist --data mnist -o mnist-test.prnn     # a pretrained model, a dataset
     pixelrnn decompress run/best.safetensors digits.prnn -o restored/
 
 Every value is entropy-coded with the model's exact conditional distribution (range coder, see
@@ -18,7 +19,10 @@ Images
     ``arr_0``, or the only array) as uint8 N×C×H×W, N×H×W×C or N×H×W with C the model's channels
     (N×C×H×W, what decompress writes, when both readings fit), values < levels; optional
     ``names`` (strings) and ``levels`` (checked against the model), as
-    written by ``pixelrnn decompress --npz``.
+    written by ``pixelrnn decompress --npz``. ``--data SPEC`` takes a dataset (its channels and
+    levels must be the model's; ``--levels K`` requantizes): ``--split``, else the test split of a
+    built-in dataset and every image of the user's own data (``npz:PATH``, ``folder:PATH``, ...).
+    CHECKPOINT is a file or a pretrained name (``pixelrnn models``).
 Output
     ``-o OUT`` is written atomically and never overwritten without ``--force``. The summary gives
     the size, the bits per value (dim) of the whole file, and the model's NLL in bits/dim.
@@ -29,7 +33,8 @@ import json
 import time
 from pathlib import Path
 
-from .common import CODING_DEVICE, add_progress_flags, check_coding_args, check_out_file, progress_bar
+from .common import (CODING_DEVICE, add_progress_flags, check_coding_args, check_out_file, data_note,
+                     default_split, load_model, progress_bar)
 from ..errors import ArgumentError
 
 
@@ -41,6 +46,10 @@ def register(sub) -> None:
     p.add_argument("checkpoint")
     p.add_argument("images", nargs="*", metavar="IMAGES", help="PNG/JPEG files or folders")
     p.add_argument("--npz", metavar="FILE", help="compress the images of this .npz/.npy instead")
+    p.add_argument("--data", metavar="SPEC", help="compress a dataset instead (name or PREFIX:PATH)")
+    p.add_argument("--split", choices=["train", "test", "all"],
+                   help="split of --data (default: test for a built-in dataset, all for your own data)")
+    p.add_argument("--levels", type=int, help="requantize --data to this many levels")
     p.add_argument("-o", "--out", required=True, help="compressed file to write (e.g. images.prnn)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.add_argument("--chunk", type=int, default=DEFAULT_CHUNK,
@@ -56,16 +65,30 @@ def register(sub) -> None:
 def _read_inputs(args, model):
     """(images: uint8 (C, H, W) each, names or None, what they are) of the files or --npz."""
     from ..compression.files import check_names_unique, file_entries, read_lossless, read_npz
+    if args.data:
+        return _read_dataset(args, model)
     if args.npz:
         images, names = read_npz(args.npz, model)
         if names is not None:
             check_names_unique(names)
-        return images, names, args.npz
+        return images, names, f"{args.npz}: {len(images)} image{'s' if len(images) != 1 else ''}"
     entries = file_entries(args.images)
     names = [name for _, name in entries]
     check_names_unique(names, [str(f) for f, _ in entries])
     images = [read_lossless(f, model) for f, _ in entries]
-    return images, names, f"{len(entries)} image file(s)"
+    return images, names, f"{len(entries)} image file{'s' if len(entries) != 1 else ''}"
+
+
+def _read_dataset(args, model):
+    """(images, names, what) of ``--data``, checked against the model's channels and levels."""
+    from ..data import load_dataset
+    split = default_split(args.data, args.split)
+    ds = load_dataset(args.data, split, levels=args.levels)
+    if ds.channels != model.channels or ds.levels != model.levels:
+        hint = f" (pass --levels {model.levels} to requantize)" if ds.levels > model.levels else ""
+        raise ArgumentError(f"{args.data} has {ds.channels} channel(s) and {ds.levels} levels but the "
+                            f"model expects {model.channels} and {model.levels}{hint}")
+    return ds.images, list(ds.names), data_note(args.data, split, len(ds))
 
 
 def _report(args, enc, n: int, what: str, seconds: float) -> None:
@@ -78,22 +101,23 @@ def _report(args, enc, n: int, what: str, seconds: float) -> None:
         print(json.dumps(summary, indent=2))
         return
     over = f" (+{100 * summary['overhead']:.2f} %)" if summary["overhead"] is not None else ""
-    print(f"compressed {n} image(s) from {what} into {args.out}: {len(enc.data):,} bytes, "
+    print(f"compressed {what} into {args.out}: {len(enc.data):,} bytes, "
           f"{enc.bits_per_dim:.4f} bits/dim; model NLL {enc.nll_bits_per_dim:.4f} bits/dim{over}; "
           f"{seconds:.1f} s ({n / max(seconds, 1e-9):.1f} images/s)")
 
 
 def run(args) -> int:
-    from ..checkpoint import load
     from ..compression import encode
     from ..files import atomic_write
     check_coding_args(args)
-    if bool(args.images) == bool(args.npz):
-        raise ArgumentError("give image files/folders or --npz FILE (exactly one of them)")
+    if bool(args.images) + bool(args.npz) + bool(args.data) != 1:
+        raise ArgumentError("give image files/folders, --npz FILE or --data SPEC (exactly one of them)")
+    if (args.split is not None or args.levels is not None) and not args.data:
+        raise ArgumentError("--split and --levels only apply to --data")
     if args.chunk < 1:
         raise ArgumentError(f"--chunk must be >= 1, got {args.chunk}")
     check_out_file(args.out, "-o", args.force)
-    model = load(args.checkpoint, map_location=args.device)
+    model, _ = load_model(args.checkpoint, args.device)
     images, names, what = _read_inputs(args, model)
     total = sum(int(im.numel()) for im in images)
     t0 = time.perf_counter()

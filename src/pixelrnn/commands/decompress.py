@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .common import (CODING_DEVICE, add_progress_flags, check_coding_args, check_out_file,
-                     file_in_the_way, progress_bar, save_npz)
+                     file_in_the_way, load_model, progress_bar, save_npz)
 from ..errors import ArgumentError
 
 
@@ -118,7 +118,6 @@ def _report(args, header, size: int, nll_bits: float, where: str, seconds: float
 
 
 def run(args) -> int:
-    from ..checkpoint import load
     from ..compression import check_model, decompress, read_header
     check_coding_args(args)
     data = _read_file(args.file)
@@ -126,7 +125,7 @@ def run(args) -> int:
     if args.npz:
         _check_npz(args, header)
     targets = None if args.npz else _targets(args, header)
-    model = load(args.checkpoint, map_location=args.device)
+    model, _ = load_model(args.checkpoint, args.device)  # a file or a pretrained name
     check_model(model, header)
     stats: dict = {}
     t0 = time.perf_counter()

@@ -1,17 +1,22 @@
-"""``pixelrnn eval CHECKPOINT --data NAME``: exact NLL over a whole split."""
+"""``pixelrnn eval CHECKPOINT --data NAME``: exact NLL over a whole split.
+
+CHECKPOINT is a file or a pretrained name (``pixelrnn models``). The split is ``--split``, else
+the test split of a built-in dataset and every image of the user's own data (``npz:PATH``, ...).
+"""
 from __future__ import annotations
 
 import json
 
 from ..errors import ArgumentError
-from .common import DEVICE_HELP, resolve_device, set_threads
+from .common import DEVICE_HELP, data_note, default_split, load_model, resolve_device, set_threads
 
 
 def register(sub) -> None:
     p = sub.add_parser("eval", help="exact test NLL (nats/image) and bits/dim of a checkpoint")
     p.add_argument("checkpoint")
     p.add_argument("--data", required=True, help="dataset name or PREFIX:PATH")
-    p.add_argument("--split", default="test", choices=["train", "test", "all"])
+    p.add_argument("--split", choices=["train", "test", "all"],
+                   help="default: test for a built-in dataset, all for your own data (PREFIX:PATH)")
     p.add_argument("--levels", type=int, help="quantize the data to this many levels")
     p.add_argument("--crop", metavar="HxW")
     p.add_argument("--batch-size", type=int, default=64)
@@ -25,14 +30,14 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..data import load_dataset, parse_size
     from ..evaluate import evaluate
-    from ..checkpoint import load
     device = resolve_device(args.device)
     set_threads(args.threads)
     if args.batch_size < 1:
         raise ArgumentError("--batch-size must be >= 1")
-    model = load(args.checkpoint, map_location=device)
+    model, _ = load_model(args.checkpoint, device)
     crop = parse_size(args.crop, "--crop") if args.crop else None
-    ds = load_dataset(args.data, args.split, levels=args.levels, crop=crop)
+    split = default_split(args.data, args.split)
+    ds = load_dataset(args.data, split, levels=args.levels, crop=crop)
     if ds.channels != model.channels or ds.levels != model.levels:
         hint = (f" (pass --levels {model.levels} to requantize)"
                 if ds.channels == model.channels and ds.levels > model.levels else "")
@@ -40,9 +45,9 @@ def run(args) -> int:
                          f"model expects {model.channels} and {model.levels}{hint}")
     res = evaluate(model, ds.images, args.batch_size, args.precision)
     if args.json:
-        print(json.dumps({"checkpoint": args.checkpoint, "data": args.data, "split": args.split,
+        print(json.dumps({"checkpoint": args.checkpoint, "data": args.data, "split": split,
                           **res.to_dict()}, indent=2))
     else:
-        print(f"{args.data} {args.split}: {res.images} images, NLL {res.nll:.4f} nats/image, "
+        print(f"{data_note(args.data, split, res.images)}: NLL {res.nll:.4f} nats/image, "
               f"{res.bits_per_dim:.5f} bits/dim")
     return 0

@@ -9,8 +9,12 @@ OOD evaluation (ROC-AUC / AUPR of every method against each OOD set; see pixelrn
 
     pixelrnn score run/best.safetensors --data mnist --ood noise --ood constant --ood digits
 
+CHECKPOINT is a file or a pretrained name (``pixelrnn models``).
+
 Images
-    ``--data SPEC`` loads a split (``--split``, default test) of a dataset; its channels and
+    ``--data SPEC`` loads a split of a dataset: ``--split``, else the test split of a built-in
+    dataset (mnist, ...) and every image of the user's own data (``npz:PATH``, ``folder:PATH``,
+    ...); the command says which split and how many images it scored. Their channels and
     levels must be the model's (``--levels K`` requantizes 256-level data as ``v * K // 256``).
     IMAGES are PNG/JPEG files or folders (searched recursively), converted to the model's channels
     and levels by ``pixelrnn.data.read_images``; they must all have one size. They may come
@@ -46,7 +50,8 @@ import warnings
 from pathlib import Path
 
 from ..errors import ArgumentError
-from .common import DEVICE_HELP, CommandWarning, check_out_file, resolve_device, set_threads
+from .common import (DEVICE_HELP, CommandWarning, check_out_file, data_note, default_split, load_model,
+                     resolve_device, set_threads)
 
 
 def register(sub) -> None:
@@ -61,8 +66,9 @@ def register(sub) -> None:
     p.add_argument("images", nargs="*", metavar="IMAGES",
                    help="PNG/JPEG files or folders")
     p.add_argument("--data", help="dataset name or PREFIX:PATH (instead of IMAGES)")
-    p.add_argument("--split", default="test", choices=["train", "test", "all"],
-                   help="split of --data (default test)")
+    p.add_argument("--split", choices=["train", "test", "all"],
+                   help="split of --data (default: test for a built-in dataset, all for your own "
+                   "data, PREFIX:PATH)")
     p.add_argument("--levels", type=int, help="requantize --data to this many levels (v*K//native)")
     p.add_argument("--method", default="nll", help=f"{' | '.join(METHODS)} (default nll)")
     p.add_argument("--complexity-codec", default=DEFAULT_CODEC,
@@ -105,6 +111,8 @@ def _check_args(args) -> None:
         raise ArgumentError("--limit must be >= 1")
     if args.heatmap_count < 0:
         raise ArgumentError("--heatmap-count must be >= 0")
+    if args.split is not None and not args.data:
+        raise ArgumentError("--split only applies to --data")
     if args.levels is not None and not args.data:
         raise ArgumentError("--levels only applies to --data (image files are converted to the model's levels)")
     prefixes = {f.split(":")[0] for f in USER_FORMATS}
@@ -129,7 +137,8 @@ def _load_images(args, model):
     """(images uint8 (N, C, H, W), names, description) of what to score."""
     from ..data import load_dataset, read_images
     if args.data:
-        ds = load_dataset(args.data, args.split, levels=args.levels)
+        split = default_split(args.data, args.split)
+        ds = load_dataset(args.data, split, levels=args.levels)
         if ds.channels != model.channels:
             raise ArgumentError(f"{args.data} has {ds.channels} channel(s) but the model expects "
                              f"{model.channels}")
@@ -137,14 +146,15 @@ def _load_images(args, model):
             hint = f" (pass --levels {model.levels} to requantize)" if ds.levels > model.levels else ""
             raise ArgumentError(f"{args.data} has {ds.levels} levels but the model expects "
                              f"{model.levels}{hint}")
-        what = f"{args.data} {args.split}"
     else:
         ds = read_images(args.images, channels=model.channels, levels=model.levels)
-        what = f"{len(ds)} image file(s)"
     images, names = ds.images, list(ds.names)
     if args.limit is not None:
         images, names = images[:args.limit], names[:args.limit]
-    return images, names, what
+    if args.data:
+        return images, names, data_note(args.data, split, len(images), len(ds))
+    return images, names, f"{len(ds)} image file{'s' if len(ds) != 1 else ''}" + (
+        f" (the first {len(images)})" if len(images) < len(ds) else "")
 
 
 def _ood_sets(args, model, reference):
@@ -191,15 +201,16 @@ def _emit_csv(target: str, header: list[str], rows: list[list]) -> None:
 
 
 def run(args) -> int:
-    from ..checkpoint import load
     _check_args(args)
     device = resolve_device(args.device)
     set_threads(args.threads)
-    model = load(args.checkpoint, map_location=device)
+    model, _ = load_model(args.checkpoint, device)
     if (args.ood or args.method == "complexity") and model.levels > 256:
         raise ArgumentError(f"the complexity score needs a generic codec, and those take at most 256 "
                          f"levels; the model has {model.levels} (use --method nll or bpd, without --ood)")
     images, names, what = _load_images(args, model)
+    if args.json or args.csv == "-":  # else the output says it
+        print(f"scoring {what}", file=sys.stderr)
     notes = []
     if args.ood:
         notes.append(_run_ood(args, model, images, what))
@@ -246,7 +257,7 @@ def _run_scores(args, model, images, names, what) -> None:
 
 def _print_table(args, rows, what) -> None:
     method = args.method + (f" ({args.complexity_codec})" if args.method == "complexity" else "")
-    print(f"{method} anomaly scores of {what}: {len(rows)} image(s), higher = more anomalous")
+    print(f"{method} anomaly scores of {what}; higher = more anomalous")
     shown = rows
     if len(rows) > 20:
         shown = sorted(rows, key=lambda r: -r["score"])[:10]
