@@ -13,10 +13,12 @@ Every dataset, its split, its levels, the file formats and the errors are specif
 ``docs/datasets.md``. Every problem with the data raises :class:`DataError` (a ``ValueError``)
 with a one-line message that names the spec, path or file at fault.
 
-The package, in dependency order: ``dataset`` (the :class:`ImageDataset` type and the seeded
-split), ``augment`` (training-time augmentations), ``images`` (image files and ``folder:``),
-``arrays`` (``npy:`` / ``npz:``), ``formats`` (``mnist-idx:``, ``cifar10:``), ``builtin`` (the
-datasets that ship with packages) and ``load`` (:func:`load_dataset` and the spec helpers).
+The package, in dependency order: ``store`` (:class:`ImageStore`: images of memory-mapped
+files, read batch by batch), ``dataset`` (the :class:`ImageDataset` type and the seeded split),
+``augment`` (training-time augmentations), ``images`` (image files and ``folder:``), ``sidecar``
+(the labels and meta files beside an .npy), ``arrays`` (``npy:`` / ``npz:``), ``formats``
+(``mnist-idx:``, ``cifar10:``), ``builtin`` (the datasets that ship with packages) and ``load``
+(:func:`load_dataset` and the spec helpers).
 """
 from ..errors import DataError
 from .arrays import to_nchw
@@ -25,8 +27,9 @@ from .builtin import DATASETS, PHOTOS32_TEST, PHOTOS32_TRAIN
 from .dataset import SPLITS, DataWarning, ImageDataset
 from .images import IMAGE_SUFFIXES, image_files, read_image, read_images
 from .load import USER_FORMATS, absolute_spec, convert_images, load_dataset, parse_size
+from .store import ImageStore
 
 __all__ = ["DATASETS", "USER_FORMATS", "PHOTOS32_TRAIN", "PHOTOS32_TEST", "SPLITS", "IMAGE_SUFFIXES",
-           "DataError", "DataWarning", "ImageDataset", "load_dataset", "parse_size", "absolute_spec",
+           "DataError", "DataWarning", "ImageDataset", "ImageStore", "load_dataset", "parse_size", "absolute_spec",
            "convert_images", "read_images", "read_image", "image_files", "to_nchw", "augment",
            "DIHEDRAL", "dihedral"]

@@ -1,12 +1,21 @@
-"""Arrays of images: ``npy:PATH`` / ``npz:PATH`` and the layout rule (:func:`to_nchw`)."""
+"""Arrays of images: ``npy:PATH`` / ``npz:PATH`` and the layout rule (:func:`to_nchw`).
+
+A uint8 ``.npy`` file, and the uint8 members an ``.npz`` stores uncompressed (``np.savez``), are
+memory-mapped: their splits are :class:`ImageStore` views read batch by batch. Other arrays
+(compressed members, other integer dtypes) are read into memory."""
 from __future__ import annotations
 
+import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
 from .dataset import Parts, check_labels, numbered_classes, oneline, split_array
+from .sidecar import npy_parts
+from .store import ImageStore
+
 
 def as_uint8(a: np.ndarray, where: str) -> np.ndarray:
     """uint8 pixels from an integer array with values in 0..255, or a DataError."""
@@ -53,24 +62,63 @@ CLASS_NAMES_KEY = "class_names"
 
 def load_array_file(path: Path, split: str) -> Parts:
     """``npy:PATH`` / ``npz:PATH``: one array split 90/10, or an .npz's own splits; labels from
-    the .npz's label arrays."""
+    the .npz's label arrays or, for an .npy, from the files beside it (:mod:`.sidecar`)."""
     if not path.is_file():
         raise DataError(f"{path} is not a regular file (expected a .npy or .npz file)")
     try:
-        loaded = np.load(path, allow_pickle=False)
+        loaded = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - numpy raises ValueError/OSError/EOFError/zip errors
         raise DataError(f"cannot read {path} as .npy/.npz: {oneline(exc)}") from None
     if isinstance(loaded, np.ndarray):
-        return split_array(to_nchw(loaded, str(path)))
+        return npy_parts(mapped_images(to_nchw(loaded, str(path))), path)
     with loaded as npz:
         return _load_npz(npz, path, split)
+
+
+def mapped_images(a: np.ndarray) -> np.ndarray | ImageStore:
+    """An ImageStore over a memory-mapped (N, C, H, W) array (so that splits are views), else ``a``."""
+    return ImageStore([a]) if isinstance(a, np.memmap) else a
+
+
+def map_npz_member(path: Path, key: str) -> np.memmap | None:
+    """The array ``key`` of the .npz ``path`` memory-mapped, when the member is stored
+    uncompressed (``np.savez``) in C or Fortran order without Python objects; else None."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo(key + ".npy")
+        if info.compress_type != zipfile.ZIP_STORED:
+            return None
+        with open(path, "rb") as f:
+            f.seek(info.header_offset)
+            local = f.read(30)  # the local file header: its name and extra field come next
+            if len(local) < 30 or local[:4] != b"PK\x03\x04":
+                return None
+            name_len, extra_len = struct.unpack("<HH", local[26:30])
+            f.seek(info.header_offset + 30 + name_len + extra_len)
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(f)
+            offset = f.tell()
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    if dtype.hasobject or not shape:
+        return None
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+
+
+def _npz_images(npz, key: str, path: Path) -> np.ndarray | ImageStore:
+    """The images of member ``key``: memory-mapped when it is stored uncompressed."""
+    a = map_npz_member(path, key)
+    a = _npz_array(npz, key, str(path)) if a is None else a
+    return mapped_images(to_nchw(a, f"{path}[{key}]"))
 
 
 def _load_npz(npz, path: Path, split: str) -> Parts:
     keys = list(npz.files)
     for train_key, test_key in IMAGE_PAIRS:
         if train_key in keys and test_key in keys:
-            arrays = {which: to_nchw(_npz_array(npz, key, str(path)), f"{path}[{key}]")
+            arrays = {which: _npz_images(npz, key, path)
                       for which, key in (("train", train_key), ("test", test_key)) if split in (which, "all")}
             labels, class_names, why = _pair_labels(npz, path, {w: len(a) for w, a in arrays.items()})
             return Parts(256, arrays.get("train"), arrays.get("test"), train_labels=labels.get("train"),
@@ -83,7 +131,7 @@ def _load_npz(npz, path: Path, split: str) -> Parts:
             raise DataError(f"{path} has arrays {keys}: expected x_train and x_test, train and test, "
                             "or one array named x, images or arr_0")
         key = candidates[0]
-    images = to_nchw(_npz_array(npz, key, str(path)), f"{path}[{key}]")
+    images = _npz_images(npz, key, path)
     if label_key is None or label_key == key:
         return split_array(images)
     where = f"{path}[{label_key}]"

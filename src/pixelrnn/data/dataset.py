@@ -2,6 +2,7 @@
 before :func:`pixelrnn.data.load.load_dataset` selects, crops and requantizes them."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DataError
+from .store import ImageStore
 
 SPLITS = ("train", "test", "all")
 
@@ -28,68 +30,94 @@ def oneline(exc: BaseException) -> str:
 # The dataset object
 # --------------------------------------------------------------------------------------------
 
-@dataclass(eq=False, repr=False)
 class ImageDataset(Dataset):
     """Images (N, C, H, W) uint8 in [0, levels) plus where they came from.
 
-    Read it through ``len(ds)``, ``ds.batch(idx)`` (int64 (B, C, H, W)), ``ds.channels``,
-    ``ds.height``, ``ds.width`` and ``ds.levels``, so that the storage behind it may change.
-    ``ds[i]`` is the int64 (C, H, W) tensor of image ``i``, so it can be given to a DataLoader.
+    Read it through ``len(ds)``, ``ds.batch(idx)`` (int64 (B, C, H, W)), ``ds.labels_of(idx)``,
+    ``ds.channels``, ``ds.height``, ``ds.width`` and ``ds.levels``: they work whatever holds the
+    images. ``images`` is a uint8 tensor in memory, or an :class:`ImageStore` (a memory-mapped
+    file, read batch by batch; ``ds.store``), in which case ``ds.images`` reads them all into a
+    new tensor at each access. ``ds[i]`` is the int64 (C, H, W) tensor of image ``i``, so it can
+    be given to a DataLoader.
     """
 
-    images: torch.Tensor
-    levels: int
-    name: str
-    split: str
-    names: list[str]
-    skipped: list[str] = field(default_factory=list)
-    probs: torch.Tensor | None = None
-    labels: torch.Tensor | None = None      # int64 (N,) in [0, len(class_names)), or None
-    class_names: list[str] | None = None
-    labels_note: str = ""                   # why there are no labels, when the data could have them
+    def __init__(self, images: torch.Tensor | ImageStore, levels: int, name: str, split: str,
+                 names: Sequence[str], skipped: list[str] | None = None, probs: torch.Tensor | None = None,
+                 labels: torch.Tensor | None = None, class_names: list[str] | None = None,
+                 labels_note: str = ""):
+        self.store: ImageStore | None = images if isinstance(images, ImageStore) else None
+        self._images = None if self.store is not None else images
+        self.levels, self.name, self.split, self.names = levels, name, split, names
+        self.skipped = [] if skipped is None else skipped
+        self.probs = probs
+        self.labels = labels                 # int64 (N,) in [0, len(class_names)), or None
+        self.class_names = class_names
+        self.labels_note = labels_note       # why there are no labels, when the data could have them
+        self._check()
 
-    def __post_init__(self):
-        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+    def _check(self) -> None:
+        if self.store is None and (not isinstance(self._images, torch.Tensor) or self._images.dtype != torch.uint8
+                                   or self._images.dim() != 4):
             raise DataError(f"{self.name}: images must be a uint8 (N, C, H, W) tensor, got "
-                            f"{self.images.dtype} {tuple(self.images.shape)}")
-        if len(self.names) != len(self.images):
-            raise DataError(f"{self.name}: {len(self.names)} names for {len(self.images)} images")
-        if self.probs is not None and self.probs.shape != self.images.shape:
+                            f"{getattr(self._images, 'dtype', type(self._images).__name__)} "
+                            f"{tuple(getattr(self._images, 'shape', ()))}")
+        if len(self.names) != len(self):
+            raise DataError(f"{self.name}: {len(self.names)} names for {len(self)} images")
+        if self.probs is not None and tuple(self.probs.shape) != self.shape:
             raise DataError(f"{self.name}: probs shape {tuple(self.probs.shape)} does not match "
-                            f"images {tuple(self.images.shape)}")
+                            f"images {self.shape}")
         if self.labels is not None:
             if not isinstance(self.labels, torch.Tensor) or self.labels.dtype != torch.int64:
                 raise DataError(f"{self.name}: labels must be an int64 tensor")
             if self.class_names is None:
                 raise DataError(f"{self.name}: labels without class names")
-            check_labels(self.labels.numpy(), len(self.images), self.name, self.class_names)
+            check_labels(self.labels.numpy(), len(self), self.name, self.class_names)
+
+    @property
+    def images(self) -> torch.Tensor:
+        """All the images, uint8 (N, C, H, W) (from a store: read into a new tensor now)."""
+        return self._images if self.store is None else torch.from_numpy(self.store.read())
+
+    @images.setter
+    def images(self, value: torch.Tensor) -> None:
+        self._images, self.store = value, None
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """(N, C, H, W)."""
+        return tuple(self.store.shape if self.store is not None else self._images.shape)
+
+    @property
+    def channels(self) -> int:
+        return self.shape[1]
+
+    @property
+    def height(self) -> int:
+        return self.shape[2]
+
+    @property
+    def width(self) -> int:
+        return self.shape[3]
 
     @property
     def num_classes(self) -> int:
         """The number of classes (``len(class_names)``); 0 without labels."""
         return 0 if self.labels is None or self.class_names is None else len(self.class_names)
 
-    @property
-    def channels(self) -> int:
-        return self.images.shape[1]
-
-    @property
-    def height(self) -> int:
-        return self.images.shape[2]
-
-    @property
-    def width(self) -> int:
-        return self.images.shape[3]
-
     def __len__(self) -> int:
-        return self.images.shape[0]
+        return self.shape[0]
 
     def __getitem__(self, index):
-        return self.images[index].long()
+        return self.batch(index)
 
     def batch(self, index) -> torch.Tensor:
-        """The images at ``index`` (a LongTensor (B,) or a slice) as int64 (B, C, H, W)."""
-        return self.images[index].long()
+        """The images at ``index`` (a LongTensor (B,), an integer array or a slice) as int64
+        (B, C, H, W); from a store only those images are read."""
+        if self.store is None:
+            return self._images[index].long()
+        if isinstance(index, torch.Tensor):
+            index = index.cpu().numpy()
+        return torch.from_numpy(self.store.read(index)).long()
 
     def labels_of(self, index) -> torch.Tensor:
         """The labels of the images at ``index`` (as for :meth:`batch`), int64 (B,)."""
@@ -107,20 +135,54 @@ class ImageDataset(Dataset):
         self.images = (u < self.probs).to(torch.uint8)
 
     def __repr__(self) -> str:
-        c, h, w = self.images.shape[1:]
+        c, h, w = self.shape[1:]
         extra = f", skipped={len(self.skipped)}" if self.skipped else ""
         extra += ", redrawable" if self.probs is not None else ""
         extra += f", classes={self.num_classes}" if self.labels is not None else ""
+        extra += ", memory-mapped" if self.store is not None else ""
         return (f"ImageDataset({self.name!r}, split={self.split!r}, n={len(self)}, "
                 f"shape={c}x{h}x{w}, levels={self.levels}{extra})")
+
+
+class IndexNames(Sequence):
+    """The names "train/0", "train/1", ..., "test/0", ... of images without file names, made
+    when asked for (a million-image split holds no million strings). ``parts``: (prefix, count)
+    in order. Equal to a list of the same names."""
+
+    def __init__(self, parts: list[tuple[str, int]]):
+        self.parts = [(prefix, int(n)) for prefix, n in parts if n]
+
+    def __len__(self) -> int:
+        return sum(n for _, n in self.parts)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        k = i + len(self) if i < 0 else i
+        for prefix, n in self.parts:
+            if 0 <= k < n:
+                return f"{prefix}/{k}"
+            k -= n
+        raise IndexError("image name index out of range")
+
+    def __add__(self, other):
+        if isinstance(other, IndexNames):
+            return IndexNames(self.parts + other.parts)
+        return list(self) + list(other)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and not isinstance(other, str) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"IndexNames({self.parts})"
 
 
 @dataclass
 class Parts:
     """What a loader returns: the arrays of the train and test splits, before selection."""
     levels: int                          # native number of levels
-    train: np.ndarray | None             # (N, C, H, W) uint8; None when the split does not need it
-    test: np.ndarray | None
+    train: np.ndarray | ImageStore | None  # (N, C, H, W) uint8; None when the split does not need it
+    test: np.ndarray | ImageStore | None   # (an ImageStore: memory-mapped, read batch by batch)
     train_names: list[str] | None = None  # None: "train/i"
     test_names: list[str] | None = None
     train_probs: np.ndarray | None = None

@@ -13,13 +13,15 @@ import torch
 from ..errors import ArgumentError, DataError
 from .arrays import load_array_file
 from .builtin import BUILTINS, DATASETS
-from .dataset import SPLITS, ImageDataset, Parts, shape_str
+from .dataset import SPLITS, ImageDataset, IndexNames, Parts, shape_str
 from .formats import load_cifar10, load_mnist_idx
 from .images import load_folder
+from .store import ImageStore, is_mapped
 
 USER_FORMATS: dict[str, str] = {
     "folder:PATH": "PNG/JPEG files under PATH (train/ and test/ subfolders, or a seeded 90/10 split)",
-    "npy:PATH": "a uint8 array NxHxW, NxHxWxC or NxCxHxW (seeded 90/10 split)",
+    "npy:PATH": "a uint8 array NxHxW, NxHxWxC or NxCxHxW, memory-mapped (seeded 90/10 split, or the "
+                "split of its .meta.json: pixelrnn prepare)",
     "npz:PATH": "arrays x_train/x_test (or train/test), or one array x/images/arr_0 (90/10 split)",
     "mnist-idx:DIR": "train-images-idx3-ubyte and t10k-images-idx3-ubyte (optionally .gz)",
     "cifar10:DIR": "the CIFAR-10 python batches data_batch_1..5 and test_batch",
@@ -32,6 +34,7 @@ _USER_LOADERS = {
     "mnist-idx": load_mnist_idx,
     "cifar10": load_cifar10,
 }
+
 
 def load_dataset(spec: str, split: str = "train", *, levels: int | None = None,
                  crop: tuple[int, int] | None = None, skip_bad: bool = False) -> ImageDataset:
@@ -146,23 +149,22 @@ def _center_crop(a: np.ndarray, crop: tuple[int, int], what: str) -> np.ndarray:
 
 def _finish(spec: str, split: str, parts: Parts, levels: int | None,
             crop: tuple[int, int] | None) -> ImageDataset:
-    """The dataset of ``split`` from a loader's parts: selected, cropped, requantized, copied."""
+    """The dataset of ``split`` from a loader's parts: selected, cropped, requantized; in memory
+    a new tensor, memory-mapped parts stay a store (a view of the file)."""
     if not parts.same and parts.train is not None and parts.test is not None:  # whichever split is asked for
         tr, te = parts.train.shape[1:], parts.test.shape[1:]
         if tr[0] != te[0] or (crop is None and tr != te):
             raise DataError(f"{spec}: train images are {shape_str(parts.train)} but test images are "
                             f"{shape_str(parts.test)}")
-    if split == "all" and not parts.same and crop is not None:  # both splits to the same size first
-        parts.train, parts.test = (_center_crop(a, crop, spec) for a in (parts.train, parts.test))
-        crop = None
-    images, names, probs, labels = _select(parts, split)
+    mapped = is_mapped(parts.train) or is_mapped(parts.test)
+    store, names, probs, labels = _select(parts, split)
     if crop is not None:
-        images = _center_crop(images, crop, spec)
+        store = store.cropped(crop, spec)
         if probs is not None:
             probs = _center_crop(probs, crop, spec)
-    images, levels = _requantize(images, parts.levels, levels, spec)
+    store, levels = _requantize(store, parts.levels, levels, spec, sample=SAMPLE if mapped else None)
     return ImageDataset(
-        images=torch.from_numpy(np.array(images, dtype=np.uint8, order="C", copy=True)),
+        images=store if mapped else torch.from_numpy(store.read()),
         levels=levels, name=spec, split=split, names=names, skipped=list(parts.skipped),
         probs=None if probs is None else torch.from_numpy(np.array(probs, dtype=np.float32, copy=True)),
         labels=None if labels is None else torch.from_numpy(np.array(labels, dtype=np.int64, copy=True)),
@@ -170,34 +172,46 @@ def _finish(spec: str, split: str, parts: Parts, levels: int | None,
     )
 
 
+def _as_store(a) -> ImageStore:
+    return a if isinstance(a, ImageStore) else ImageStore([a])
+
+
 def _select(parts: Parts, split: str):
-    """(images, names, probs, labels) of ``split``: the train part, the test part, or both in turn
+    """(store, names, probs, labels) of ``split``: the train part, the test part, or both in turn
     ("all"; a one-image folder holds its image once)."""
-    def names_of(which: str) -> list[str]:
+    def names_of(which: str):
         arr, names = (parts.train, parts.train_names) if which == "train" else (parts.test, parts.test_names)
-        return list(names) if names is not None else [f"{which}/{i}" for i in range(len(arr))]
+        return list(names) if names is not None else IndexNames([(which, len(arr))])
 
     if split == "train" or (split == "all" and parts.same):
         probs = parts.train_probs if split == "train" else None
-        return parts.train, names_of("train"), probs, parts.train_labels
+        return _as_store(parts.train), names_of("train"), probs, parts.train_labels
     if split == "test":
-        return parts.test, names_of("test"), None, parts.test_labels
+        return _as_store(parts.test), names_of("test"), None, parts.test_labels
     labels = None
     if parts.train_labels is not None and parts.test_labels is not None:
         labels = np.concatenate([parts.train_labels, parts.test_labels])
-    return (np.concatenate([parts.train, parts.test]), names_of("train") + names_of("test"), None, labels)
+    store = ImageStore.concat(_as_store(parts.train), _as_store(parts.test))
+    return store, names_of("train") + names_of("test"), None, labels
 
 
-def _requantize(images: np.ndarray, native: int, levels: int | None, spec: str) -> tuple[np.ndarray, int]:
-    """Images of ``native`` levels as ``levels`` levels (v * levels // native) and that number."""
+SAMPLE = 4096  # images of a memory-mapped dataset looked at by the check of levels=K
+
+
+def _requantize(store: ImageStore, native: int, levels: int | None, spec: str,
+                sample: int | None) -> tuple[ImageStore, int]:
+    """Images of ``native`` levels read as ``levels`` levels (v * levels // native) and that
+    number. A map that sends every value to one is an error (checked on the first ``sample``
+    images, all when None)."""
     if levels is not None and levels > native:
         raise DataError(f"levels={levels} is more than the {native} levels of {spec}")
     if levels is None or levels == native:
-        return images, native
+        return store, native
+    lut = (np.arange(256, dtype=np.uint16) * levels // native).astype(np.uint8)
+    images = store.read(slice(0, sample))
     lo, hi = (int(images.min()), int(images.max())) if images.size else (0, 0)
-    images = (images.astype(np.uint16) * levels // native).astype(np.uint8)
-    if lo != hi and images.min() == images.max():  # e.g. 0/1 pixels with levels=2: all 0
-        raise DataError(f"levels={levels} maps every value of {spec} to {int(images[(0,) * images.ndim])}: "
+    if lo != hi and lut[lo] == lut[hi]:  # e.g. 0/1 pixels with levels=2: all 0
+        raise DataError(f"levels={levels} maps every value of {spec} to {int(lut[images.flat[0]])}: "
                         f"its values are {lo}..{hi} and requantizing takes v * {levels} // {native} "
                         f"(data with {native} levels); scale the data to 0..{native - 1} first")
-    return images, levels
+    return store.requantized(lut), levels
