@@ -16,8 +16,8 @@ import warnings
 from . import __version__
 from .errors import UserError
 
-COMMANDS = ["train", "eval", "sample", "complete", "score", "compress", "decompress", "classify", "info", "models",
-            "serve", "demo"]
+COMMANDS = ["train", "eval", "sample", "complete", "score", "compress", "decompress", "classify", "prepare", "info",
+            "models", "serve", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:
