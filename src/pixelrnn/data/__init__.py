@@ -17,8 +17,10 @@ The package, in dependency order: ``store`` (:class:`ImageStore`: images of memo
 files, read batch by batch), ``dataset`` (the :class:`ImageDataset` type and the seeded split),
 ``augment`` (training-time augmentations), ``images`` (image files and ``folder:``), ``sidecar``
 (the labels and meta files beside an .npy), ``arrays`` (``npy:`` / ``npz:``), ``formats``
-(``mnist-idx:``, ``cifar10:``), ``builtin`` (the datasets that ship with packages) and ``load``
-(:func:`load_dataset` and the spec helpers).
+(``mnist-idx:``, ``cifar10:``, ``binarized-mnist-amat:``), ``imagenet`` (``imagenet32:``,
+``imagenet64:``), ``builtin`` (the datasets that ship with packages), ``load``
+(:func:`load_dataset` and the spec helpers) and ``prepare`` (``pixelrnn prepare``: any dataset
+into a memory-mappable .npy).
 """
 from ..errors import DataError
 from .arrays import to_nchw

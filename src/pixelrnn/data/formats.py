@@ -208,3 +208,54 @@ def load_cifar10(root: Path, split: str) -> Parts:
         check_labels(y, len(y), f"the {which} batches of {root}", class_names)
     return Parts(256, arrays.get("train"), arrays.get("test"), train_labels=labels.get("train"),
                  test_labels=labels.get("test"), class_names=class_names)
+
+
+# --------------------------------------------------------------------------------------------
+# binarized-mnist-amat:DIR
+# --------------------------------------------------------------------------------------------
+
+AMAT_FILES = {"train": ("binarized_mnist_train.amat", "binarized_mnist_valid.amat"),
+              "test": ("binarized_mnist_test.amat",)}
+_AMAT_BYTES = np.zeros(256, dtype=bool)
+_AMAT_BYTES[[ord("0"), ord("1"), ord(" "), ord("\t"), ord("\r"), ord("\n")]] = True
+
+
+def read_amat(path: Path) -> np.ndarray:
+    """The (N, 1, 28, 28) uint8 0/1 images of a Larochelle & Murray .amat file: one image per
+    line, 784 values 0 or 1 separated by white space."""
+    try:
+        raw = np.frombuffer(path.read_bytes(), dtype=np.uint8)
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {oneline(exc)}") from None
+    if not _AMAT_BYTES[raw].all():
+        bad = int(np.flatnonzero(~_AMAT_BYTES[raw])[0])
+        raise DataError(f"{path} is not a binarized-MNIST .amat file: byte {bad} is {bytes(raw[bad:bad + 1])!r}, "
+                        "expected only 0, 1 and white space")
+    digit = (raw == ord("0")) | (raw == ord("1"))
+    if (digit[1:] & digit[:-1]).any():
+        raise DataError(f"{path} is not a binarized-MNIST .amat file: a value other than 0 or 1 (two digits together)")
+    line = np.cumsum(raw == ord("\n"))[digit]  # the line of each value
+    per_line = np.bincount(line)
+    per_line = per_line[per_line > 0]  # blank lines hold no image
+    if not per_line.size or (per_line != 784).any():
+        odd = int(per_line[per_line != 784][0]) if per_line.size else 0
+        raise DataError(f"{path}: a line of {odd} values; expected 784 (28x28) per line")
+    return (raw[digit] - ord("0")).astype(np.uint8).reshape(per_line.size, 1, 28, 28)
+
+
+def load_binarized_mnist_amat(root: Path, split: str) -> Parts:
+    """``binarized-mnist-amat:DIR``: train = the train then the valid file (60000), test = the
+    test file (10000); 2 levels, no labels."""
+    if not root.is_dir():
+        raise DataError(f"{root} is not a directory (binarized-mnist-amat: expects the folder of the "
+                        "binarized_mnist_{train,valid,test}.amat files)")
+    arrays = {}
+    for which, files in AMAT_FILES.items():
+        if split not in (which, "all"):
+            continue
+        for name in files:
+            if not (root / name).is_file():
+                raise DataError(f"{root} has no {name}")
+        arrays[which] = np.concatenate([read_amat(root / name) for name in files])
+    return Parts(2, arrays.get("train"), arrays.get("test"))
+

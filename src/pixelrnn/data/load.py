@@ -2,6 +2,7 @@
 split, cropped and requantized; the helpers around specs and levels."""
 from __future__ import annotations
 
+import functools
 import numbers
 import os
 import re
@@ -14,7 +15,8 @@ from ..errors import ArgumentError, DataError
 from .arrays import load_array_file
 from .builtin import BUILTINS, DATASETS
 from .dataset import SPLITS, ImageDataset, IndexNames, Parts, shape_str
-from .formats import load_cifar10, load_mnist_idx
+from .formats import load_binarized_mnist_amat, load_cifar10, load_mnist_idx
+from .imagenet import load_imagenet
 from .images import load_folder
 from .store import ImageStore, is_mapped
 
@@ -25,6 +27,10 @@ USER_FORMATS: dict[str, str] = {
     "npz:PATH": "arrays x_train/x_test (or train/test), or one array x/images/arr_0 (90/10 split)",
     "mnist-idx:DIR": "train-images-idx3-ubyte and t10k-images-idx3-ubyte (optionally .gz)",
     "cifar10:DIR": "the CIFAR-10 python batches data_batch_1..5 and test_batch",
+    "imagenet32:DIR": "downsampled ImageNet 32x32: train_data_batch_1..10.npz, test = val_data.npz",
+    "imagenet64:DIR": "downsampled ImageNet 64x64: train_data_batch_1..10.npz, test = val_data.npz",
+    "binarized-mnist-amat:DIR": "Larochelle & Murray's binarized_mnist_{train,valid,test}.amat "
+                                "(train = train + valid), 2 levels",
 }
 
 _USER_LOADERS = {
@@ -33,6 +39,9 @@ _USER_LOADERS = {
     "npz": load_array_file,
     "mnist-idx": load_mnist_idx,
     "cifar10": load_cifar10,
+    "imagenet32": functools.partial(load_imagenet, side=32),
+    "imagenet64": functools.partial(load_imagenet, side=64),
+    "binarized-mnist-amat": load_binarized_mnist_amat,
 }
 
 
