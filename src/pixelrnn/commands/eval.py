@@ -2,6 +2,8 @@
 
 CHECKPOINT is a file or a pretrained name (``pixelrnn models``). The split is ``--split``, else
 the test split of a built-in dataset and every image of the user's own data (``npz:PATH``, ...).
+A conditional model reports the marginal NLL -log p(x) and, on labelled data, the NLL given the
+labels -log p(x | y) too. ``--limit N``: the first N images only.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ def register(sub) -> None:
     p.add_argument("--levels", type=int, help="quantize the data to this many levels")
     p.add_argument("--crop", metavar="HxW")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--limit", type=int, metavar="N", help="evaluate the first N images only")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
@@ -43,11 +46,20 @@ def run(args) -> int:
                 if ds.channels == model.channels and ds.levels > model.levels else "")
         raise ArgumentError(f"{args.data} has {ds.channels} channel(s) and {ds.levels} levels but the "
                          f"model expects {model.channels} and {model.levels}{hint}")
-    res = evaluate(model, ds.images, args.batch_size, args.precision)
+    if args.limit is not None and args.limit < 1:
+        raise ArgumentError("--limit must be >= 1")
+    res = evaluate(model, ds, args.batch_size, args.precision, limit=args.limit, marginal=True)
+    given = None
+    if model.classes and ds.labels is not None:
+        given = evaluate(model, ds, args.batch_size, args.precision, limit=args.limit)
     if args.json:
+        extra = {} if given is None else {"given_labels": {"nll_nats": given.nll, "bits_per_dim": given.bits_per_dim}}
         print(json.dumps({"checkpoint": args.checkpoint, "data": args.data, "split": split,
-                          **res.to_dict()}, indent=2))
-    else:
-        print(f"{data_note(args.data, split, res.images)}: NLL {res.nll:.4f} nats/image, "
-              f"{res.bits_per_dim:.5f} bits/dim")
+                          **res.to_dict(), **extra}, indent=2))
+        return 0
+    marginal = " (marginal)" if model.classes else ""
+    print(f"{data_note(args.data, split, res.images)}: NLL {res.nll:.4f} nats/image, "
+          f"{res.bits_per_dim:.5f} bits/dim{marginal}")
+    if given is not None:
+        print(f"given the labels: NLL {given.nll:.4f} nats/image, {given.bits_per_dim:.5f} bits/dim")
     return 0

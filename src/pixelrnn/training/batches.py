@@ -32,16 +32,19 @@ class Batches:
         self.order: torch.Tensor | None = None  # image indices of this rank in ``epoch``
         self.epoch: int | None = None
 
-    def next(self, state: TrainState) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def next(self, state: TrainState) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """The batch of the data position of ``state`` (which it moves to the next epoch when one
-        is done): images int64 (B, C, H, W) and, with --dihedral, their symmetries (B,) (else None)."""
+        is done): images int64 (B, C, H, W), with --dihedral their symmetries (B,) (else None),
+        with --conditional their labels (B,) (else None)."""
         if state.batch_in_epoch >= self.per_epoch:
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
         if self.epoch != state.epoch:
             self.start_epoch(state.epoch)
         start = state.batch_in_epoch * self.size
-        x, which = self.augment(self.data.batch(self.order[start:start + self.size]), state.step)
-        return x.to(self.device, non_blocking=True), which
+        idx = self.order[start:start + self.size]
+        x, which = self.augment(self.data.batch(idx), state.step)
+        y = self.data.labels_of(idx).to(self.device) if self.cfg.conditional else None
+        return x.to(self.device, non_blocking=True), which, y
 
     def start_epoch(self, epoch: int) -> None:
         """The order of ``epoch``, and with --dynamic-binarization its own binarization."""

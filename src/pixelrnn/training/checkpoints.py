@@ -35,7 +35,8 @@ def evaluate_now(s: Session, state: TrainState, signals: Signals | None = None) 
         if signals is not None and s.dist.world == 1 and signals.received is not None:
             raise Interrupted
     try:
-        res = evaluate(s.eval_model, s.test_data, s.cfg.eval_batch_size, s.cfg.precision, progress=stop_early)
+        res = evaluate(s.eval_model, s.test_data, s.cfg.eval_batch_size, s.cfg.precision, progress=stop_early,
+                       limit=s.cfg.eval_limit)
     except Interrupted:
         return None
     return {**res.to_dict(), "step": state.step}

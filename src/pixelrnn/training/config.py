@@ -23,7 +23,7 @@ from .. import checkpoint as ckpt
 from ..data import parse_size
 from ..device import check_device_name
 from ..errors import ArgumentError
-from ..models import ARCHITECTURES, ModelConfig, PixelModel
+from ..models import ARCHITECTURES, ModelConfig, PixelModel, model_from_config
 
 GROUPS = ("data", "regularisation (training only)", "model", "optimisation",
           "length (the first limit reached ends the run)", "output", "execution")  # of the flags
@@ -43,7 +43,7 @@ def flag(default: Any, help: str | None = None, *, group: str, metavar: str | No
 NOT_FLAGS = {"channels": "set by the data", "levels": "set by the data (--levels quantizes it)",
              "first_kernel": "the paper's 7 (a checkpoint's other value survives --init)",
              "options": "flattened into the architecture options below",
-             "classes": "0: training on labels has no flag yet (a checkpoint's value survives --init)"}
+             "classes": "set by --conditional: the number of the dataset's labels"}
 MODEL_FLAGS: dict[str, dict[str, Any]] = {  # every other ModelConfig field: its flag
     "arch": dict(default="diagonal_bilstm", help="architecture (default diagonal_bilstm)",
                  choices=sorted(ARCHITECTURES)),
@@ -112,6 +112,9 @@ class TrainConfig(ModelSettings):
         "one of the 7 other symmetries of the square, the model told which by a learned bias per "
         "layer; the saved model is the identity's (default 0: off)",
         group=REGULARISATION, metavar="P")
+    conditional: bool = flag(
+        False, "train a class-conditional model on the dataset's labels (p(x | y); its label prior "
+        "is the training split's label frequencies)", group=MODEL)
     init: str | None = flag(  # start from this model checkpoint's architecture and weights
         None, "fine-tune: start from this checkpoint's architecture and weights (a new run: fresh "
         "optimizer and schedule)", group=MODEL, metavar="CHECKPOINT")
@@ -133,6 +136,8 @@ class TrainConfig(ModelSettings):
     eval_every: int = flag(0, "steps between test evaluations (default: once per epoch)",
                            group=OUTPUT)  # 0 = once per epoch and at the end
     eval_batch_size: int = flag(64, group=OUTPUT)
+    eval_limit: int | None = flag(None, "evaluate on the first N test images only (periodic and final "
+                                  "evaluations)", group=OUTPUT, metavar="N")
     log_every: int = flag(20, group=OUTPUT)
     save_every: int = flag(200, "steps between checkpoints (default 200)",
                            group=OUTPUT)  # also saved at every evaluation and at the end
@@ -144,6 +149,9 @@ class TrainConfig(ModelSettings):
     device: str = flag("auto", group=EXECUTION)  # auto | cpu | cuda | cuda:N (help: the command's)
     precision: str = flag("fp32", group=EXECUTION, choices=["fp32", "bf16"])
     compile: bool = flag(False, "torch.compile the model (slow start)", group=EXECUTION)
+    checkpoint_activations: bool = flag(
+        False, "recompute each residual block in the backward pass: less memory for large images, "
+        "about one more forward pass per step, the same results", group=EXECUTION)
     threads: int | None = flag(None, "CPU threads (torch.set_num_threads)", group=EXECUTION)
 
     def validate(self) -> None:
@@ -189,6 +197,8 @@ class TrainConfig(ModelSettings):
             raise ArgumentError("--shift must be an integer >= 0")
         if isinstance(self.mixtures, bool) or not isinstance(self.mixtures, int) or self.mixtures < 0:
             raise ArgumentError(f"--mixtures must be an integer >= 0 (0: categorical output), got {self.mixtures!r}")
+        if self.eval_limit is not None and self.eval_limit < 1:
+            raise ArgumentError(f"--eval-limit must be >= 1, got {self.eval_limit}")
         if self.grad_clip < 0 or self.warmup < 0 or self.eval_every < 0:
             raise ArgumentError("--grad-clip, --warmup and --eval-every must be >= 0")
         if self.steps is None and self.epochs is None and self.max_minutes is None:
@@ -208,9 +218,10 @@ class TrainConfig(ModelSettings):
             return opts
         return {}
 
-    def model_config(self, channels: int, levels: int) -> ModelConfig:
-        """The ModelConfig of a new model of this config for data of ``channels`` and ``levels``."""
-        return ModelConfig(channels=channels, levels=levels, options=self.model_options(),
+    def model_config(self, channels: int, levels: int, classes: int = 0) -> ModelConfig:
+        """The ModelConfig of a new model of this config for data of ``channels`` and ``levels``
+        (and ``classes`` labels, for a conditional model)."""
+        return ModelConfig(channels=channels, levels=levels, classes=classes, options=self.model_options(),
                            **{name: getattr(self, name) for name in CONFIG_FIELDS})
 
     def crop_size(self) -> tuple[int, int] | None:
@@ -229,12 +240,22 @@ def settings_of(mc: ModelConfig) -> dict[str, Any]:
     return values
 
 
-def init_model(cfg: TrainConfig, channels: int, levels: int) -> PixelModel:
+def init_model(cfg: TrainConfig, channels: int, levels: int, classes: int = 0) -> PixelModel:
     """The model of ``cfg.init`` (architecture and weights), checked against the data; ``cfg``'s
     model fields are set from it so that the run's config.json describes the model it trains.
-    A model field of ``cfg`` that differs from its default and from the checkpoint is an error."""
+    A model field of ``cfg`` that differs from its default and from the checkpoint is an error.
+    ``classes`` > 0 (--conditional): the model of that many labels; an unconditional checkpoint
+    becomes one whose label vectors start at zero (at first the checkpoint's distribution for
+    every label)."""
     model = ckpt.load(cfg.init)
     mc = model.config
+    if mc.classes != classes and (mc.classes or not classes):
+        raise ArgumentError(f"--init {cfg.init} models {mc.classes} label(s) but the run "
+                            f"{f'has {classes} (--conditional)' if classes else 'is unconditional'}")
+    if classes and not mc.classes:
+        labelled = model_from_config(dataclasses.replace(mc, classes=classes))
+        labelled.load_state_dict(model.state_dict(), strict=False)  # all but the labels and prior
+        model = labelled
     if (mc.channels, mc.levels) != (channels, levels):
         raise ArgumentError(f"--init {cfg.init} models {mc.channels} channel(s) with {mc.levels} levels, "
                             f"but --data {cfg.data} has {channels} channel(s) with {levels} levels")

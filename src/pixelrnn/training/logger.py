@@ -23,6 +23,13 @@ def open_tensorboard(run: RunDir, purge_step: int | None):
         return None
 
 
+def test_figures(test: dict) -> dict:
+    """What a metrics record keeps of an evaluation: the test NLL and bits/dim, on how many test
+    images (all, or the first --eval-limit), and whether given the labels (--conditional)."""
+    figures = {"test_nll": test["nll_nats"], "test_bpd": test["bits_per_dim"], "test_images": test["images"]}
+    return {**figures, "test_given_labels": True} if test.get("given_labels") else figures
+
+
 class TrainLog:
     """The records of a run of ``dims`` values per image and ``total`` steps (None: a time
     budget of ``deadline`` seconds), written from the state of every step."""
@@ -58,7 +65,7 @@ class TrainLog:
             now = time.time()
             record = record or {"step": state.step, "epoch": state.epoch, "time": now,
                                 "elapsed": state.elapsed + now - state.started, "lr": lr}
-            record.update({"test_nll": test["nll_nats"], "test_bpd": test["bits_per_dim"]})
+            record.update(test_figures(test))
         if record is not None and self.dist.main:
             self.run.append_metrics(record)
             if self.tb is not None:

@@ -12,7 +12,7 @@ from ..evaluate import autocast_for
 from .checkpoints import NonFiniteLoss, checkpoint, evaluate_now, last_good
 from .config import TrainConfig
 from .distributed import Dist, close_distributed, init_distributed, rank_device, rank_weight_diff
-from .logger import TrainLog
+from .logger import TrainLog, test_figures
 from .optim import lr_factor, set_lr
 from .session import Session, prepare
 from .signals import Signals
@@ -72,9 +72,9 @@ def train_steps(s: Session, state: TrainState, log: TrainLog, signals: Signals) 
     while (stop := s.dist.agree(
             "signal" if signals.received is not None else s.limit_reached(state))) is None:
         lr = set_lr(s.optimizer, cfg.lr * lr_factor(cfg, state.step, s.total, time_fraction(s, state)))
-        x, which = s.batches.next(state)
+        x, which, y = s.batches.next(state)
         with autocast:
-            logp = s.net(x) if which is None else s.net(x, which)  # (B,) exact log-likelihoods, nats
+            logp = s.net(x, which, y)  # (B,) exact log-likelihoods (given the labels y), nats
         loss = -logp.mean() / s.dims  # nats per dimension
         # one device-to-host copy for both figures (each sync stalls a GPU's queue)
         loss_value, batch_nll = torch.stack([loss.detach(), -logp.detach().sum()]).double().tolist()
@@ -120,7 +120,7 @@ def finish(s: Session, state: TrainState, log: TrainLog, signals: Signals, stop:
             stop = "signal"
         else:
             last_test = test
-            final.update({"test_nll": test["nll_nats"], "test_bpd": test["bits_per_dim"]})
+            final.update(test_figures(test))
     log.final(state, final)
     checkpoint(s, state, last_test if stop != "signal" else None, finished=stop != "signal")
     return stop, last_test

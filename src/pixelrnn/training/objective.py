@@ -30,14 +30,16 @@ class SymmetryBias(torch.nn.Module):
 class LogProb(torch.nn.Module):
     """``forward(x) = model.log_prob(x)``: the module that DDP / torch.compile wrap. With a
     ``SymmetryBias``, ``forward(x, which)`` is the log-likelihood of images under the symmetries
-    ``which`` (B,) -- the plain ``log_prob`` where ``which`` is 0."""
+    ``which`` (B,) -- the plain ``log_prob`` where ``which`` is 0. A conditional model's
+    ``forward(x, which, y)`` is log p(x | y) for the labels ``y`` (B,)."""
 
     def __init__(self, model: PixelModel, symmetry_bias: SymmetryBias | None = None):
         super().__init__()
         self.model = model
         self.symmetry_bias = symmetry_bias
 
-    def forward(self, x: torch.Tensor, which: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, which: torch.Tensor | None = None,
+                y: torch.Tensor | None = None) -> torch.Tensor:
         if which is None or self.symmetry_bias is None:
-            return self.model.log_prob(x)
-        return self.model.value_log_probs(x, terms=self.symmetry_bias(which)).sum(dim=(1, 2, 3))
+            return self.model.log_prob(x, y)
+        return self.model.value_log_probs(x, y, terms=self.symmetry_bias(which)).sum(dim=(1, 2, 3))

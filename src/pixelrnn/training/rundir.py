@@ -27,7 +27,7 @@ from ..files import atomic_write
 from ..models import ModelConfig
 from .config import TrainConfig
 
-RESUMABLE_OVERRIDES = ("steps", "epochs", "max_minutes", "device", "threads", "progress",
+RESUMABLE_OVERRIDES = ("steps", "epochs", "max_minutes", "device", "threads", "progress", "checkpoint_activations",
                        "eval_every", "save_every", "log_every")
 
 

@@ -149,6 +149,9 @@ def load_data(cfg: TrainConfig, run: RunDir, resume: bool, d: Dist) -> tuple[Ima
                         f"test images are {'x'.join(map(str, test_shape))}")
     if cfg.dynamic_binarization and train.probs is None:
         raise ArgumentError("--dynamic-binarization needs a binarized dataset (binarized-mnist)")
+    if cfg.conditional and (train.labels is None or test.labels is None):
+        raise DataError(f"--conditional needs a dataset with labels; {cfg.data} has none"
+                        + (f" ({train.labels_note})" if train.labels_note else ""))
     if cfg.shift >= min(train.height, train.width):
         raise ArgumentError(f"--shift {cfg.shift} must be smaller than the images ({train.height}x{train.width})")
     if resume:
@@ -162,15 +165,21 @@ def load_data(cfg: TrainConfig, run: RunDir, resume: bool, d: Dist) -> tuple[Ima
 def build_model(cfg: TrainConfig, run: RunDir, resume: bool, data: ImageDataset,
                 device: torch.device) -> tuple[PixelModel, SymmetryBias | None]:
     """The run's model (a resume: the one config.json records, also one from --init) with its
-    dropout, and with --dihedral its symmetry bias."""
+    dropout and checkpointing, a conditional model with its label prior and names, and with
+    --dihedral its symmetry bias."""
+    classes = data.num_classes if cfg.conditional else 0
     if resume:
         model = model_from_config(run.load_model_config())
     elif cfg.init:
-        model = init_model(cfg, data.channels, data.levels)
+        model = init_model(cfg, data.channels, data.levels, classes)
     else:
-        model = model_from_config(cfg.model_config(data.channels, data.levels))
+        model = model_from_config(cfg.model_config(data.channels, data.levels, classes))
+    if classes:  # p(y): the training split's label frequencies (a resume restores the same)
+        model.set_prior(torch.bincount(data.labels, minlength=classes))
+        model.class_names = list(data.class_names)
     model = model.to(device)
     model.set_dropout(cfg.dropout)
+    model.set_checkpointing(cfg.checkpoint_activations)
     if not cfg.dihedral:
         return model, None
     if data.height != data.width:

@@ -1,0 +1,89 @@
+"""Training with labels (--conditional), --init from an unconditional model, --eval-limit,
+--checkpoint-activations, and eval of a conditional model."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import pixelrnn
+from pixelrnn.cli import main
+from pixelrnn.data import load_dataset
+
+FAST = ["--arch", "pixelcnn", "--hidden", "6", "--layers", "1", "--threads", "1", "--no-progress",
+        "--batch-size", "8"]
+
+
+def records(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_conditional_training_on_the_labels(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", "digits", "--conditional", "--steps", "12", "--eval-limit", "50",
+                 "--eval-every", "6", "--out", str(run), *FAST]) == 0
+    model = pixelrnn.load(run / "best.safetensors")
+    train = load_dataset("digits", "train")
+    assert model.classes == 10 and model.class_names == train.class_names
+    counts = torch.bincount(train.labels, minlength=10).double()
+    torch.testing.assert_close(model.prior.double(), counts / counts.sum())
+    evals = [r for r in records(run) if "test_nll" in r]
+    assert len(evals) >= 2 and all(r["test_images"] == 50 and r["test_given_labels"] for r in evals)
+    # the recorded NLL is -log p(x | y) of the first 50 test digits
+    test = load_dataset("digits", "test")
+    last = pixelrnn.load(run / "last.safetensors")
+    with torch.no_grad():
+        nll = -last.log_prob(test.batch(slice(0, 50)), test.labels_of(slice(0, 50))).double().mean().item()
+    assert abs(evals[-1]["test_nll"] - nll) < 1e-3
+    capsys.readouterr()
+    assert main(["eval", str(run / "last.safetensors"), "--data", "digits", "--limit", "50", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["images"] == 50 and abs(out["given_labels"]["nll_nats"] - nll) < 1e-3
+    with torch.no_grad():
+        marginal = -last.log_prob(test.batch(slice(0, 50))).double().mean().item()
+    assert abs(out["nll_nats"] - marginal) < 1e-3 and out["nll_nats"] > out["given_labels"]["nll_nats"] - 2.31
+    # resuming goes on with the labels
+    assert main(["train", "--resume", str(run), "--steps", "16"]) == 0
+    assert pixelrnn.load(run / "last.safetensors").classes == 10
+
+
+def test_conditional_needs_labels(tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.zeros((20, 1, 4, 4), dtype=np.uint8))
+    assert main(["train", "--data", f"npy:{tmp_path / 'x.npy'}", "--conditional", "--steps", "2",
+                 "--out", str(tmp_path / "r"), *FAST]) == 2
+    assert "--conditional needs a dataset with labels" in capsys.readouterr().err
+
+
+def test_init_an_unconditional_model_as_a_conditional_one(tmp_path, capsys):
+    """--init of an unconditional checkpoint with --conditional: the label vectors start at
+    zero, so the new model gives the checkpoint's likelihood for every label."""
+    first = tmp_path / "first"
+    assert main(["train", "--data", "digits", "--steps", "4", "--out", str(first), *FAST]) == 0
+    base = pixelrnn.load(first / "last.safetensors")
+    from pixelrnn.training.config import TrainConfig, init_model
+    cfg = TrainConfig(data="digits", init=str(first / "last.safetensors"), steps=1, conditional=True)
+    model = init_model(cfg, 1, 17, classes=10)
+    x = load_dataset("digits", "test").batch(slice(0, 5))
+    with torch.no_grad():
+        for y in (0, 7):
+            torch.testing.assert_close(model.log_prob(x, y), base.log_prob(x))
+    run = tmp_path / "cond"
+    assert main(["train", "--data", "digits", "--conditional", "--init", str(first / "last.safetensors"),
+                 "--steps", "3", "--out", str(run), "--threads", "1", "--no-progress"]) == 0
+    assert pixelrnn.load(run / "last.safetensors").classes == 10
+    capsys.readouterr()
+    assert main(["train", "--data", "digits", "--init", str(run / "last.safetensors"), "--steps", "1",
+                 "--out", str(tmp_path / "back"), "--no-progress"]) == 2
+    assert "10 label(s) but the run is unconditional" in capsys.readouterr().err
+
+
+def test_checkpoint_activations_train_the_same_weights(tmp_path):
+    runs = []
+    for extra in ([], ["--checkpoint-activations"]):
+        run = tmp_path / f"r{len(extra)}"
+        assert main(["train", "--data", "digits", "--arch", "row_lstm", "--hidden", "6", "--layers", "2",
+                     "--steps", "5", "--out", str(run), "--threads", "1", "--no-progress", "--deterministic",
+                     "--dropout", "0.2", *extra]) == 0
+        runs.append(pixelrnn.load(run / "last.safetensors").state_dict())
+    for k in runs[0]:
+        assert torch.equal(runs[0][k], runs[1][k]), k
