@@ -15,10 +15,11 @@ def python_blocks() -> list[str]:
 @pytest.mark.slow
 def test_readme_python_example(tmp_path, monkeypatch):
     blocks = python_blocks()
-    assert len(blocks) == 1
+    assert len(blocks) == 2  # the API, then the conditional models (run in the same namespace)
     monkeypatch.chdir(tmp_path)
     ns: dict = {}
-    exec(compile(blocks[0], str(README), "exec"), ns)
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), ns)
     x, known = ns["x"], ns["known"]
     assert ns["logits"].shape == (8, 2, 1, 28, 28)
     assert ns["logp"].shape == ns["bpd"].shape == (8,)
@@ -30,3 +31,7 @@ def test_readme_python_example(tmp_path, monkeypatch):
     assert ns["scores"].shape == (8,)
     assert len(ns["images"]) == 8 and all(torch.equal(a, b) for a, b in zip(ns["images"], x))
     assert (tmp_path / "m.safetensors").is_file()
+    assert ns["logp_y"].shape == ns["marginal"].shape == (8,)
+    torch.testing.assert_close(ns["posterior"].logsumexp(1), torch.zeros(8))
+    assert ns["sevens"].shape == (4, 1, 28, 28) and torch.equal(ns["guessed"][known], x[known])
+    assert ns["feats"].shape == (8, 8 * 32)  # 7 blocks and the first layer, 2h = 32 maps each

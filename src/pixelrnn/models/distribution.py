@@ -146,9 +146,11 @@ class PixelModel(nn.Module):
         return lp.view(K, B).t() + self.prior.log().to(lp.dtype)
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
-        """log p(y | x) by Bayes' rule: (B, classes); every row log-sum-exps to 0."""
+        """log p(y | x) by Bayes' rule: (B, classes); every row log-sum-exps to 0 (normalised in
+        float64, returned in the dtype of the model's log-probabilities)."""
         joint = self.joint_log_probs(x)
-        return joint - joint.logsumexp(dim=1, keepdim=True)
+        wide = joint.double()
+        return (wide - wide.logsumexp(dim=1, keepdim=True)).to(joint.dtype)
 
     @property
     def term_width(self) -> int:
