@@ -58,7 +58,7 @@ def run(args) -> int:
                           **res.to_dict(), **extra}, indent=2))
         return 0
     marginal = " (marginal)" if model.classes else ""
-    print(f"{data_note(args.data, split, res.images)}: NLL {res.nll:.4f} nats/image, "
+    print(f"{data_note(args.data, split, res.images, len(ds))}: NLL {res.nll:.4f} nats/image, "
           f"{res.bits_per_dim:.5f} bits/dim{marginal}")
     if given is not None:
         print(f"given the labels: NLL {given.nll:.4f} nats/image, {given.bits_per_dim:.5f} bits/dim")
