@@ -94,4 +94,6 @@ def run(args) -> int:
                  config={"train": {k: v for k, v in vars(cfg).items()}, "model": model.config.to_dict()},
                  images=images, notes=notes)
     print(f"report: {(out / 'report.html').resolve()}")
+    print(f"draw, complete and sample with this model in the browser: make serve MODEL={out / 'last.safetensors'}\n"
+          f"  (or: pixelrnn serve {out / 'last.safetensors'}), then open http://127.0.0.1:7860")
     return 0
