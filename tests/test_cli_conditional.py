@@ -73,3 +73,19 @@ def test_complete_with_and_without_a_label(cond_ckpt, tmp_path, capsys):
     assert main(["complete", str(plain), "--data", "digits", "--mask", "bottom-half", "--label", "3",
                  "--out", str(tmp_path / "p.png")]) == 2
     assert "needs a conditional model" in capsys.readouterr().err
+
+
+def test_score_uses_the_marginal_likelihood(cond_ckpt, tmp_path, capsys):
+    """score of a conditional model: -log p(x) under the marginal, per image, and heat maps of
+    the marginal's per-value conditionals."""
+    from pixelrnn.data import load_dataset
+    assert main(["score", str(cond_ckpt), "--data", "digits", "--method", "nll", "--json",
+                 "--heatmap", str(tmp_path / "h.png")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    model = pixelrnn.load(cond_ckpt)
+    x = load_dataset("digits", "test").batch(slice(0, 3))
+    with torch.no_grad():
+        expect = (-model.log_prob(x)).tolist()
+    got = [r["nll_nats"] for r in out["scores"][:3]]
+    assert np.allclose(got, expect, rtol=1e-5)
+    assert (tmp_path / "h.png").exists()
