@@ -77,5 +77,8 @@ def run(args) -> int:
     print(f"serving {service.name} ({service.height}x{service.width}) at {url}  (Ctrl-C to stop)", flush=True)
     if not local:
         print(f"pixelrnn serve: listening on {args.host}: other machines can use this page", file=sys.stderr)
-    run_server(create_app(service, allowed_hosts=None if local else ["*"]), sock)
+    # Host headers: the loopback names by default (no DNS rebinding); any for other addresses and
+    # for IPv6, whose "[::1]:port" Starlette's host check does not parse
+    hosts = None if args.host in ("127.0.0.1", "localhost") else ["*"]
+    run_server(create_app(service, allowed_hosts=hosts), sock)
     return 0
