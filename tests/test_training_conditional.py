@@ -87,3 +87,13 @@ def test_checkpoint_activations_train_the_same_weights(tmp_path):
         runs.append(pixelrnn.load(run / "last.safetensors").state_dict())
     for k in runs[0]:
         assert torch.equal(runs[0][k], runs[1][k]), k
+
+
+def test_init_takes_a_pretrained_name(tmp_path):
+    """--init mnist: the shipped model's architecture and weights."""
+    from pixelrnn.training.config import TrainConfig, init_model
+    cfg = TrainConfig(data="mnist", init="mnist", steps=1)
+    model = init_model(cfg, 1, 256)
+    shipped = pixelrnn.pretrained("mnist")
+    assert model.config.to_dict() == shipped.config.to_dict()
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), shipped.state_dict().values()))

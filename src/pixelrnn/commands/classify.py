@@ -13,7 +13,8 @@ import json
 import sys
 
 from ..errors import ArgumentError
-from .common import DEVICE_HELP, add_progress_flags, load_model, progress_bar, resolve_device, set_threads
+from .common import (DEVICE_HELP, add_progress_flags, data_note, default_split, load_model, progress_bar,
+                     resolve_device, set_threads)
 
 
 def register(sub) -> None:
@@ -34,14 +35,15 @@ def register(sub) -> None:
 def labelled_images(args, model):
     """(images (N, C, H, W) int64, labels (N,), split) of --data, converted to the model's
     channels and levels; one-line errors for data without labels or with other labels."""
-    from ..data import DATASETS, convert_images, load_dataset
-    split = args.split or ("test" if args.data in DATASETS else "all")
+    from ..data import convert_images, load_dataset
+    split = default_split(args.data, args.split)
     ds = load_dataset(args.data, split)
     n = len(ds) if args.limit is None else min(len(ds), args.limit)
     labels = ds.labels_of(slice(0, n))  # DataError when the data have no labels
     if ds.num_classes != model.classes:
         raise ArgumentError(f"{args.data} has {ds.num_classes} labels but the model {model.classes}")
     images = convert_images(ds.batch(slice(0, n)), ds.levels, model.channels, model.levels)
+    print(f"classifying {data_note(args.data, split, n, len(ds))}", file=sys.stderr)
     return images, labels, split
 
 
@@ -65,7 +67,6 @@ def run(args) -> int:
     if not model.classes:
         raise ArgumentError(f"{args.checkpoint} is not a conditional model (train one with --conditional)")
     images, labels, split = labelled_images(args, model)
-    print(f"classifying {len(images)} images of {args.data} ({split} split)", file=sys.stderr)
     with progress_bar(args, len(images), "classifying") as bar:
         report = classifier_report(model, images, labels, batch_size=args.batch_size,
                                    progress=bar.part(0, len(images)))

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..device import resolve_device
 from ..errors import ArgumentError
 from ..progress import Progress
+from ..pretrained import find_checkpoint
 
 DEVICE_HELP = "auto (default: cuda when there is one) | cpu | cuda | cuda:N"
 GENERATION_DEVICE_HELP = DEVICE_HELP + "; a --seed gives the same images again on the same kind of device"
@@ -70,22 +71,6 @@ def progress_bar(args, total: int, desc: str) -> Progress:
     """The command's bar over ``total`` values on stderr, as ``--progress`` says; give the
     library ``bar.part(start, size)`` for each part of the work."""
     return Progress(total, desc, bar=args.progress, leave=True)
-
-
-def find_checkpoint(spec: str) -> str:
-    """The checkpoint file a command's CHECKPOINT argument names: a path that exists wins; else
-    the file of a pretrained model of that name (``pixelrnn.pretrained_names()``); else
-    FileNotFoundError (a bare word that is no pretrained name: the message lists the names)."""
-    from ..pretrained import pretrained_names, pretrained_path
-    if os.path.lexists(spec):
-        return spec
-    names = pretrained_names()
-    if spec in names:
-        return str(pretrained_path(spec))
-    if os.sep in spec or "/" in spec or Path(spec).suffix:
-        raise FileNotFoundError(f"checkpoint not found: {spec}")
-    raise FileNotFoundError(f"checkpoint not found: {spec} is neither a file nor a pretrained model "
-                            f"({', '.join(names) or 'none shipped'})")
 
 
 def load_model(spec: str, device: str = "cpu"):

@@ -16,6 +16,7 @@ Note: ``pixelrnn.pretrained`` is the function; the package's other names are imp
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..errors import CheckpointError
@@ -23,7 +24,7 @@ from .cards import ModelCard, cards_table, read_card
 
 FOLDER = Path(__file__).resolve().parent
 
-__all__ = ["pretrained", "pretrained_names", "pretrained_path", "model_card", "model_cards",
+__all__ = ["pretrained", "pretrained_names", "pretrained_path", "find_checkpoint", "model_card", "model_cards",
            "ModelCard", "cards_table", "FOLDER"]
 
 
@@ -48,6 +49,21 @@ def model_cards() -> list[ModelCard]:
 def pretrained_path(name: str) -> Path:
     """The weights file of the shipped model ``name``."""
     return model_card(name).path
+
+
+def find_checkpoint(spec: str) -> str:
+    """The checkpoint file a CHECKPOINT argument names (every command, ``train --init``): a path
+    that exists wins; else the file of a pretrained model of that name; else FileNotFoundError
+    (a bare word that is no pretrained name: the message lists the names)."""
+    if os.path.lexists(spec):
+        return spec
+    names = pretrained_names()
+    if spec in names:
+        return str(pretrained_path(spec))
+    if os.sep in spec or "/" in spec or Path(spec).suffix:
+        raise FileNotFoundError(f"checkpoint not found: {spec}")
+    raise FileNotFoundError(f"checkpoint not found: {spec} is neither a file nor a pretrained model "
+                            f"({', '.join(names) or 'none shipped'})")
 
 
 def pretrained(name: str, device: str = "cpu"):

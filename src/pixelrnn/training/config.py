@@ -24,6 +24,7 @@ from ..data import parse_size
 from ..device import check_device_name
 from ..errors import ArgumentError
 from ..models import ARCHITECTURES, ModelConfig, PixelModel, model_from_config
+from ..pretrained import find_checkpoint
 
 GROUPS = ("data", "regularisation (training only)", "model", "optimisation",
           "length (the first limit reached ends the run)", "output", "execution")  # of the flags
@@ -247,7 +248,7 @@ def init_model(cfg: TrainConfig, channels: int, levels: int, classes: int = 0) -
     ``classes`` > 0 (--conditional): the model of that many labels; an unconditional checkpoint
     becomes one whose label vectors start at zero (at first the checkpoint's distribution for
     every label)."""
-    model = ckpt.load(cfg.init)
+    model = ckpt.load(find_checkpoint(cfg.init))
     mc = model.config
     if mc.classes != classes and (mc.classes or not classes):
         raise ArgumentError(f"--init {cfg.init} models {mc.classes} label(s) but the run "
