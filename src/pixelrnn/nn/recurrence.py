@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import torch
 
+from . import native
+
 
 def _tanh_(x: torch.Tensor) -> torch.Tensor:
     """In-place tanh as 2*sigmoid(2x) - 1: several times faster than torch.tanh on some CPU builds."""
@@ -57,6 +59,7 @@ class RowGeometry:
     c[i, j] at [i+1, j] (row 0 = the initial cell state)."""
 
     taps = 3
+    native_kind = 0  # the geometry's number in the native kernel (native/lstm_scan.cpp)
     contiguous_steps = True  # at(x, t) of a contiguous (1, H, W, N, X) tensor is contiguous
 
     def __init__(self, H: int, W: int):
@@ -100,6 +103,7 @@ class DiagonalGeometry:
     (D, H, W+1, N, h) holds c[i, j] at [i, j+1] (zero left column)."""
 
     taps = 2
+    native_kind = 1
     contiguous_steps = False
 
     def __init__(self, H: int, W: int):
@@ -235,7 +239,10 @@ def lstm_scan(pre: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor | None,
     Runs in float32, or float64 for a float64 ``pre``: under bf16 / fp16 autocast ``pre`` arrives
     in half precision, but the cell state carried over 28 rows (or 55 diagonals) and the gradients
     summed back over them keep float32; the result is cast back to ``pre``'s dtype. Autocast
-    itself is switched off inside, since the loop writes into preallocated buffers."""
+    itself is switched off inside, since the loop writes into preallocated buffers.
+
+    On the CPU the native kernel (:mod:`pixelrnn.nn.native`) runs it when it is available and
+    ``PIXELRNN_NATIVE`` is not 0; otherwise, and on other devices, the PyTorch version here."""
     D, H, W, N, G = pre.shape
     out_dtype = pre.dtype
     dt = torch.float32 if pre.dtype in (torch.bfloat16, torch.float16) else pre.dtype
@@ -244,7 +251,28 @@ def lstm_scan(pre: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor | None,
         h0 = h0.to(dt).expand(D, W, N, G // 4)
         c0 = c0.to(dt).expand(D, W, N, G // 4)
     with torch.autocast(device_type=pre.device.type, enabled=False):
-        return _LSTMScan.apply(pre.contiguous(), weight.contiguous(), h0, c0, geometry).to(out_dtype)
+        if native.usable_for(pre):
+            out = native_scan(pre, weight, h0, c0, geometry)
+        else:
+            out = _LSTMScan.apply(pre.contiguous(), weight.contiguous(), h0, c0, geometry)
+        return out.to(out_dtype)
+
+
+def native_scan(pre: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor | None, c0: torch.Tensor | None,
+                geometry: RowGeometry | DiagonalGeometry, chunks: int | None = None) -> torch.Tensor:
+    """The scan on the native kernel (CPU, float32/64; h0, c0 already (D, W, N, h) for rows).
+    ``chunks``: parts each direction's batch is cut into, one per thread (default: enough for
+    every thread). Raises RuntimeError when the kernel is not available."""
+    if not native.available():
+        raise RuntimeError(native.status())
+    D, H, W, N, G = pre.shape
+    if chunks is None:
+        chunks = native.chunks_for(D, N)
+    if isinstance(geometry, RowGeometry):
+        h0, c0 = h0.contiguous(), c0.contiguous()
+    else:
+        h0 = c0 = pre.new_empty(0)
+    return native.NativeLSTMScan.apply(pre.contiguous(), weight.contiguous(), h0, c0, geometry.native_kind, chunks)
 
 
 def lstm_scan_reference(pre: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor | None,
