@@ -2,7 +2,9 @@ import pytest
 import torch
 
 from pixelrnn.nn import lstm_scan, lstm_scan_reference, skew, unskew
+from pixelrnn.nn.diagonal_bilstm import AddShiftedDown
 from pixelrnn.nn.recurrence import DiagonalGeometry, RowGeometry
+from pixelrnn.nn.row_lstm import LeftAndCentre
 
 
 def _inputs(D, H, W, N, h, row):
@@ -99,3 +101,28 @@ def test_half_precision_inputs_are_scanned_in_float32(case):
     (g16,) = torch.autograd.grad(out16, pre16, gout.to(torch.bfloat16))
     (g32,) = torch.autograd.grad(out32, pre32, gout.to(torch.bfloat16).float())
     assert g16.dtype == torch.bfloat16 and torch.equal(g16, g32.to(torch.bfloat16))
+
+
+def test_a_mirrored_direction_is_the_scan_of_the_flipped_map():
+    """DiagonalGeometry(mirror=(1,)): direction 1 runs right to left on maps in image coordinates,
+    i.e. the scan of the width-flipped map, flipped back -- what the Diagonal BiLSTM used to do."""
+    pre, w, _, _ = _inputs(2, 4, 5, 2, 3, row=False)
+    out = lstm_scan(pre, w, None, None, DiagonalGeometry(4, 5, mirror=(1,)))
+    flipped = torch.stack([pre[0], pre[1].flip(1)])
+    ref = lstm_scan_reference(flipped, w, None, None, DiagonalGeometry(4, 5))
+    torch.testing.assert_close(out, torch.stack([ref[0], ref[1].flip(1)]))
+    bias = torch.randn(2, 12, dtype=torch.float64)
+    torch.testing.assert_close(lstm_scan(pre, w, None, None, DiagonalGeometry(4, 5), bias=bias),
+                               lstm_scan_reference(pre + bias[:, None, None, None], w, None, None,
+                                                   DiagonalGeometry(4, 5)))
+
+
+def test_the_layers_shift_functions_and_their_gradients():
+    x = torch.randn(3, 4, 2, 5, dtype=torch.float64, requires_grad=True)
+    pair = LeftAndCentre.apply(x)
+    torch.testing.assert_close(pair, torch.cat([torch.nn.functional.pad(x, (0, 0, 0, 0, 1, 0))[:, :-1], x], -1))
+    assert torch.autograd.gradcheck(LeftAndCentre.apply, (x,))
+    out = torch.randn(2, 3, 4, 2, 5, dtype=torch.float64, requires_grad=True)
+    y = AddShiftedDown.apply(out)
+    torch.testing.assert_close(y, out[0] + torch.nn.functional.pad(out[1][:-1], (0, 0, 0, 0, 0, 0, 1, 0)))
+    assert torch.autograd.gradcheck(AddShiftedDown.apply, (out,))

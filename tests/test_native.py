@@ -19,62 +19,73 @@ needs_native = pytest.mark.skipif(not (native.enabled() and native.available()),
                                   reason="native kernel disabled or unavailable: " + native.status())
 
 
-def scan_inputs(D, H, W, N, h, row, dtype):
+def scan_inputs(D, H, W, N, h, row, dtype, layout="contiguous"):
+    """pre (D, H, W, N, 4h) -- "strided": a permuted view of an (H, W, N, D, 4h) tensor, the
+    Diagonal BiLSTM's layout --, weight, bias (D, 4h), and h0, c0 for rows."""
     g = torch.Generator().manual_seed(3)
-    pre = torch.randn(D, H, W, N, 4 * h, generator=g, dtype=dtype).requires_grad_()
+    pre = torch.randn(H, W, N, D, 4 * h, generator=g, dtype=dtype).permute(3, 0, 1, 2, 4)
+    pre = (pre if layout == "strided" else pre.contiguous()).detach().requires_grad_()
     w = (0.5 * torch.randn(D, (3 if row else 2) * h, 4 * h, generator=g, dtype=dtype)).requires_grad_()
+    b = torch.randn(D, 4 * h, generator=g, dtype=dtype).requires_grad_()
     h0 = torch.randn(h, generator=g, dtype=dtype).requires_grad_() if row else None
     c0 = torch.randn(h, generator=g, dtype=dtype).requires_grad_() if row else None
-    return pre, w, h0, c0
+    return pre, w, b, h0, c0
 
 
-def run(pre, w, h0, c0, geo, chunks=None):
+def run(pre, w, b, h0, c0, geo, chunks=None):
     """The native kernel (chunks: int) or the PyTorch version (chunks=None); output and gradients."""
-    params = [p for p in (pre, w, h0, c0) if p is not None]
+    params = [p for p in (pre, w, b, h0, c0) if p is not None]
     if chunks is None:
         os.environ["PIXELRNN_NATIVE"] = "0"
         try:
-            out = lstm_scan(pre, w, h0, c0, geo)
+            out = lstm_scan(pre, w, h0, c0, geo, bias=b)
         finally:
             del os.environ["PIXELRNN_NATIVE"]
     else:
         D, H, W, N, G = pre.shape
         ex = (lambda t: None if t is None else t.expand(D, W, N, G // 4))
-        out = native_scan(pre, w, ex(h0), ex(c0), geo, chunks)
+        out = native_scan(pre, w, ex(h0), ex(c0), geo, chunks, bias=b)
     gout = torch.randn(out.shape, generator=torch.Generator().manual_seed(4), dtype=out.dtype)
     return out, torch.autograd.grad(out, params, gout)
 
 
+GEOMETRIES = {"row": lambda H, W: RowGeometry(H, W), "diagonal": lambda H, W: DiagonalGeometry(H, W),
+              "mirrored": lambda H, W: DiagonalGeometry(H, W, mirror=(1,))}
+
+
 @needs_native
-@pytest.mark.parametrize("case", ["row", "diagonal"])
+@pytest.mark.parametrize("case", list(GEOMETRIES))
 @pytest.mark.parametrize("H,W,N", [(5, 6, 4), (1, 5, 3), (6, 1, 3), (7, 4, 5), (3, 3, 1)])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_native_gives_the_pytorch_numbers(case, H, W, N, dtype, monkeypatch):
-    """Every chunking (even and uneven cuts of the batch, more chunks than images), both dtypes:
-    float64 to ~1e-15, float32 to float rounding (the native exp is within ~2 ulp of torch's)."""
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+def test_native_gives_the_pytorch_numbers(case, H, W, N, dtype, layout, monkeypatch):
+    """Every chunking (even and uneven cuts of the batch, more chunks than images), both dtypes,
+    a bias, a mirrored direction, a strided pre: float64 to ~1e-15, float32 to float rounding
+    (the native exp is within ~2 ulp of torch's); the gradient of pre in pre's layout."""
     monkeypatch.delenv("PIXELRNN_NATIVE", raising=False)
     row = case == "row"
-    geo = RowGeometry(H, W) if row else DiagonalGeometry(H, W)
-    pre, w, h0, c0 = scan_inputs(1 if row else 2, H, W, N, 4, row, dtype)
-    ref, gref = run(pre, w, h0, c0, geo)
+    geo = GEOMETRIES[case](H, W)
+    pre, w, b, h0, c0 = scan_inputs(1 if row else 2, H, W, N, 4, row, dtype, layout)
+    ref, gref = run(pre, w, b, h0, c0, geo)
     tol = dict(rtol=1e-12, atol=1e-13) if dtype == torch.float64 else dict(rtol=1e-5, atol=2e-6)
     for chunks in (1, 2, 3, N + 2):
-        out, grads = run(pre, w, h0, c0, geo, chunks)
+        out, grads = run(pre, w, b, h0, c0, geo, chunks)
         torch.testing.assert_close(out, ref, **tol)
-        for a, b in zip(grads, gref):
-            torch.testing.assert_close(a, b, **tol)
+        assert grads[0].stride() == pre.stride()
+        for a, g in zip(grads, gref):
+            torch.testing.assert_close(a, g, **tol)
 
 
 @needs_native
 @pytest.mark.parametrize("chunks", [1, 2])
 def test_native_gradcheck(chunks):
-    for row, D, geo in [(True, 1, RowGeometry(3, 4)), (False, 2, DiagonalGeometry(3, 4))]:
-        pre, w, h0, c0 = scan_inputs(D, 3, 4, 3, 2, row, torch.float64)
-        if row:
-            fn = (lambda p, w, h, c: native_scan(p, w, h.expand(1, 4, 3, 2), c.expand(1, 4, 3, 2), geo, chunks))
-            assert torch.autograd.gradcheck(fn, (pre, w, h0, c0))
-        else:
-            assert torch.autograd.gradcheck(lambda p, w: native_scan(p, w, None, None, geo, chunks), (pre, w))
+    pre, w, b, h0, c0 = scan_inputs(1, 3, 4, 3, 2, True, torch.float64)
+    geo = RowGeometry(3, 4)
+    fn = (lambda p, w, b, h, c: native_scan(p, w, h.expand(1, 4, 3, 2), c.expand(1, 4, 3, 2), geo, chunks, bias=b))
+    assert torch.autograd.gradcheck(fn, (pre, w, b, h0, c0))
+    pre, w, b, _, _ = scan_inputs(2, 3, 4, 3, 2, False, torch.float64, "strided")
+    geo = DiagonalGeometry(3, 4, mirror=(1,))
+    assert torch.autograd.gradcheck(lambda p, w, b: native_scan(p, w, None, None, geo, chunks, bias=b), (pre, w, b))
 
 
 @needs_native
@@ -105,9 +116,9 @@ def test_the_flop_counter_sees_the_native_products(case, monkeypatch):
     monkeypatch.delenv("PIXELRNN_NATIVE", raising=False)
     row = case == "row"
     geo = RowGeometry(4, 5) if row else DiagonalGeometry(4, 5)
-    pre, w, h0, c0 = scan_inputs(1 if row else 2, 4, 5, 3, 8, row, torch.float32)
+    pre, w, b, h0, c0 = scan_inputs(1 if row else 2, 4, 5, 3, 8, row, torch.float32)
     with FlopCounterMode(display=False) as counter:
-        lstm_scan(pre, w, h0, c0, geo).sum().backward()
+        lstm_scan(pre, w, h0, c0, geo, bias=b).sum().backward()
     assert counter.get_total_flops() == 3 * 2 * pre.shape[0] * 4 * 5 * 3 * w.shape[1] * w.shape[2]
 
 

@@ -21,7 +21,9 @@ then gets the right-to-left state of (i-1, j), which summarises rows <= i-1 only
 
 Implementation: the skew is never materialised. ``lstm_scan`` with a ``DiagonalGeometry`` walks
 the diagonals i + j = k of the unskewed map through strided views; ``skew``/``unskew`` below show
-the same arrangement explicitly (and the tests check that the two agree).
+the same arrangement explicitly (and the tests check that the two agree). Nor is the flip: the
+geometry's ``mirror=(1,)`` runs the second direction right to left on maps in image coordinates
+(the native kernel by reading its columns in reverse; the PyTorch version flips them itself).
 
 Known blind spot (inherent to the paper's design, documented by the tests): value (i, j, c) does not
 see the last value of row i-1 unless it is within reach of the first 7×7 mask-A convolution.
@@ -65,6 +67,27 @@ def unskew(y: torch.Tensor, width: int) -> torch.Tensor:
     return y[..., r, k]
 
 
+class AddShiftedDown(torch.autograd.Function):
+    """out (2, H, W, B, h) -> (H, W, B, h): out[0] + out[1] shifted down one row (zeros in row
+    0): the left-to-right state at (i, j) plus the right-to-left state of (i-1, j). One pass each
+    way (indexing out[0], out[1] would make each backward allocate and fill a zero gradient)."""
+
+    @staticmethod
+    def forward(ctx, out):
+        y = torch.empty_like(out[0], memory_format=torch.contiguous_format)
+        y[:1].copy_(out[0, :1])
+        torch.add(out[0, 1:], out[1, :-1], out=y[1:])
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        d = grad.new_empty((2,) + tuple(grad.shape))
+        d[0].copy_(grad)
+        d[1, :-1].copy_(grad[1:])
+        d[1, -1:].zero_()
+        return d
+
+
 class DiagonalBiLSTM(nn.Module):
     def __init__(self, in_channels: int, hidden: int, colors: int = 1):
         super().__init__()
@@ -85,13 +108,12 @@ class DiagonalBiLSTM(nn.Module):
         h = self.hidden
         return self.state_to_state.permute(0, 3, 2, 1).reshape(2, 2 * h, 4 * h)
 
-    def input_to_state_map(self, x: torch.Tensor) -> torch.Tensor:  # (H, W, B, Cin) -> (2, H, W, B, 4h)
-        """Both directions' gate inputs; the right-to-left one on the width-flipped map."""
+    def input_to_state_product(self, x: torch.Tensor) -> torch.Tensor:  # (H, W, B, Cin) -> (2, H, W, B, 4h)
+        """Both directions' gate inputs without the bias (``lstm_scan`` adds it), in image
+        coordinates: one (H, W, B, 2, 4h) matrix product, returned as a strided view."""
         H, W, B, Cin = x.shape
-        w = self.input_to_state.masked_weight()[:, :, 0, 0].view(2, 4 * self.hidden, Cin)
-        b = self.input_to_state.bias.view(2, 1, 4 * self.hidden)
-        x2 = torch.stack([x, x.flip(1)]).view(2, H * W * B, Cin)
-        return torch.baddbmm(b, x2, w.transpose(1, 2)).view(2, H, W, B, 4 * self.hidden)
+        w = self.input_to_state.masked_weight()[:, :, 0, 0]  # (8h, Cin)
+        return F.linear(x, w).view(H, W, B, 2, 4 * self.hidden).permute(3, 0, 1, 2, 4)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """(H, W, B, Cin) -> (H, W, B, h). ``cond``: an optional (H, W, B, 8h) term added to the
@@ -99,11 +121,12 @@ class DiagonalBiLSTM(nn.Module):
         second half is flipped with the map of its direction). For conditional networks; it must
         only depend on information that is known before the image is generated."""
         H, W = x.shape[:2]
-        pre = self.input_to_state_map(x)
+        g = 4 * self.hidden
+        pre = self.input_to_state_product(x)
         if cond is not None:
-            g = 4 * self.hidden
-            pre = pre + torch.stack([cond[..., :g], cond[..., g:].flip(1)])
-        out = lstm_scan(pre, self.state_weight(), None, None,
-                        DiagonalGeometry(H, W))  # (2, H, W, B, h)
-        right_to_left = out[1].flip(1)[:-1]  # flipped back; the last row is shifted out
-        return out[0] + F.pad(right_to_left, (0, 0, 0, 0, 0, 0, 1, 0))  # shifted down one row
+            pre = pre + cond.unflatten(-1, (2, g)).movedim(-2, 0)  # (2, ..., 4h), may broadcast
+        # the right-to-left direction runs on the width-flipped map (mirror): its input and
+        # output stay in image coordinates, so nothing is flipped here
+        out = lstm_scan(pre, self.state_weight(), None, None, DiagonalGeometry(H, W, mirror=(1,)),
+                        bias=self.input_to_state.bias.view(2, g))  # (2, H, W, B, h)
+        return AddShiftedDown.apply(out)

@@ -64,6 +64,7 @@ class RowGeometry:
 
     def __init__(self, H: int, W: int):
         self.H, self.W, self.steps = H, W, H
+        self.mirror: tuple[int, ...] = ()  # directions run right to left (see DiagonalGeometry)
 
     def hpad_shape(self, D, N, h):
         return (D, self.H + 1, self.W + 2, N, h)
@@ -100,14 +101,17 @@ class RowGeometry:
 class DiagonalGeometry:
     """Steps are the diagonals k = i + j (the columns of the skewed map). Padded state buffers:
     hpad (D, H+1, W+1, N, h) holds h[i, j] at [i+1, j+1] (zero top row and left column); cpad
-    (D, H, W+1, N, h) holds c[i, j] at [i, j+1] (zero left column)."""
+    (D, H, W+1, N, h) holds c[i, j] at [i, j+1] (zero left column). ``mirror``: the directions
+    that run right to left, i.e. on the width-flipped map, with their pre-activations and hidden
+    states in image coordinates all the same (what the Diagonal BiLSTM's second direction does)."""
 
     taps = 2
     native_kind = 1
     contiguous_steps = False
 
-    def __init__(self, H: int, W: int):
+    def __init__(self, H: int, W: int, mirror: tuple[int, ...] = ()):
         self.H, self.W, self.steps = H, W, H + W - 1
+        self.mirror = tuple(mirror)  # directions run right to left: on the width-flipped map
         self.ranges = [(max(0, k - W + 1), min(H - 1, k) + 1) for k in range(self.steps)]
 
     def hpad_shape(self, D, N, h):
@@ -233,8 +237,11 @@ def scan_backward(saved: tuple[torch.Tensor, ...], geo, grad_h: torch.Tensor):
 
 
 def lstm_scan(pre: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor | None,
-              c0: torch.Tensor | None, geometry: RowGeometry | DiagonalGeometry) -> torch.Tensor:
-    """Run the LSTM recurrence; see the module docstring for shapes. Differentiable.
+              c0: torch.Tensor | None, geometry: RowGeometry | DiagonalGeometry,
+              bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Run the LSTM recurrence; see the module docstring for shapes. Differentiable. ``bias``:
+    an optional term broadcastable to (D, 4h), added to ``pre`` (the native kernel adds it, and
+    sums its gradient, inside its loop: no pass over the map of its own).
 
     Runs in float32, or float64 for a float64 ``pre``: under bf16 / fp16 autocast ``pre`` arrives
     in half precision, but the cell state carried over 28 rows (or 55 diagonals) and the gradients
@@ -247,19 +254,37 @@ def lstm_scan(pre: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor | None,
     out_dtype = pre.dtype
     dt = torch.float32 if pre.dtype in (torch.bfloat16, torch.float16) else pre.dtype
     pre, weight = pre.to(dt), weight.to(dt)
+    bias = None if bias is None else bias.to(dt).expand(D, G)
     if isinstance(geometry, RowGeometry):
         h0 = h0.to(dt).expand(D, W, N, G // 4)
         c0 = c0.to(dt).expand(D, W, N, G // 4)
     with torch.autocast(device_type=pre.device.type, enabled=False):
         if native.usable_for(pre):
-            out = native_scan(pre, weight, h0, c0, geometry)
+            out = native_scan(pre, weight, h0, c0, geometry, bias=bias)
         else:
-            out = _LSTMScan.apply(pre.contiguous(), weight.contiguous(), h0, c0, geometry)
+            out = pytorch_scan(pre, weight, h0, c0, geometry, bias)
         return out.to(out_dtype)
 
 
+def pytorch_scan(pre: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor | None, c0: torch.Tensor | None,
+                 geometry: RowGeometry | DiagonalGeometry, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """The scan with PyTorch operations (any device; h0, c0 already (D, W, N, h) for rows):
+    the bias added and the mirrored directions flipped by ordinary (differentiable) operations."""
+    D, H, W, N, G = pre.shape
+    if bias is not None:
+        pre = pre + bias.reshape(D, 1, 1, 1, G)
+    flip = [d in geometry.mirror for d in range(D)]
+    if any(flip):
+        pre = torch.stack([p.flip(1) if f else p for p, f in zip(pre.unbind(0), flip)])
+    out = _LSTMScan.apply(pre.contiguous(), weight.contiguous(), h0, c0, geometry)
+    if any(flip):
+        out = torch.stack([o.flip(1) if f else o for o, f in zip(out.unbind(0), flip)])
+    return out
+
+
 def native_scan(pre: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor | None, c0: torch.Tensor | None,
-                geometry: RowGeometry | DiagonalGeometry, chunks: int | None = None) -> torch.Tensor:
+                geometry: RowGeometry | DiagonalGeometry, chunks: int | None = None,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
     """The scan on the native kernel (CPU, float32/64; h0, c0 already (D, W, N, h) for rows).
     ``chunks``: parts each direction's batch is cut into, one per thread (default: enough for
     every thread). Raises RuntimeError when the kernel is not available."""
@@ -272,7 +297,21 @@ def native_scan(pre: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor | None
         h0, c0 = h0.contiguous(), c0.contiguous()
     else:
         h0 = c0 = pre.new_empty(0)
-    return native.NativeLSTMScan.apply(pre.contiguous(), weight.contiguous(), h0, c0, geometry.native_kind, chunks)
+    bias = pre.new_zeros(D, G) if bias is None else bias.expand(D, G).contiguous()
+    if pre.stride(-1) != 1 or not dense(pre):
+        pre = pre.contiguous()
+    mirror = sum(1 << d for d in geometry.mirror)
+    return native.NativeLSTMScan.apply(pre, weight.contiguous(), bias, h0, c0, geometry.native_kind, chunks, mirror)
+
+
+def dense(t: torch.Tensor) -> bool:
+    """Whether t's elements fill its storage span exactly once, in some order of its dimensions."""
+    expected = 1
+    for d in sorted(range(t.dim()), key=t.stride):
+        if t.size(d) != 1 and t.stride(d) != expected:
+            return False
+        expected *= t.size(d)
+    return True
 
 
 def lstm_scan_reference(pre: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor | None,

@@ -25,6 +25,27 @@ from .recurrence import RowGeometry, lstm_scan
 from .masked import MaskedConv2d, channel_groups
 
 
+class LeftAndCentre(torch.autograd.Function):
+    """x (H, W, B, C) -> (H, W, B, 2C): [x(i, j-1) | x(i, j)], zeros for x(i, -1). Its backward
+    adds the two halves of the gradient back together in two passes (clone, shifted add)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        C = x.shape[-1]
+        pair = x.new_empty(*x.shape[:-1], 2 * C)
+        pair[:, :1, :, :C].zero_()
+        pair[:, 1:, :, :C].copy_(x[:, :-1])
+        pair[..., C:].copy_(x)
+        return pair
+
+    @staticmethod
+    def backward(ctx, grad):
+        C = grad.shape[-1] // 2
+        dx = grad[..., C:].clone(memory_format=torch.contiguous_format)
+        dx[:, :-1] += grad[:, 1:, :, :C]
+        return dx
+
+
 class RowLSTM(nn.Module):
     def __init__(self, in_channels: int, hidden: int, colors: int = 1):
         super().__init__()
@@ -40,13 +61,13 @@ class RowLSTM(nn.Module):
         with torch.no_grad():
             self.input_to_state.bias[hidden:2 * hidden].fill_(1.0)  # forget gate starts open
 
-    def input_to_state_map(self, x: torch.Tensor) -> torch.Tensor:  # (H, W, B, Cin) -> (H, W, B, 4h)
+    def input_to_state_product(self, x: torch.Tensor) -> torch.Tensor:  # (H, W, B, Cin) -> (H, W, B, 4h)
+        """The masked 1×3 input-to-state conv without its bias (``lstm_scan`` adds the bias)."""
         w = self.input_to_state.masked_weight()[:, :, 0]  # (4h, Cin, 3); the right tap is all zero
-        left = F.pad(x, (0, 0, 0, 0, 1, 0))[:, :-1]  # left[:, j] = x[:, j-1], zeros at j = 0
-        # one matrix product over [left neighbour | centre]; built with pad + cat rather than by
-        # writing into slices, whose backward would allocate full-size zero gradients
-        return F.linear(torch.cat([left, x], dim=-1), torch.cat([w[:, :, 0], w[:, :, 1]], dim=1),
-                        self.input_to_state.bias)
+        # one matrix product over [left neighbour | centre]; the pair is built by a small
+        # autograd Function rather than with pad + cat or by writing into slices, whose backward
+        # passes would allocate full-size zero gradients and copy them again
+        return F.linear(LeftAndCentre.apply(x), torch.cat([w[:, :, 0], w[:, :, 1]], dim=1))
 
     def state_weight(self) -> torch.Tensor:  # (3h, 4h), rows ordered tap-major
         return self.state_to_state.permute(2, 1, 0).reshape(3 * self.hidden, 4 * self.hidden)
@@ -55,10 +76,10 @@ class RowLSTM(nn.Module):
         """(H, W, B, Cin) -> (H, W, B, h). ``cond``: an optional (H, W, B, 4h) term added to the
         input-to-state map (a conditional network's unmasked conditioning; it must only depend on
         information that is known before the image is generated)."""
-        pre = self.input_to_state_map(x)
+        pre = self.input_to_state_product(x)
         if cond is not None:
             pre = pre + cond
         pre = pre.unsqueeze(0)  # (1, H, W, B, 4h)
         h = lstm_scan(pre, self.state_weight().unsqueeze(0), self.h0, self.c0,
-                      RowGeometry(x.shape[0], x.shape[1]))
-        return h[0]
+                      RowGeometry(x.shape[0], x.shape[1]), bias=self.input_to_state.bias)
+        return h.squeeze(0)  # a view: its backward is free (indexing [0] would allocate zeros)

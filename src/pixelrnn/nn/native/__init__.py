@@ -100,22 +100,25 @@ def chunks_for(D: int, N: int) -> int:
 
 
 class NativeLSTMScan(torch.autograd.Function):
-    """``lstm_scan`` on the native kernel: (pre, weight, h0, c0, kind, chunks) -> h (D, H, W, N, h).
-    pre, weight contiguous, float32 or float64; h0, c0 (D, W, N, h) contiguous for rows
-    (kind 0), empty for diagonals (kind 1); their gradients are returned for rows only."""
+    """``lstm_scan`` on the native kernel:
+    (pre, weight, bias, h0, c0, kind, chunks, mirror) -> h (D, H, W, N, h).
+    pre (D, H, W, N, 4h) with contiguous features, in any dense layout (its gradient comes back in
+    the same layout); weight (D, k*h, 4h), bias (D, 4h), contiguous, float32 or float64; h0, c0
+    (D, W, N, h) contiguous for rows (kind 0), empty for diagonals (kind 1), their gradients
+    returned for rows only; ``mirror``: bit d set runs direction d right to left."""
 
     @staticmethod
-    def forward(ctx, pre, weight, h0, c0, kind: int, chunks: int):
-        out, U, A, C, TC = torch.ops.pixelrnn_native.scan_forward(pre, weight, h0, c0, kind, chunks)
-        ctx.save_for_backward(weight, U, A, C, TC, c0)
-        ctx.kind, ctx.chunks = kind, chunks
+    def forward(ctx, pre, weight, bias, h0, c0, kind: int, chunks: int, mirror: int):
+        out, U, A, C = torch.ops.pixelrnn_native.scan_forward(pre, weight, bias, h0, c0, kind, chunks, mirror)
+        ctx.save_for_backward(weight, U, A, C, c0)
+        ctx.args = (kind, chunks, mirror, list(pre.stride()))
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_h):
-        weight, U, A, C, TC, c0 = ctx.saved_tensors  # unpacked once (activation checkpointing)
-        dpre, dw, dh0, dc0 = torch.ops.pixelrnn_native.scan_backward(
-            grad_h.to(weight.dtype).contiguous(), weight, U, A, C, TC, c0, ctx.kind, ctx.chunks)
-        row = ctx.kind == 0
-        return dpre, dw, dh0 if row else None, dc0 if row else None, None, None
+        weight, U, A, C, c0 = ctx.saved_tensors  # unpacked once (activation checkpointing)
+        dpre, dw, db, dh0, dc0 = torch.ops.pixelrnn_native.scan_backward(
+            grad_h.to(weight.dtype).contiguous(), weight, U, A, C, c0, *ctx.args)
+        row = ctx.args[0] == 0
+        return dpre, dw, db, dh0 if row else None, dc0 if row else None, None, None, None

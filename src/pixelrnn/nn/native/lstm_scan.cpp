@@ -9,27 +9,33 @@
 //    diagonals), so that the pixels of one step are consecutive rows of every buffer:
 //        U   (D, P*N, k*h)   each pixel's tap inputs [h(tap 0) | h(tap 1) | ...]
 //        A   (D, P*N, 4h)    activated gates [o, f, i, g]
-//        C, TC (D, P*N, h)   cell states and their tanh
+//        C   (D, P*N, h)     cell states (their tanh is recomputed in the backward pass)
 //    A step's state-to-state product is then one matrix product A_t = U_t W on contiguous rows,
 //    with no concatenation: when a pixel's h is computed it is written straight into the U rows
 //    of the (at most k) pixels of the next step that read it. U for all steps at once is also
 //    what the weight gradient needs (dW = U^T dA, one product over every pixel).
-//  * Everything element-wise of a step (adding the input-to-state term, the gate activations,
+//  * Everything element-wise of a step (adding the input-to-state term and its bias, the gate activations,
 //    the cell update, tanh, the output; in the backward the gate derivatives, the carried
-//    gradients and the sums over the taps) is one loop over the step's pixels: one pass over
-//    memory in place of ~15 (forward) and ~25 (backward) tensor operations.
+//    gradients, the sums over the taps and the bias gradient) is one loop over the step's pixels:
+//    one pass over memory in place of ~15 (forward) and ~25 (backward) tensor operations.
 //  * The batch is cut into `chunks` (and the directions are independent): each (direction,
 //    chunk) runs its whole scan on one thread (at::parallel_for), with single-threaded matrix
 //    products, so the threads never wait for each other between steps. A chunk's rows are the
 //    block [P*n0, P*(n0+Nc)) of its direction, laid out (pixel, image).
 //
-// Inputs and outputs keep the image layout (D, H, W, N, X) of the Python version.
+// Inputs and outputs keep the image layout (D, H, W, N, X) of the Python version; pre (and so its
+// gradient) may have any layout with contiguous features, and a direction may be *mirrored* (its
+// columns read and written right to left: the right-to-left direction of the Diagonal BiLSTM
+// without flipped copies of its input and output).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/LegacyTypeDispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/bmm.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/empty_strided.h>
+#include <ATen/ops/sum.h>
+#include <ATen/ops/_to_copy.h>
 #include <ATen/ops/mm.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
@@ -125,84 +131,103 @@ Plan make_plan(idx kind, idx H, idx W) {
 
 struct Dims {
   idx D, H, W, N, h, G, KH, P, chunks;
+  idx ps[4];    // strides of pre and of its gradient over (D, H, W, N); features are contiguous
+  idx mirror;   // bit d set: direction d reads and writes its columns right to left
   idx n0(idx c) const { return c * N / chunks; }
-  idx img(idx d, idx i, idx j, idx n) const { return ((d * H + i) * W + j) * N + n; }  // in (D, H, W, N)
-  idx init(idx d, idx j, idx n) const { return (d * W + j) * N + n; }                 // in (D, W, N)
+  idx col(idx d, idx j) const { return (mirror >> d) & 1 ? W - 1 - j : j; }
+  idx img(idx d, idx i, idx j, idx n) const { return ((d * H + i) * W + col(d, j)) * N + n; }  // (D, H, W, N)
+  idx pre(idx d, idx i, idx j, idx n) const { return d * ps[0] + i * ps[1] + col(d, j) * ps[2] + n * ps[3]; }
+  idx init(idx d, idx j, idx n) const { return (d * W + j) * N + n; }  // in (D, W, N)
 };
 
 template <typename T>
-void cell_forward(idx h, const T* __restrict__ pre, T* __restrict__ a, const T* __restrict__ cp,
-                  T* __restrict__ c, T* __restrict__ tc, T* __restrict__ hout) {
+void cell_forward(idx h, const T* __restrict__ pre, const T* __restrict__ bias, T* __restrict__ a,
+                  const T* __restrict__ cp, T* __restrict__ c, T* __restrict__ hout) {
 #pragma omp simd
   for (idx q = 0; q < h; ++q) {
-    T o = sigm(a[q] + pre[q]), f = sigm(a[h + q] + pre[h + q]);
-    T i = sigm(a[2 * h + q] + pre[2 * h + q]), g = tanh2(a[3 * h + q] + pre[3 * h + q]);
-    T cc = f * cp[q] + i * g, t = tanh2(cc);
+    T o = sigm((pre[q] + bias[q]) + a[q]), f = sigm((pre[h + q] + bias[h + q]) + a[h + q]);
+    T i = sigm((pre[2 * h + q] + bias[2 * h + q]) + a[2 * h + q]);
+    T g = tanh2((pre[3 * h + q] + bias[3 * h + q]) + a[3 * h + q]);
+    T cc = f * cp[q] + i * g;
     a[q] = o, a[h + q] = f, a[2 * h + q] = i, a[3 * h + q] = g;
-    c[q] = cc, tc[q] = t, hout[q] = o * t;
+    c[q] = cc, hout[q] = o * tanh2(cc);
   }
 }
 
+// The gate gradients of one pixel (tanh(c) recomputed: the same value as in the forward pass);
+// written to dA (step order) and dpre (the caller's layout), summed into dbias.
 template <typename T>
 void cell_backward(idx h, const T* __restrict__ dh, const T* __restrict__ dcn, const T* __restrict__ fn,
-                   const T* __restrict__ a, const T* __restrict__ cp, const T* __restrict__ tc,
-                   T* __restrict__ dc, T* __restrict__ da, T* __restrict__ dpre) {
+                   const T* __restrict__ a, const T* __restrict__ cp, const T* __restrict__ c,
+                   T* __restrict__ dc, T* __restrict__ da, T* __restrict__ dpre, double* __restrict__ db) {
 #pragma omp simd
   for (idx q = 0; q < h; ++q) {
-    T o = a[q], f = a[h + q], i = a[2 * h + q], g = a[3 * h + q], t = tc[q];
+    T o = a[q], f = a[h + q], i = a[2 * h + q], g = a[3 * h + q], t = tanh2(c[q]);
     T dct = dcn[q] * fn[q] + dh[q] * o * (T(1) - t * t);
     T go = dh[q] * t * (o * (T(1) - o)), gf = dct * cp[q] * (f * (T(1) - f));
     T gi = dct * g * (i * (T(1) - i)), gg = dct * i * (T(1) - g * g);
     dc[q] = dct;
     da[q] = go, da[h + q] = gf, da[2 * h + q] = gi, da[3 * h + q] = gg;
     dpre[q] = go, dpre[h + q] = gf, dpre[2 * h + q] = gi, dpre[3 * h + q] = gg;
+    db[q] += go, db[h + q] += gf, db[2 * h + q] += gi, db[3 * h + q] += gg;
   }
 }
 
 // Per (direction, chunk): the chunk's first row in the (D*P*N)-row buffers and its image range.
 struct Chunk {
-  idx d, n0, Nc, base;
-  Chunk(const Dims& s, idx unit) : d(unit / s.chunks) {
-    idx c = unit % s.chunks;
+  idx d, n0, Nc, base, unit;
+  Chunk(const Dims& s, idx u) : d(u / s.chunks), unit(u) {
+    idx c = u % s.chunks;
     n0 = s.n0(c), Nc = s.n0(c + 1) - n0, base = d * s.P * s.N + s.P * n0;
   }
 };
 
 template <typename T>
 struct ForwardBufs {
-  const T *pre, *h0, *c0;
+  const T *pre, *bias, *h0, *c0;
   at::Tensor U, A, weight;  // U (D*P*N, KH), A (D*P*N, G), weight (D, KH, G)
-  T *C, *TC, *out;
+  T *C, *out;
 };
+
+// The taps of step t that read no pixel of the step before: zeros, or the initial state (rows).
+template <typename T>
+void fill_outer_taps(const Plan& pl, const Dims& s, const Chunk& ch, const T* h0, T* U, idx t) {
+  const idx h = s.h, K = pl.K, Nc = ch.Nc;
+  for (idx p = pl.off[t]; p < pl.off[t + 1]; ++p)
+    for (idx k = 0; k < K; ++k) {
+      idx sp = pl.src[p * K + k];
+      for (idx n = 0; sp < 0 && n < Nc; ++n) {
+        T* to = U + (p * Nc + n) * s.KH + k * h;
+        if (sp == -1)
+          std::fill(to, to + h, T(0));
+        else
+          std::memcpy(to, h0 + s.init(ch.d, -2 - sp, ch.n0 + n) * h, h * sizeof(T));
+      }
+    }
+}
 
 template <typename T>
 void forward_chunk(const Plan& pl, const Dims& s, const Chunk& ch, ForwardBufs<T>& b) {
   const idx h = s.h, G = s.G, KH = s.KH, K = pl.K, Nc = ch.Nc;
   T* U = b.U.template data_ptr<T>() + ch.base * KH;
   T* A = b.A.template data_ptr<T>() + ch.base * G;
-  T *C = b.C + ch.base * h, *TC = b.TC + ch.base * h;
+  T* C = b.C + ch.base * h;
   std::vector<T> zero(h, T(0));
+  const T* bias = b.bias + ch.d * G;
   at::Tensor w = b.weight[ch.d];
   for (idx t = 0; t < pl.steps; ++t) {
     const idx p0 = pl.off[t], p1 = pl.off[t + 1];
-    for (idx p = p0; p < p1; ++p)  // the taps that read no pixel of the previous step
-      for (idx k = 0; k < K; ++k) {
-        idx sp = pl.src[p * K + k];
-        for (idx n = 0; sp < 0 && n < Nc; ++n) {
-          const T* from = sp == -1 ? zero.data() : b.h0 + s.init(ch.d, -2 - sp, ch.n0 + n) * h;
-          std::memcpy(U + (p * Nc + n) * KH + k * h, from, h * sizeof(T));
-        }
-      }
+    fill_outer_taps(pl, s, ch, b.h0, U, t);
     at::Tensor a_t = b.A.narrow(0, ch.base + p0 * Nc, (p1 - p0) * Nc);  // the step's gates: U_t W
     at::mm_out(a_t, b.U.narrow(0, ch.base + p0 * Nc, (p1 - p0) * Nc), w);
     for (idx p = p0; p < p1; ++p) {
       const idx i = pl.pi[p], j = pl.pj[p], cs = pl.cprev[p];
       for (idx n = 0; n < Nc; ++n) {
-        const idx r = p * Nc + n, im = s.img(ch.d, i, j, ch.n0 + n);
-        const T* cp = cs >= 0 ? C + (cs * Nc + n) * h : cs == -1 ? zero.data() : b.c0 + s.init(ch.d, j, ch.n0 + n) * h;
-        T* hout = b.out + im * h;
-        cell_forward(h, b.pre + im * G, A + r * G, cp, C + r * h, TC + r * h, hout);
-        for (idx k = 0; k < K; ++k) {
+        const idx r = p * Nc + n, nn = ch.n0 + n;
+        const T* cp = cs >= 0 ? C + (cs * Nc + n) * h : cs == -1 ? zero.data() : b.c0 + s.init(ch.d, j, nn) * h;
+        T* hout = b.out + s.img(ch.d, i, j, nn) * h;
+        cell_forward(h, b.pre + s.pre(ch.d, i, j, nn), bias, A + r * G, cp, C + r * h, hout);
+        for (idx k = 0; k < K; ++k) {  // h goes straight into the taps of the next step that read it
           idx cn = pl.cons[p * K + k];
           if (cn >= 0) std::memcpy(U + (cn * Nc + n) * KH + k * h, hout, h * sizeof(T));
         }
@@ -213,56 +238,66 @@ void forward_chunk(const Plan& pl, const Dims& s, const Chunk& ch, ForwardBufs<T
 
 template <typename T>
 struct BackwardBufs {
-  const T *grad_h, *A, *C, *TC, *c0;
+  const T *grad_h, *A, *C, *c0;
   at::Tensor dA, weight_t;  // dA (D*P*N, G), weight_t (D, G, KH)
   T *dpre, *DC, *dh0, *dc0;
+  double* dbias;            // (D*chunks, G): one row per chunk, summed afterwards
 };
+
+// dh0 (rows): the gradient reaching the initial hidden state through the taps of row 0.
+template <typename T>
+void initial_state_grad(const Plan& pl, const Dims& s, const Chunk& ch, const T* du, T* dh0) {
+  const idx h = s.h, K = pl.K;
+  for (idx p = pl.off[0]; p < pl.off[1]; ++p)
+    for (idx k = 0; k < K; ++k) {
+      idx sp = pl.src[p * K + k];
+      for (idx n = 0; sp <= -2 && n < ch.Nc; ++n) {
+        T* to = dh0 + s.init(ch.d, -2 - sp, ch.n0 + n) * h;
+        const T* g = du + (p * ch.Nc + n) * s.KH + k * h;
+        for (idx q = 0; q < h; ++q) to[q] += g[q];
+      }
+    }
+}
 
 template <typename T>
 void backward_chunk(const Plan& pl, const Dims& s, const Chunk& ch, BackwardBufs<T>& b) {
   const idx h = s.h, G = s.G, KH = s.KH, K = pl.K, Nc = ch.Nc;
-  const T *A = b.A + ch.base * G, *C = b.C + ch.base * h, *TC = b.TC + ch.base * h;
+  const T *A = b.A + ch.base * G, *C = b.C + ch.base * h;
   T *dA = b.dA.template data_ptr<T>() + ch.base * G, *DC = b.DC + ch.base * h;
   idx smax = 0;
   for (idx t = 0; t < pl.steps; ++t) smax = std::max(smax, pl.off[t + 1] - pl.off[t]);
   at::Tensor du_t = at::empty({smax * Nc, KH}, b.dA.options());  // du of the step after t
   T* du = du_t.template data_ptr<T>();
   std::vector<T> zero(h, T(0)), dh(h);
+  double* db = b.dbias + ch.unit * G;
+  std::fill(db, db + G, 0.0);
   at::Tensor wt = b.weight_t[ch.d];
   for (idx t = pl.steps - 1; t >= 0; --t) {
     const idx p0 = pl.off[t], p1 = pl.off[t + 1];
     for (idx p = p0; p < p1; ++p) {
       const idx i = pl.pi[p], j = pl.pj[p], cs = pl.cprev[p], pn = pl.cnext[p];
       for (idx n = 0; n < Nc; ++n) {
-        const idx r = p * Nc + n, im = s.img(ch.d, i, j, ch.n0 + n);
-        std::memcpy(dh.data(), b.grad_h + im * h, h * sizeof(T));
+        const idx r = p * Nc + n, nn = ch.n0 + n;
+        std::memcpy(dh.data(), b.grad_h + s.img(ch.d, i, j, nn) * h, h * sizeof(T));
         for (idx k = 0; k < K; ++k) {  // the gradient reaching h from the taps that read it
           idx cn = pl.cons[p * K + k];
           if (cn < 0) continue;
           const T* g = du + ((cn - p1) * Nc + n) * KH + k * h;
           for (idx q = 0; q < h; ++q) dh[q] += g[q];
         }
-        const T* cp = cs >= 0 ? C + (cs * Nc + n) * h : cs == -1 ? zero.data() : b.c0 + s.init(ch.d, j, ch.n0 + n) * h;
+        const T* cp = cs >= 0 ? C + (cs * Nc + n) * h : cs == -1 ? zero.data() : b.c0 + s.init(ch.d, j, nn) * h;
         const T* dcn = pn >= 0 ? DC + (pn * Nc + n) * h : zero.data();
         const T* fn = pn >= 0 ? A + (pn * Nc + n) * G + h : zero.data();
-        cell_backward(h, dh.data(), dcn, fn, A + r * G, cp, TC + r * h, DC + r * h, dA + r * G, b.dpre + im * G);
+        cell_backward(h, dh.data(), dcn, fn, A + r * G, cp, C + r * h, DC + r * h, dA + r * G,
+                      b.dpre + s.pre(ch.d, i, j, nn), db);
         if (cs == -2)  // row 0: the gradient of the initial cell state
-          for (idx q = 0; q < h; ++q) b.dc0[s.init(ch.d, j, ch.n0 + n) * h + q] = DC[r * h + q] * A[r * G + h + q];
+          for (idx q = 0; q < h; ++q) b.dc0[s.init(ch.d, j, nn) * h + q] = DC[r * h + q] * A[r * G + h + q];
       }
     }
     at::Tensor du_now = du_t.narrow(0, 0, (p1 - p0) * Nc);  // the gradient of the step's taps: dA_t W^T
     at::mm_out(du_now, b.dA.narrow(0, ch.base + p0 * Nc, (p1 - p0) * Nc), wt);
   }
-  if (!pl.row) return;
-  for (idx p = pl.off[0]; p < pl.off[1]; ++p)  // the initial hidden state: the taps of row 0 that read it
-    for (idx k = 0; k < K; ++k) {
-      idx sp = pl.src[p * K + k];
-      for (idx n = 0; sp <= -2 && n < Nc; ++n) {
-        T* to = b.dh0 + s.init(ch.d, -2 - sp, ch.n0 + n) * h;
-        const T* g = du + (p * Nc + n) * KH + k * h;
-        for (idx q = 0; q < h; ++q) to[q] += g[q];
-      }
-    }
+  if (pl.row) initial_state_grad(pl, s, ch, du, b.dh0);
 }
 
 // Runs fn(Chunk) for every (direction, chunk), one per thread, matrix products single-threaded.
@@ -280,11 +315,14 @@ void for_each_chunk(const Dims& s, const F& fn) {
   });
 }
 
-// sizes (D, H, W, N, h) of the hidden states, k*h of the taps
-Dims dims_of(at::IntArrayRef hs, idx KH, idx chunks) {
-  TORCH_CHECK(hs.size() == 5, "(D, H, W, N, h) expected");
-  return Dims{hs[0], hs[1], hs[2], hs[3], hs[4], 4 * hs[4], KH, hs[1] * hs[2],
-              std::max<idx>(1, std::min(chunks, hs[3]))};
+// sizes (D, H, W, N, h) of the hidden states, k*h of the taps, the strides of pre
+Dims dims_of(at::IntArrayRef hs, idx KH, idx chunks, at::IntArrayRef pre_strides, idx mirror) {
+  TORCH_CHECK(hs.size() == 5 && pre_strides.size() == 5 && pre_strides[4] == 1,
+              "(D, H, W, N, h) sizes and pre's 5 strides (features contiguous) expected");
+  Dims s{hs[0], hs[1], hs[2], hs[3], hs[4], 4 * hs[4], KH, hs[1] * hs[2],
+         std::max<idx>(1, std::min(chunks, hs[3])), {pre_strides[0], pre_strides[1], pre_strides[2], pre_strides[3]},
+         mirror};
+  return s;
 }
 
 void check(const at::Tensor& t, const at::Tensor& like, const char* name) {
@@ -292,59 +330,68 @@ void check(const at::Tensor& t, const at::Tensor& like, const char* name) {
               name, ": a contiguous CPU tensor of the same dtype as pre expected");
 }
 
-std::vector<at::Tensor> scan_forward(const at::Tensor& pre, const at::Tensor& weight, const at::Tensor& h0,
-                                     const at::Tensor& c0, int64_t kind, int64_t chunks) {
-  check(pre, pre, "pre"), check(weight, pre, "weight");
-  TORCH_CHECK(pre.dim() == 5 && pre.size(4) % 4 == 0 && weight.dim() == 3, "pre (D, H, W, N, 4h), weight (D, k*h, 4h)");
-  const Dims s = dims_of({pre.size(0), pre.size(1), pre.size(2), pre.size(3), pre.size(4) / 4}, weight.size(1), chunks);
+// pre (D, H, W, N, 4h), any layout with contiguous features; bias (D, 4h); h0, c0 (D, W, N, h) for
+// rows, else empty. Returns the hidden states (D, H, W, N, h) and what the backward pass needs.
+std::vector<at::Tensor> scan_forward(const at::Tensor& pre, const at::Tensor& weight, const at::Tensor& bias,
+                                     const at::Tensor& h0, const at::Tensor& c0, int64_t kind, int64_t chunks,
+                                     int64_t mirror) {
+  TORCH_CHECK(pre.dim() == 5 && pre.size(4) % 4 == 0 && pre.stride(4) == 1 && pre.device().is_cpu(),
+              "pre: a (D, H, W, N, 4h) CPU tensor with contiguous features expected");
+  check(weight, pre, "weight"), check(bias, pre, "bias");
+  const Dims s = dims_of({pre.size(0), pre.size(1), pre.size(2), pre.size(3), pre.size(4) / 4}, weight.size(1),
+                         chunks, pre.strides(), mirror);
   const Plan pl = make_plan(kind, s.H, s.W);
-  TORCH_CHECK(s.KH == pl.K * s.h && weight.size(0) == s.D && weight.size(2) == s.G, "weight must be (D, k*h, 4h)");
+  TORCH_CHECK(s.KH == pl.K * s.h && weight.size(0) == s.D && weight.size(2) == s.G && bias.numel() == s.D * s.G,
+              "weight (D, k*h, 4h) and bias (D, 4h) expected");
   if (pl.row) check(h0, pre, "h0"), check(c0, pre, "c0");
   auto opt = pre.options();
   at::Tensor U = at::empty({s.D * s.P * s.N, s.KH}, opt), A = at::empty({s.D * s.P * s.N, s.G}, opt);
-  at::Tensor C = at::empty({s.D * s.P * s.N, s.h}, opt), TC = at::empty({s.D * s.P * s.N, s.h}, opt);
-  at::Tensor out = at::empty({s.D, s.H, s.W, s.N, s.h}, opt);
+  at::Tensor C = at::empty({s.D * s.P * s.N, s.h}, opt), out = at::empty({s.D, s.H, s.W, s.N, s.h}, opt);
   AT_DISPATCH_FLOATING_TYPES(pre.scalar_type(), "pixelrnn_scan_forward", [&] {
-    ForwardBufs<scalar_t> b{pre.data_ptr<scalar_t>(), pl.row ? h0.data_ptr<scalar_t>() : nullptr,
-                            pl.row ? c0.data_ptr<scalar_t>() : nullptr, U, A, weight,
-                            C.data_ptr<scalar_t>(), TC.data_ptr<scalar_t>(), out.data_ptr<scalar_t>()};
+    ForwardBufs<scalar_t> b{pre.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(),
+                            pl.row ? h0.data_ptr<scalar_t>() : nullptr, pl.row ? c0.data_ptr<scalar_t>() : nullptr,
+                            U, A, weight, C.data_ptr<scalar_t>(), out.data_ptr<scalar_t>()};
     for_each_chunk(s, [&](const Chunk& ch) { forward_chunk(pl, s, ch, b); });
   });
-  return {out, U, A, C, TC};
+  return {out, U, A, C};
 }
 
+// The gradients (pre in the layout of pre_strides, weight, bias, h0, c0; the last two for rows).
 std::vector<at::Tensor> scan_backward(const at::Tensor& grad_h, const at::Tensor& weight, const at::Tensor& U,
-                                      const at::Tensor& A, const at::Tensor& C, const at::Tensor& TC,
-                                      const at::Tensor& c0, int64_t kind, int64_t chunks) {
-  for (auto* t : {&weight, &U, &A, &C, &TC}) check(*t, grad_h, "saved tensor");
+                                      const at::Tensor& A, const at::Tensor& C, const at::Tensor& c0,
+                                      int64_t kind, int64_t chunks, int64_t mirror, at::IntArrayRef pre_strides) {
+  for (auto* t : {&weight, &U, &A, &C}) check(*t, grad_h, "saved tensor");
   check(grad_h, grad_h, "grad_h");
-  const Dims s = dims_of(grad_h.sizes(), weight.size(1), chunks);
+  const Dims s = dims_of(grad_h.sizes(), weight.size(1), chunks, pre_strides, mirror);
   const Plan pl = make_plan(kind, s.H, s.W);
   auto opt = grad_h.options();
-  at::Tensor dpre = at::empty({s.D, s.H, s.W, s.N, s.G}, opt), dA = at::empty({s.D * s.P * s.N, s.G}, opt);
-  at::Tensor DC = at::empty({s.D * s.P * s.N, s.h}, opt);
+  at::Tensor dpre = at::empty_strided({s.D, s.H, s.W, s.N, s.G}, pre_strides, opt);
+  at::Tensor dA = at::empty({s.D * s.P * s.N, s.G}, opt), DC = at::empty({s.D * s.P * s.N, s.h}, opt);
+  at::Tensor dbias = at::empty({s.D, s.chunks, s.G}, opt.dtype(at::kDouble));
   at::Tensor dh0 = pl.row ? at::zeros({s.D, s.W, s.N, s.h}, opt) : at::empty({0}, opt);
   at::Tensor dc0 = pl.row ? at::empty({s.D, s.W, s.N, s.h}, opt) : at::empty({0}, opt);
   if (pl.row) check(c0, grad_h, "c0");
   at::Tensor weight_t = weight.transpose(1, 2).contiguous();
   AT_DISPATCH_FLOATING_TYPES(grad_h.scalar_type(), "pixelrnn_scan_backward", [&] {
     BackwardBufs<scalar_t> b{grad_h.data_ptr<scalar_t>(), A.data_ptr<scalar_t>(), C.data_ptr<scalar_t>(),
-                             TC.data_ptr<scalar_t>(), pl.row ? c0.data_ptr<scalar_t>() : nullptr, dA, weight_t,
+                             pl.row ? c0.data_ptr<scalar_t>() : nullptr, dA, weight_t,
                              dpre.data_ptr<scalar_t>(), DC.data_ptr<scalar_t>(),
-                             pl.row ? dh0.data_ptr<scalar_t>() : nullptr, pl.row ? dc0.data_ptr<scalar_t>() : nullptr};
+                             pl.row ? dh0.data_ptr<scalar_t>() : nullptr, pl.row ? dc0.data_ptr<scalar_t>() : nullptr,
+                             dbias.data_ptr<double>()};
     for_each_chunk(s, [&](const Chunk& ch) { backward_chunk(pl, s, ch, b); });
   });
   // the state-to-state weight gradient: one product over every pixel of each direction
   at::Tensor dW = at::bmm(U.view({s.D, s.P * s.N, s.KH}).transpose(1, 2), dA.view({s.D, s.P * s.N, s.G}));
-  return {dpre, dW, dh0, dc0};
+  return {dpre, dW, dbias.sum(1).to(grad_h.scalar_type()), dh0, dc0};
 }
 
 }  // namespace
 
 TORCH_LIBRARY(pixelrnn_native, m) {
-  m.def("scan_forward(Tensor pre, Tensor weight, Tensor h0, Tensor c0, int kind, int chunks) -> Tensor[]");
-  m.def("scan_backward(Tensor grad_h, Tensor weight, Tensor U, Tensor A, Tensor C, Tensor TC, Tensor c0, "
-        "int kind, int chunks) -> Tensor[]");
+  m.def("scan_forward(Tensor pre, Tensor weight, Tensor bias, Tensor h0, Tensor c0, int kind, int chunks, "
+        "int mirror) -> Tensor[]");
+  m.def("scan_backward(Tensor grad_h, Tensor weight, Tensor U, Tensor A, Tensor C, Tensor c0, int kind, "
+        "int chunks, int mirror, int[] pre_strides) -> Tensor[]");
 }
 
 TORCH_LIBRARY_IMPL(pixelrnn_native, CPU, m) {
