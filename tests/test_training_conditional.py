@@ -97,3 +97,23 @@ def test_init_takes_a_pretrained_name(tmp_path):
     shipped = pixelrnn.pretrained("mnist")
     assert model.config.to_dict() == shipped.config.to_dict()
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), shipped.state_dict().values()))
+
+
+def test_label_lr_gives_the_label_vectors_their_own_learning_rate(tmp_path, capsys):
+    from pixelrnn.training.config import TrainConfig
+    from pixelrnn.training.optim import make_optimizer, param_groups, set_lr
+    model = pixelrnn.create_model("row_lstm", channels=1, levels=4, hidden=4, layers=1, classes=3)
+    cfg = TrainConfig(conditional=True, lr=1e-3, label_lr=2e-2, steps=1)
+    opt = make_optimizer(cfg, param_groups(cfg, model, []))
+    set_lr(opt, 5e-4)  # the schedule scales both
+    assert [g["lr"] for g in opt.param_groups] == [5e-4, 1e-2]
+    assert opt.param_groups[1]["params"] == [model.labels.weight]
+    # the parameters keep their order (and so a saved optimizer state its meaning)
+    assert [id(p) for g in opt.param_groups for p in g["params"]] == [id(p) for p in model.parameters()]
+    run = tmp_path / "run"
+    assert main(["train", "--data", "digits", "--conditional", "--label-lr", "1e-2", "--steps", "4",
+                 "--out", str(run), *FAST]) == 0
+    assert main(["train", "--resume", str(run), "--steps", "6"]) == 0
+    assert main(["train", "--data", "digits", "--label-lr", "1e-2", "--steps", "1",
+                 "--out", str(tmp_path / "x"), *FAST]) == 2
+    assert "--label-lr applies to --conditional" in capsys.readouterr().err

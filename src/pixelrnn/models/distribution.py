@@ -130,6 +130,11 @@ class PixelModel(nn.Module):
         """``value_log_probs`` of checked images and labels (None for an unconditional model)."""
         raise NotImplementedError
 
+    def label_parameters(self) -> list[nn.Parameter]:
+        """The label vectors of a conditional model (training may give them their own learning
+        rate); [] for an unconditional one."""
+        return [p for name, p in self.named_parameters() if name.split(".")[0].endswith("labels")]
+
     def layer_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The outputs of the first layer and of every residual block, (B, 2h, H, W) each, for
         checked images x (a conditional model: without a label); see :mod:`pixelrnn.understanding`."""

@@ -122,6 +122,10 @@ class TrainConfig(ModelSettings):
     # optimisation
     optimizer: str = flag("adam", group=OPTIMISATION, choices=["adam", "rmsprop"])
     lr: float = flag(1e-3, "learning rate (default 1e-3)", group=OPTIMISATION)
+    label_lr: float | None = flag(
+        None, "--conditional: the learning rate of the label vectors (default: --lr); higher when "
+        "labels are added to a trained model (--init), whose other weights want a small one",
+        group=OPTIMISATION, metavar="LR")
     lr_schedule: str = flag("constant", group=OPTIMISATION, choices=["constant", "cosine", "linear"])
     warmup: int = flag(0, "steps of linear learning-rate warm-up", group=OPTIMISATION)
     weight_decay: float = flag(0.0, group=OPTIMISATION)
@@ -179,8 +183,10 @@ class TrainConfig(ModelSettings):
                 raise ArgumentError(f"--{name.replace('_', '-')} must be a finite number, got {v}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ArgumentError("--max-minutes must be > 0")
-        if self.lr <= 0:
-            raise ArgumentError("--lr must be > 0")
+        if self.lr <= 0 or (self.label_lr is not None and not (0 < self.label_lr < math.inf)):
+            raise ArgumentError("--lr and --label-lr must be finite numbers > 0")
+        if self.label_lr is not None and not self.conditional:
+            raise ArgumentError("--label-lr applies to --conditional training only")
         if self.weight_decay < 0:
             raise ArgumentError("--weight-decay must be >= 0")
         if self.threads is not None and self.threads < 1:

@@ -8,6 +8,19 @@ import torch
 from .config import TrainConfig
 
 
+def param_groups(cfg: TrainConfig, model, extra: list) -> list:
+    """The optimizer's parameters: the model's (their indices never change), its label vectors
+    in a group of their own when --label-lr is given (``lr_scale`` = label-lr / lr), then
+    ``extra`` (the --dihedral symmetry bias)."""
+    labels = model.label_parameters() if cfg.label_lr is not None else []
+    if not labels:
+        return list(model.parameters()) + extra
+    own = {id(p) for p in labels}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in own]},
+              {"params": labels, "lr_scale": cfg.label_lr / cfg.lr}]
+    return groups + ([{"params": extra}] if extra else [])
+
+
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay) if cfg.weight_decay \
@@ -33,6 +46,7 @@ def lr_factor(cfg: TrainConfig, step: int, total: int | None, time_fraction: flo
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> float:
+    """Every group's learning rate: ``lr`` times the group's ``lr_scale`` (--label-lr)."""
     for g in optimizer.param_groups:
-        g["lr"] = lr
+        g["lr"] = lr * g.get("lr_scale", 1.0)
     return lr

@@ -15,7 +15,7 @@ from .batches import Batches
 from .config import TrainConfig, init_model
 from .distributed import Dist
 from .objective import LogProb, SymmetryBias
-from .optim import make_optimizer
+from .optim import make_optimizer, param_groups
 from .rundir import RunDir, RunWarning
 from .state import TrainState, load_state, restore_state
 
@@ -91,8 +91,8 @@ def prepare(cfg: TrainConfig, resume: bool, d: Dist, device: torch.device) -> tu
     batches = Batches(train_data, cfg, d, device)
     torch.manual_seed(cfg.seed)
     model, symmetry_bias = build_model(cfg, run, resume, train_data, device)
-    params = list(model.parameters()) + ([] if symmetry_bias is None else list(symmetry_bias.parameters()))
-    optimizer = make_optimizer(cfg, params)  # the model's parameters first: their indices never change
+    extra = [] if symmetry_bias is None else list(symmetry_bias.parameters())
+    optimizer = make_optimizer(cfg, param_groups(cfg, model, extra))
     ema = None
     if cfg.ema:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
