@@ -160,6 +160,17 @@ def test_a_failed_build_falls_back_with_one_warning(cxx, tmp_path):
 
 
 @needs_native
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="Linux only")
+def test_the_kernel_shares_torchs_openmp_runtime():
+    """Linked with -fopenmp, the library must reuse the libgomp torch loaded (same soname), not
+    bring a second OpenMP runtime with threads of its own."""
+    assert native.available()
+    with open("/proc/self/maps") as f:
+        runtimes = {line.split()[-1] for line in f if "libgomp" in line or "libiomp" in line}
+    assert len(runtimes) <= 1, runtimes
+
+
+@needs_native
 def test_the_library_is_built_once_and_cached():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
