@@ -6,22 +6,25 @@
 #   a dry run here:  DEVICE=cpu MINUTES=0.3 HIDDEN=8 LAYERS=2 OUT=/tmp/gs bash bench/gpu_session.sh
 #
 # Settings (environment variables, defaults below): PY, DEVICE, MINUTES, ARCH, HIDDEN, LAYERS, BATCH,
-# LR, TRAIN_ARGS (more `pixelrnn train` options), SIZE (the benchmarks' image side), LIMIT (code only
-# the first LIMIT test images), OUT (set by the device tool).
+# LR, TRAIN_ARGS (more `pixelrnn train` options), SIZE (the benchmarks' image side), LARGE (the sizes of
+# the large-image table; default "32 64 128" on a GPU, and the step is skipped on the CPU unless
+# LARGE is set), LIMIT (code only the first LIMIT test images), OUT (set by the device tool).
 #
 # On the device it
 #   1. installs the carried wheels (constriction, mlxtend: the device image has neither) in /tmp/site;
 #   2. runs the GPU tests (pytest -m gpu)                                  -> $OUT/gpu-tests.txt
-#   3. times a training step and sampling on the GPU (bench/train_step.py, bench/sampling.py)
-#                                                                          -> $OUT/bench.txt
+#   3. times a training step and sampling on the GPU (bench/train_step.py, bench/sampling.py), and
+#      the large-image table (bench/large_images.py: 32², 64², 128², RGB; peak CUDA memory with and
+#      without activation checkpointing; sampling at 32² and 64²)     -> $OUT/bench.txt
 #   4. trains a model on mnist for $MINUTES (wall time, final evaluation included)
 #                                                                          -> $OUT/train.txt, metrics.jsonl,
 #                                                                             config.json, best.safetensors
 #   5. codes the mnist test split with it, on the CPU, 8 threads (bench/compression.py; JPEG-XL is n/a
 #      there: its figure is in bench/README.md)                            -> $OUT/compression.txt
 # Seven files: the tool brings back at most eight. Each step's failure is reported and the next step
-# still runs; the exit status is the number of failed steps. Plan about 2 minutes of set-up and tests
-# plus $MINUTES plus 1 minute of coding, inside the tool's 10-minute limit per command.
+# still runs; the exit status is the number of failed steps. Plan about 2 minutes of set-up and tests,
+# about 2 minutes for the large-image table (ten fresh processes), $MINUTES and 1 minute of coding,
+# inside the tool's 10-minute limit per command.
 set -u
 if [[ "${1:-}" == "--fetch" ]]; then  # here: the versions requirements.txt pins, for the device's Python 3.12
     grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo /.whl/ >> .git/info/exclude
@@ -33,7 +36,7 @@ fi
 
 PY=${PY:-python3}
 DEVICE=${DEVICE:-cuda}
-MINUTES=${MINUTES:-4}
+MINUTES=${MINUTES:-3}
 ARCH=${ARCH:-row_lstm}
 HIDDEN=${HIDDEN:-64}
 LAYERS=${LAYERS:-7}
@@ -42,6 +45,8 @@ LR=${LR:-1e-3}
 TRAIN_ARGS=${TRAIN_ARGS:---head 256 --shift 1 --ema 0.999 --dihedral 0.5 --warmup 200}  # more `pixelrnn train` options
 SIZE=${SIZE:-28}  # image side in the two timed benchmarks
 LIMIT=${LIMIT:-}  # code only the first LIMIT test images (default: all 1000)
+LARGE_SET=${LARGE:+yes}
+LARGE=${LARGE:-32 64 128}  # sizes of the large-image table
 OUT=${OUT:?OUT must name the folder for the results}
 mkdir -p "$OUT"
 run_dir=$(mktemp -d)/run
@@ -76,6 +81,13 @@ step "training step, bf16" "$OUT/bench.txt" $PY bench/train_step.py --device "$D
     --hidden "$HIDDEN" --layers "$LAYERS" --repeats 5 --precision bf16
 step "sampling" "$OUT/bench.txt" $PY bench/sampling.py --device "$DEVICE" --size "$SIZE" --hidden "$HIDDEN" \
     --layers "$LAYERS" --batches 1 64 --naive-batch 64 --repeats 3
+if [[ $DEVICE == cuda* || -n $LARGE_SET ]]; then
+    # shellcheck disable=SC2086  # LARGE is a list of sizes
+    step "large images" "$OUT/bench.txt" $PY bench/large_images.py --device "$DEVICE" --sizes $LARGE \
+        --sample-sizes 32 64 --repeats 2
+else
+    echo "== large images: skipped on the CPU (set LARGE to sizes to run it)"
+fi
 # shellcheck disable=SC2086  # TRAIN_ARGS is a list of options
 step "training" "$OUT/train.txt" $PY -m pixelrnn train --data mnist --arch "$ARCH" --hidden "$HIDDEN" \
     --layers "$LAYERS" --batch-size "$BATCH" --lr "$LR" --lr-schedule cosine $TRAIN_ARGS \
