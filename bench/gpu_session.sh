@@ -13,7 +13,8 @@
 # On the device it
 #   1. installs the carried wheels (constriction, mlxtend: the device image has neither) in /tmp/site;
 #   2. runs the GPU tests (pytest -m gpu)                                  -> $OUT/gpu-tests.txt
-#   3. times a training step and sampling on the GPU (bench/train_step.py, bench/sampling.py), and
+#   3. times a training step and sampling on the GPU (bench/train_step.py; bench/efficiency.py: GFLOP,
+#      % of an sgemm and the recurrent layers' step against a PixelCNN's; bench/sampling.py), and
 #      the large-image table (bench/large_images.py: 32², 64², 128², RGB; peak CUDA memory with and
 #      without activation checkpointing; sampling at 32² and 64²)     -> $OUT/bench.txt
 #   4. trains a model on mnist for $MINUTES (wall time, final evaluation included)
@@ -79,6 +80,8 @@ step "training step" "$OUT/bench.txt" $PY bench/train_step.py --device "$DEVICE"
     --hidden "$HIDDEN" --layers "$LAYERS" --repeats 5
 step "training step, bf16" "$OUT/bench.txt" $PY bench/train_step.py --device "$DEVICE" --batch "$BATCH" --size "$SIZE" \
     --hidden "$HIDDEN" --layers "$LAYERS" --repeats 5 --precision bf16
+step "efficiency" "$OUT/bench.txt" $PY bench/efficiency.py --device "$DEVICE" --batch "$BATCH" --size "$SIZE" \
+    --hidden "$HIDDEN" --layers "$LAYERS" --repeats 5
 step "sampling" "$OUT/bench.txt" $PY bench/sampling.py --device "$DEVICE" --size "$SIZE" --hidden "$HIDDEN" \
     --layers "$LAYERS" --batches 1 64 --naive-batch 64 --repeats 3
 if [[ $DEVICE == cuda* || -n $LARGE_SET ]]; then
