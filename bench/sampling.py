@@ -3,7 +3,7 @@
     python bench/sampling.py [--size 28] [--levels 256] [--hidden 64] [--layers 7] [--channels 1]
                              [--threads 2] [--batches 1 16 64] [--repeats 5] [--naive-steps 20]
                              [--naive-batch 16] [--archs pixelcnn row_lstm diagonal_bilstm]
-                             [--device cpu|cuda]
+                             [--device cpu|cuda] [--against OTHER_CHECKOUT]
 
 For each architecture and batch size: the time of ``model.sample`` (cached, the default method), the
 time of one teacher-forced forward pass on a batch of the same size (``model.value_logits`` under
@@ -15,6 +15,11 @@ column is the ratio of the fastest runs (min / min), which is less sensitive to 
 Naive sampling (one full forward pass per generated value, C·H·W passes) would take minutes, so it
 is ESTIMATED at ``--naive-batch``: the time of ``--naive-steps`` naive steps (forward pass + value
 choice), times C·H·W / steps. The speedup column is that estimate over the cached time.
+
+``--against DIR``: before/after in ONE process (see ``bench/train_step.py``): the package of
+another checkout builds each architecture with the same seed (so both sample the same images),
+and ``model.sample`` of the two versions is timed in turn, the order alternating every round, at
+each batch size; the table gives both medians and the median over the rounds of after / before.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import argparse
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -66,6 +72,37 @@ def naive_step_time(model, n: int, H: int, W: int, steps: int) -> float:
         return (time.perf_counter() - t0) / len(positions)
 
 
+def compare(a, device: torch.device) -> None:
+    """Cached sampling of this tree against the checkout ``a.against``, interleaved."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from train_step import import_other
+    other = import_other(a.against)
+    H = W = a.size
+    print(f"before: {a.against}; after: this tree; {a.repeats} interleaved rounds\n")
+    print("| architecture | batch | before (ms) | after (ms) | after / before: median [min-max] over the rounds |")
+    print("|---|---:|---:|---:|---:|")
+    for arch in a.archs:
+        models = {}
+        for which, pkg in (("before", other), ("after", pixelrnn)):
+            torch.manual_seed(0)
+            models[which] = pkg.create_model(arch, channels=a.channels, levels=a.levels, hidden=a.hidden,
+                                             layers=a.layers).to(device).eval()
+        for n in a.batches:
+            def draw(which):
+                return models[which].sample(n, height=H, width=W,
+                                            generator=torch.Generator(device=device).manual_seed(0))
+            if not torch.equal(draw("before"), draw("after")):  # also the warm-up
+                print(f"note: {arch} at batch {n}: the two versions drew different images")
+            times = {"before": [], "after": []}
+            for r in range(a.repeats):
+                for which in (("before", "after") if r % 2 == 0 else ("after", "before")):
+                    times[which].append(timed(lambda: draw(which), device))
+            b, t = times["before"], times["after"]
+            ratio = [y / x for x, y in zip(b, t)]
+            print(f"| {arch} | {n} | {statistics.median(b) * 1000:.0f} | {statistics.median(t) * 1000:.0f} "
+                  f"| {statistics.median(ratio):.2f} [{min(ratio):.2f}-{max(ratio):.2f}] |", flush=True)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", type=int, default=28)
@@ -80,12 +117,16 @@ def main(argv=None) -> int:
     p.add_argument("--naive-batch", type=int, default=16)
     p.add_argument("--archs", nargs="+", default=ARCHS, choices=ARCHS)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--against", metavar="DIR", help="another checkout: before/after in one process")
     a = p.parse_args(argv)
     try:
         device = torch.device(resolve_device(a.device))
     except ValueError as e:
         p.error(str(e))
     torch.set_num_threads(a.threads)
+    if a.against:
+        compare(a, device)
+        return 0
     H = W = a.size
     C = a.channels
     values = C * H * W

@@ -73,3 +73,16 @@ def test_large_images_prints_one_row_per_configuration():
             assert float(row[11].strip("*")) > 0  # sampled: the ratio to one forward pass
         else:
             assert row[9:] == ["skipped"] * 5
+
+
+@pytest.mark.parametrize("script", ["bench/train_step.py", "bench/sampling.py"])
+def test_before_after_in_one_process(script):
+    """--against DIR imports another checkout's package beside this one (here: this tree itself)."""
+    args = ["--size", 5, "--hidden", 4, "--layers", 1, "--repeats", 1, "--threads", 1, "--against", ROOT]
+    args += ["--batch", 2] if script.endswith("train_step.py") else ["--batches", 2]
+    r = _bench(script, *args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [row for row in _rows(r.stdout) if row[0] in ("pixelcnn", "row_lstm", "diagonal_bilstm")]
+    assert [row[0] for row in rows] == ["pixelcnn", "row_lstm", "diagonal_bilstm"]
+    assert all(re.fullmatch(r"[\d.]+ \[[\d.]+-[\d.]+\]", row[-1]) for row in rows)
+    assert "drew different images" not in r.stdout  # the same weights sample the same images
