@@ -123,27 +123,36 @@ def _folder_groups(root: Path) -> dict[str, list[Path]]:
     return groups
 
 
+def read_or_skip(path: Path, skip_bad: bool, skipped: list[str],
+                 crop: tuple[int, int] | None = None) -> np.ndarray | None:
+    """The pixels of ``path``, center-cropped to ``crop``; an unreadable (or too small) file
+    raises its DataError, or with ``skip_bad`` is appended to ``skipped`` with a warning (None)."""
+    try:
+        pixels = read_image(path)
+        if crop is not None:
+            h, w = pixels.shape[:2]
+            if crop[0] > h or crop[1] > w:
+                raise DataError(f"{path} is {h}x{w}, smaller than crop {crop[0]}x{crop[1]}")
+            top, left = (h - crop[0]) // 2, (w - crop[1]) // 2
+            pixels = pixels[top:top + crop[0], left:left + crop[1]]
+        return pixels
+    except DataError as exc:
+        if not skip_bad:
+            raise
+        warnings.warn(f"skipping {path}: {exc}", DataWarning, stacklevel=3)
+        skipped.append(str(path))
+        return None
+
+
 def _decode_files(root: Path, which: str, files: list[Path], crop: tuple[int, int] | None,
                   skip_bad: bool, skipped: list[str]) -> list[tuple[str, np.ndarray]]:
     """(name relative to ``root``, pixels) of each readable file, center-cropped; unreadable
     ones raise, or with ``skip_bad`` are appended to ``skipped`` with a warning."""
     decoded = []
     for path in files:
-        try:
-            pixels = read_image(path)
-            if crop is not None:
-                h, w = pixels.shape[:2]
-                if crop[0] > h or crop[1] > w:
-                    raise DataError(f"{path} is {h}x{w}, smaller than crop {crop[0]}x{crop[1]}")
-                top, left = (h - crop[0]) // 2, (w - crop[1]) // 2
-                pixels = pixels[top:top + crop[0], left:left + crop[1]]
-        except DataError as exc:
-            if not skip_bad:
-                raise
-            warnings.warn(f"skipping {path}: {exc}", DataWarning, stacklevel=5)
-            skipped.append(str(path))
-            continue
-        decoded.append((path.relative_to(root).as_posix(), pixels))
+        pixels = read_or_skip(path, skip_bad, skipped, crop)
+        if pixels is not None:
+            decoded.append((path.relative_to(root).as_posix(), pixels))
     if not decoded:
         where = root / which if which != "all" else root
         raise DataError(f"no readable images in {where} ({len(files)} skipped as unreadable)")
@@ -204,13 +213,8 @@ def read_images(paths, *, channels: int, levels: int = 256, skip_bad: bool = Fal
         raise DataError("no image files given")
     arrays, names, skipped = [], [], []
     for path in files:
-        try:
-            pixels = read_image(path)
-        except DataError as exc:
-            if not skip_bad:
-                raise
-            warnings.warn(f"skipping {path}: {exc}", DataWarning, stacklevel=2)
-            skipped.append(str(path))
+        pixels = read_or_skip(path, skip_bad, skipped)
+        if pixels is None:
             continue
         if channels == 1 and pixels.ndim == 3:
             pixels = np.asarray(Image.fromarray(pixels).convert("L"))
