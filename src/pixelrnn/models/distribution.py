@@ -76,14 +76,17 @@ class PixelModel(nn.Module):
 
     def set_checkpointing(self, on: bool) -> "PixelModel":
         """Activation checkpointing in training (``--checkpoint-activations``): every residual
-        block recomputes its activations in the backward pass instead of keeping them (see
-        :class:`pixelrnn.nn.blocks.ResidualStack`); the same results with less memory. A
-        training setting, not saved with the model."""
+        block (see :class:`pixelrnn.nn.blocks.ResidualStack`) and every piece of rows of the
+        output head (see ``PixelNetwork.log_probs``) recomputes its activations in the backward
+        pass instead of keeping them; the same results with less memory. A training setting, not
+        saved with the model."""
         if not isinstance(on, bool):
             raise ArgumentError(f"checkpointing must be True or False, got {on!r}")
         for m in self.modules():
             if isinstance(m, ResidualStack):
                 m.checkpoint_activations = on
+            if isinstance(m, PixelNetwork):
+                m.checkpoint_head = on
         return self
 
     def check_input(self, x: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,10 @@ their layers directly.
 
 The head works channels-last with rows first, (H, W, B, ...): the recurrent bodies already
 produce that layout, and a log-softmax over a contiguous last dimension is several times faster
-than over dimension 1 of an NCHW tensor.
+than over dimension 1 of an NCHW tensor. In training (``log_probs``) it runs on pieces of whole rows
+of at most ``head_chunk`` logits each, and with activation checkpointing each piece is recomputed
+in the backward pass: the 256-way logits of every value of a large image, and their log-softmax,
+are then never all in memory at once (at 128×128 they were most of a checkpointed step's memory).
 
 Conditioning. A network can add, in every layer, a term to its pre-activations (Row LSTM /
 Diagonal BiLSTM: the input-to-state map; PixelCNN: the output of the block's k×k masked conv):
@@ -33,20 +36,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from ..errors import ArgumentError
 from ..nn.blocks import RecurrentBlock, ResidualStack
 from ..nn.logistic import mixture_log_prob_at, output_logits
 from ..nn.masked import MaskedConv2d
 from .config import ModelConfig
-
-
-def log_probs_of(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Logits (H, W, B, C, L) and values int (B, C, H, W) -> log p of each value (B, C, H, W),
-    computed in float32 (at least: a float64 model gives float64)."""
-    logp = logits.to(torch.promote_types(logits.dtype, torch.float32)).log_softmax(dim=-1)  # (H, W, B, C, L)
-    picked = logp.gather(-1, x.permute(2, 3, 0, 1).unsqueeze(-1)).squeeze(-1)  # (H, W, B, C)
-    return picked.permute(2, 3, 0, 1)
 
 
 def fill_options(config: ModelConfig, defaults: dict[str, Any]) -> None:
@@ -65,12 +61,14 @@ class PixelNetwork(nn.Module):
     (``sampling_engine``). ``context_channels`` > 0 makes a conditional network."""
 
     OPTIONS: dict[str, Any] = {}  # architecture-specific options and their defaults
+    head_chunk = 1 << 22  # logits per piece of the head in log_probs (16 MiB of float32)
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         fill_options(config, self.OPTIONS)
         self.config = config
         self.context_proj: nn.ModuleList | None = None  # see init_context
+        self.checkpoint_head = False  # recompute the head in the backward pass (log_probs)
         C, h = config.channels, config.hidden
         self.first = MaskedConv2d(C, 2 * h, config.first_kernel, "A", C)
         self.head1 = MaskedConv2d(2 * h, config.head, 1, "B", C)
@@ -127,16 +125,33 @@ class PixelNetwork(nn.Module):
         """checked int (B, C, H, W) -> logits (H, W, B, C, L) of every value given the earlier ones."""
         return self.head(self.features(self.embed(x), context, terms))
 
+    def value_log_probs_at(self, features: torch.Tensor, xl: torch.Tensor) -> torch.Tensor:
+        """Features (H, W, B, 2h) and the values there, channels-last int (H, W, B, C) -> log p of
+        each value (H, W, B, C), in float32 at least. A mixture output evaluates only the bins of
+        the values (K numbers per value, not K x levels); the result equals the entries of the
+        full distribution."""
+        if self.mixtures:
+            return mixture_log_prob_at(self.head_params(features), xl, self.levels, self.mixtures)
+        logits = self.head(features)  # (H, W, B, C, L)
+        logp = logits.to(torch.promote_types(logits.dtype, torch.float32)).log_softmax(dim=-1)
+        return logp.gather(-1, xl.unsqueeze(-1)).squeeze(-1)
+
     def log_probs(self, e: torch.Tensor, x: torch.Tensor, context: torch.Tensor | None = None,
                   terms: torch.Tensor | None = None) -> torch.Tensor:
         """log p of the values x (checked int (B, C, H, W)) from the network on their embedding e:
-        (B, C, H, W). A mixture output evaluates only the bins of x (K numbers per value, not
-        K x levels); the result equals the entries of the full distribution."""
-        features = self.features(e, context, terms)
-        if not self.mixtures:
-            return log_probs_of(self.head(features), x)
-        params = self.head_params(features)  # (H, W, B, C, 3K)
-        return mixture_log_prob_at(params, x.permute(2, 3, 0, 1), self.levels, self.mixtures).permute(2, 3, 0, 1)
+        (B, C, H, W). The head runs on pieces of whole rows (``head_chunk``), each recomputed in
+        the backward pass when ``checkpoint_head`` is on in training; the same numbers either way."""
+        features = self.features(e, context, terms)  # (H, W, B, 2h)
+        xl = x.permute(2, 3, 0, 1)  # (H, W, B, C)
+        H, W, B, C = xl.shape
+        rows = max(1, self.head_chunk // (W * B * C * self.config.outputs))
+        recompute = self.checkpoint_head and self.training and torch.is_grad_enabled()
+        parts = []
+        for r in range(0, H, rows):
+            f, v = features[r:r + rows], xl[r:r + rows]
+            parts.append(checkpoint(self.value_log_probs_at, f, v, use_reentrant=False) if recompute
+                         else self.value_log_probs_at(f, v))
+        return (parts[0] if len(parts) == 1 else torch.cat(parts)).permute(2, 3, 0, 1)
 
     # -- conditioning -------------------------------------------------------------------------
     def term_widths(self) -> list[int]:
