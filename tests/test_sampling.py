@@ -9,6 +9,7 @@ import torch
 import pixelrnn
 from conftest import ARCHS
 from pixelrnn.sampling import generate
+from pixelrnn.sampling.chooser import uniforms
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -375,3 +376,15 @@ def test_complete_errors():
         model.complete(x.masked_fill(torch.ones_like(x, dtype=torch.bool), 7), known)
     with pytest.raises(ValueError, match="shape"):
         model.complete(x[0], known[0])
+
+
+@pytest.mark.parametrize("P, n", [(1, 1), (7, 3), (500, 8), (40, 100)])
+def test_uniforms_in_one_call_are_the_draws_one_by_one(P, n):
+    """The chooser draws every uniform in one call on the CPU: the same numbers, and the same
+    generator state afterwards, as one torch.rand(n) per position."""
+    g = torch.Generator().manual_seed(P + n)
+    one_by_one = torch.stack([torch.rand(n, generator=g) for _ in range(P)])
+    after = torch.rand(3, generator=g)
+    g = torch.Generator().manual_seed(P + n)
+    assert torch.equal(uniforms(P, n, g, "cpu"), one_by_one)
+    assert torch.equal(torch.rand(3, generator=g), after)

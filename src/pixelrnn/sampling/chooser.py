@@ -17,6 +17,15 @@ def slab(x: torch.Tensor, c: int, t: int, lo: int, hi: int, s: int) -> torch.Ten
                         x.storage_offset() + c * st[0] + lo * st[1] + (t - s * lo) * st[2])
 
 
+def uniforms(P: int, n: int, generator, device) -> torch.Tensor:
+    """P draws of ``torch.rand(n, generator=generator)`` in turn, stacked (P, n). On the CPU one
+    call gives the same numbers (the generator fills a tensor serially: tested), on a GPU it does
+    not (each call advances the generator by a rounded-up offset), so the calls are made there."""
+    if torch.device(device).type == "cpu":
+        return torch.rand(P, n, generator=generator, device=device)
+    return torch.stack([torch.rand(n, generator=generator, device=device) for _ in range(P)])
+
+
 class Chooser:
     """Turns the logits of value positions into values, the same way for every method and schedule.
 
@@ -56,10 +65,9 @@ class Chooser:
         self.decide = decide
         # the uniforms: one torch.rand(n) per position with an unknown value, in raster order
         P = 0 if decide is not None else C * H * W if positions is None else int(positions.sum())
-        draws = [torch.rand(n, generator=generator, device=dev) for _ in range(P)]
         self.u = torch.zeros(H * W * C, n, dtype=torch.float64, device=dev)
         if P:
-            stacked = torch.stack(draws).to(torch.float64)
+            stacked = uniforms(P, n, generator, dev).to(torch.float64)
             if positions is None:
                 self.u.copy_(stacked)
             else:

@@ -18,7 +18,10 @@ provides ``begin_step(t, lo, hi)``, ``x0(t, lo, hi)`` and ``step(t, lo, hi)`` fo
 
 ``pixel``/``step`` only *write* activations of the current position(s) and only *read* those of
 earlier ones, so they can run several times on the same pixels (once per colour channel, each time
-with one more channel of the pixel known) and the last run leaves the exact state behind.
+with one more channel of the pixel known) and the last run leaves the exact state behind. An
+engine with ``colour_slices = True`` takes the colour ``c`` as a last argument and computes only
+colour group c of every layer in that pass (see ``parts``); the driver then runs every pass,
+needed or not, and the first conv and the head take the same slices.
 """
 from __future__ import annotations
 
@@ -46,6 +49,11 @@ def _naive(logits_fn, ch: Chooser, prog) -> None:
             prog.advance(C)
 
 
+def sliced(engine, C: int) -> bool:
+    """Whether the passes of a pixel compute one colour group each (see ``parts``)."""
+    return C > 1 and getattr(engine, "colour_slices", False)
+
+
 def _raster(model, ch: Chooser, prog, engine) -> None:
     """Pixel-by-pixel schedule in raster order (for engines whose pixel (i, 0) needs all of row
     i - 1, like the Diagonal BiLSTM's)."""
@@ -53,6 +61,7 @@ def _raster(model, ch: Chooser, prog, engine) -> None:
     first = FirstConv(model, n, H, W)
     head = Head(model, n)
     images = ch.images()
+    by_colour = sliced(engine, C)
     for i in range(H):
         first.start_row(i, images[:, :, i])
         engine.start_row(i)
@@ -61,12 +70,15 @@ def _raster(model, ch: Chooser, prog, engine) -> None:
             t = i * W + j
             for c in range(C):
                 need = ch.needed(c, t, i, i, W)
-                if not need and c < C - 1:
-                    continue  # this pass only matters for the logits of channel c
-                first.pixel(j, x0)
-                s = engine.pixel(j)
+                if by_colour:
+                    first.pixel(j, x0, c)
+                    s = engine.pixel(j, c)
+                    head.advance(s, c)
+                elif need or c == C - 1:  # a pass that no logits need is skipped
+                    first.pixel(j, x0)
+                    s = engine.pixel(j)
                 if need:
-                    v = ch.choose(head.logits(s, c), c, t, i, i, W)
+                    v = ch.choose(head.logits(s, c, by_colour), c, t, i, i, W)
                     if v is not None:  # the pixel's values, for the first conv of later passes/pixels
                         first.set_value(j, c, v[0])
             prog.advance(C)
@@ -85,6 +97,7 @@ def _wavefront(model, ch: Chooser, prog, engine) -> None:
     s = engine.skew
     first = SkewedFirstConv(model, n, H, W, s, ch.images())
     head = Head(model, n * engine.max_rows)
+    by_colour = sliced(engine, C)
     for t in range(s * (H - 1) + W):
         lo, hi = max(0, -((W - 1 - t) // s)), min(H - 1, t // s)
         engine.begin_step(t, lo, hi)
@@ -93,12 +106,15 @@ def _wavefront(model, ch: Chooser, prog, engine) -> None:
         x0 = engine.x0(t, lo, hi)
         for c in range(C):
             need = ch.needed(c, t, lo, hi, s)
-            if not need and c < C - 1:
-                continue
-            first.pixel(t, lo, hi, x0)
-            out = engine.step(t, lo, hi)
+            if by_colour:
+                first.pixel(t, lo, hi, x0, c)
+                out = engine.step(t, lo, hi, c)
+                head.advance(out, c)
+            elif need or c == C - 1:
+                first.pixel(t, lo, hi, x0)
+                out = engine.step(t, lo, hi)
             if need:
-                v = ch.choose(head.logits(out, c), c, t, lo, hi, s)
+                v = ch.choose(head.logits(out, c, by_colour), c, t, lo, hi, s)
                 if v is not None:
                     first.set_value(t, lo, hi, c, v)
         prog.advance(C * (hi - lo + 1))

@@ -21,13 +21,20 @@ from __future__ import annotations
 
 import torch
 
-from .parts import LSTMActivation, SkipSum, pointwise_weight, recurrent_stack
+from .parts import ColourGates, ColourLinear, LSTMActivation, SkipSum, pointwise_weight, recurrent_stack
 
 
 class DiagonalBiLSTMEngine:
     """Every row buffer is laid out (layer, column, batch, features): the (batch, features) matrix
     of one pixel is contiguous, and a whole row is a (layer, column*batch, features) batch of
-    matrices with a uniform row stride, so the per-row products need no copies."""
+    matrices with a uniform row stride, so the per-row products need no copies.
+
+    Colour slices (``parts``; RGB): the left-to-right gate columns are regrouped by colour
+    (``ColourGates.order``) in every weight, bias and buffer that holds them, so that the pass of
+    colour c computes the contiguous block of group c; the right-to-left direction runs on whole
+    rows and is unchanged."""
+
+    colour_slices = True
 
     def __init__(self, model, n: int, H: int, W: int, context=None):
         blocks, L, h, dt, dev = recurrent_stack(model)
@@ -46,25 +53,29 @@ class DiagonalBiLSTMEngine:
         self.PRE = torch.empty(L, W, n, G, dtype=dt, device=dev)
         self.AR = torch.empty(L, n, G, dtype=dt, device=dev)
         self.TR = torch.empty(L, n, h, dtype=dt, device=dev)
-        self.skip = SkipSum(model.stack, n)
+        C = self.C = model.channels
+        self.skip = SkipSum(model.stack, n, C)
+        self.by_colour = gates = ColourGates(h, C, n, dt, dev)
+        order = gates.order  # left-to-right gate columns, grouped by colour (identity for C = 1)
         self.act = act = LSTMActivation(h, n * h)  # left-to-right, per pixel
         self.act_r = act_r = LSTMActivation(h, L * n * h)  # right-to-left, all layers at once
         self.ctx = None
         if context is not None:  # conditional network: (n, c, H, W) map, per layer (c, 8h)
             cmap, cws = context
             self.ctx = cmap.to(dt).permute(2, 3, 0, 1).contiguous()  # (H, W, n, c)
-            self.wc_l2r = torch.stack([act.scale_g(w[:, :G].to(dt)) for w in cws]).contiguous()
+            self.wc_l2r = torch.stack([act.scale_g(w[:, :G].to(dt))[:, order] for w in cws]).contiguous()
             self.wc_r2l = torch.stack([act_r.scale_g(w[:, G:].to(dt)) for w in cws]).contiguous()
         b_l2r, w_up, layers = [], [], []
+        self.layers_c = []  # per layer: per colour its block of the gate weight; the output conv
         b_r2l, wr_x, wr_up, wr_left, w_out, b_out = [], [], [], [], [], []
         for block in blocks:
             lay = block.layer
             wis = lay.input_to_state.masked_weight()[:, :, 0, 0]  # (8h, 2h)
             bis = lay.input_to_state.bias.detach()
             ws = lay.state_weight().detach()  # (2, 2h, 4h): rows [tap above | tap left/right]
-            b_l2r.append(act.scale_g(bis[:G]))
-            w_up.append(act.scale_g(ws[0, :h]))
-            wl_cat = act.scale_g(torch.cat([wis[:G].t(), ws[0, h:]], dim=0)).contiguous()  # (3h, 4h)
+            b_l2r.append(act.scale_g(bis[:G])[order])
+            w_up.append(act.scale_g(ws[0, :h])[:, order])
+            wl_cat = act.scale_g(torch.cat([wis[:G].t(), ws[0, h:]], dim=0))[:, order].contiguous()  # (3h, 4h)
             b_r2l.append(act_r.scale_g(bis[G:]))
             wr_x.append(act_r.scale_g(wis[G:].t()))
             wr_up.append(act_r.scale_g(ws[1, :h]))  # the row above (i-1, j)
@@ -73,6 +84,7 @@ class DiagonalBiLSTMEngine:
             w_out.append(wo)
             b_out.append(bo)
             layers.append((wl_cat, wo))
+            self.layers_c.append((gates.split_blocks(wl_cat), ColourLinear(wo, bo, C)))
         self.b_l2r = torch.stack(b_l2r).unsqueeze(1)  # (L, 1, 4h)
         self.w_up = torch.stack(w_up).contiguous()  # (L, h, 4h)
         self.b_r2l = torch.stack(b_r2l).unsqueeze(1)  # (L, 1, 4h)
@@ -94,6 +106,7 @@ class DiagonalBiLSTMEngine:
                     self.T[l], XH[l, j + 2, :, 2 * h:], XH[l, j + 1, :, :2 * h], self.R[l, j],
                     XH[l + 1, j + 1, :, :2 * h], wo))
             self.steps.append(per_l)
+        self.steps_c = self.colour_steps() if C > 1 else None
         AR = self.AR
         self.scan = [(self.PRE[:, j], self.Hr[:, j + 1], self.Cr[:, j + 1], self.Cr[:, j], self.Hr[:, j])
                      for j in reversed(range(W))]
@@ -123,7 +136,10 @@ class DiagonalBiLSTMEngine:
     def _ctx_row(self, i: int) -> torch.Tensor:  # (L, W*n, c): the context of row i, per layer
         return self.ctx[i].view(1, self.W * self.n, -1).expand(self.L, -1, -1)
 
-    def pixel(self, j: int) -> torch.Tensor:
+    def pixel(self, j: int, c: int | None = None) -> torch.Tensor:
+        if c is not None:
+            return self.colour_pixel(j, c)
+        assert self.C == 1, "an RGB engine's gate columns are grouped by colour: pass c"
         skip = self.skip if self.skip.enabled else None
         act = self.act
         for l, (up, xh, wcat, a, ofi, g, o, f, ig, cprev, ccur, t, hcur, xl, r, xnext, wo) in \
@@ -135,6 +151,41 @@ class DiagonalBiLSTMEngine:
             if skip is not None:
                 skip.add(l, xnext)
         return skip.total if skip is not None else self.outs[j]
+
+    def colour_pixel(self, j: int, c: int) -> torch.Tensor:
+        """``pixel`` for colour group c only (see ``parts``), on the views of ``colour_steps``."""
+        skip = self.skip if self.skip.enabled else None
+        act = self.act
+        for l, (up, xh, wcat, a, ofi, g, o, f, ig, cprev, ccur, t, hcur, xl, r, xnext, hk, wo) in \
+                enumerate(self.steps_c[j][c]):
+            torch.addmm(up, xh, wcat, out=a)
+            act.step_(a, ofi, g, o, f, ig, cprev, ccur, t, hcur)
+            torch.add(xl, r, out=xnext)
+            xnext.addmm_(hk, wo)
+            if skip is not None:
+                skip.add(l, self.steps[j][l][15], c)
+        return skip.total if skip is not None else self.outs[j]
+
+    def colour_steps(self) -> list[list[list[tuple]]]:
+        """[j][c] -> per layer the views and weights of ``colour_pixel`` (made once: a pixel's
+        pass for one colour is about 20 small products and element-wise ops, and slicing the
+        views anew each time would cost as much again)."""
+        gates = self.by_colour
+        out = []
+        for per_l in self.steps:
+            per_c = []
+            for c in range(self.C):
+                hs, gs, blk = gates.hidden[c], gates.stream[c], gates.blocks[c]
+                a, ofi, g, o, f, ig, t = gates.views(c, self.n)
+                rows = []
+                for l, (up, xh, _, _, _, _, _, _, _, cprev, ccur, _, hcur, xl, r, xnext, _) in enumerate(per_l):
+                    wcat, conv = self.layers_c[l]
+                    wo, _, k = conv.parts[c]
+                    rows.append((up[:, blk], xh, wcat[c], a, ofi, g, o, f, ig, cprev[:, hs], ccur[:, hs], t,
+                                 hcur[:, hs], xl[:, gs], r[:, gs], xnext[:, gs], hcur[:, :k], wo))
+                per_c.append(rows)
+            out.append(per_c)
+        return out
 
     def end_row(self, i: int) -> None:
         """Right-to-left direction over row i, all layers at once; then the shifted contribution

@@ -1,13 +1,23 @@
 """The parts of the stack that are the same for every architecture, computed incrementally by
 the cached samplers: the first k×k mask-A convolution (raster and skewed wavefront forms), the
 output head, the learned skip connections, and the element-wise LSTM step of the recurrent
-engines."""
+engines.
+
+Colour slices (RGB). Every feature map of the stack is split into C contiguous colour groups
+(``nn.masked.channel_groups``); a mask-B layer's group c reads the groups <= c of its input, the
+first (mask-A) conv's group c the colours < c of the pixel. So the pass for colour c of a pixel
+only has to compute group c of every layer: the groups < c were computed by the earlier passes of
+the same pixel and no longer change. An engine with ``colour_slices = True`` does that when the
+driver passes it ``c``; the first conv, the head and the skip sum below take the same ``c``. One
+full computation per pixel instead of C.
+"""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 from ..nn.logistic import output_logits
+from ..nn.masked import channel_groups
 
 
 def recurrent_stack(model) -> tuple[list, int, int, torch.dtype, torch.device]:
@@ -20,6 +30,44 @@ def recurrent_stack(model) -> tuple[list, int, int, torch.dtype, torch.device]:
 def pointwise_weight(conv) -> tuple[torch.Tensor, torch.Tensor]:
     """(in, out) weight (transposed, contiguous, masked) and bias of a 1×1 MaskedConv2d."""
     return (conv.weight * conv.mask)[:, :, 0, 0].t().contiguous(), conv.bias.detach().clone()
+
+
+def colour_slices(n: int, colors: int) -> list[slice]:
+    """The contiguous range of each colour group among ``n`` features."""
+    g = channel_groups(n, colors)
+    return [slice(int((g < c).sum()), int((g <= c).sum())) for c in range(colors)]
+
+
+class ColourLinear:
+    """A masked layer as a matrix product (in, out), split by the colour groups of its output:
+    group c reads only the first ``reach`` inputs (a 1×1 mask-B layer: the groups <= c; every
+    input with ``reads_all``, e.g. the taps of a k×k conv, whose weights are masked already), with
+    its own contiguous weight and bias. ``c=None``: the whole layer."""
+
+    def __init__(self, w: torch.Tensor, b: torch.Tensor, colors: int, reads_all: bool = False):
+        self.w, self.b = w, b
+        ins, outs = colour_slices(w.shape[0], colors), colour_slices(w.shape[1], colors)
+        self.outs = outs
+        reach = [w.shape[0] if reads_all else ins[c].stop for c in range(colors)]
+        self.parts = [(w[:reach[c], outs[c]].contiguous(), b[outs[c]].contiguous(), reach[c])
+                      for c in range(colors)]
+
+    def reach(self, c: int | None) -> int:
+        """How many leading inputs group c reads (all for c=None)."""
+        return self.w.shape[0] if c is None else self.parts[c][2]
+
+    def bias(self, c: int | None) -> torch.Tensor:
+        return self.b if c is None else self.parts[c][1]
+
+    def addmm(self, x: torch.Tensor, out: torch.Tensor, c: int | None,
+              base: torch.Tensor | None = None) -> torch.Tensor:
+        """out (group c's columns) = x @ w + (base if given, else the bias); returns the columns
+        written."""
+        if c is None:
+            return torch.addmm(self.b if base is None else base, x, self.w, out=out)
+        w, b, k = self.parts[c]
+        s = self.outs[c]
+        return torch.addmm(b if base is None else base[:, s], x[:, :k], w, out=out[:, s])
 
 
 class FirstConv:
@@ -44,6 +92,8 @@ class FirstConv:
         self.cols = cols
         self.w_row = (w[:, :, r, :cols].permute(2, 1, 0).reshape(cols * C, self.out_ch).contiguous()
                       if cols > 0 else None)
+        self.slices = colour_slices(self.out_ch, C)
+        self.w_row_c = [None if self.w_row is None else self.w_row[:, sl].contiguous() for sl in self.slices]
         # embedded image with the zero padding of the conv: rows above, columns left and right
         self.epad = torch.zeros(n, C, H + r, W + 2 * rw, dtype=dt, device=dev)
         self.erow = torch.zeros(n, W + rw, C, dtype=dt, device=dev)  # current row, channels-last
@@ -67,11 +117,18 @@ class FirstConv:
         else:
             self.above.copy_(self.bias.expand_as(self.above))
 
-    def pixel(self, j: int, out: torch.Tensor) -> None:
-        if self.windows is None:
-            out.copy_(self.above_j[j])
+    def pixel(self, j: int, out: torch.Tensor, c: int | None = None) -> None:
+        """The conv's output at pixel (i, j) into ``out`` (n, 2h); ``c``: only colour group c."""
+        if c is not None:
+            s = self.slices[c]
+            out, above = out[:, s], self.above_j[j][:, s]
+            w = self.w_row_c[c]
         else:
-            torch.addmm(self.above_j[j], self.windows[j], self.w_row, out=out)
+            above, w = self.above_j[j], self.w_row
+        if self.windows is None:
+            out.copy_(above)
+        else:
+            torch.addmm(above, self.windows[j], w, out=out)
 
     def set_value(self, j: int, c: int, v: torch.Tensor) -> None:
         self.cells[j][c].copy_(self.table[v])
@@ -100,6 +157,9 @@ class SkewedFirstConv:
         w = conv.masked_weight()  # (2h, C, r + 1, kw)
         self.w = w.permute(2, 3, 1, 0).reshape((r + 1) * kw * C, w.shape[0]).contiguous()
         self.bias = conv.bias.detach().clone()
+        self.slices = colour_slices(w.shape[0], C)
+        self.w_c = [self.w[:, sl].contiguous() for sl in self.slices]
+        self.bias_c = [self.bias[sl].contiguous() for sl in self.slices]
         self.table = torch.arange(model.levels, device=dev).to(dt) * (2.0 / (model.levels - 1)) - 1.0
         sT, sI, sN, sC = self.E.stride()
         self.strides = (sT, sI, sN, sC)
@@ -107,62 +167,120 @@ class SkewedFirstConv:
         grid = self.E.as_strided((H, W, n, C), (s * sT + sI, sT, sN, sC), self.off * sT + r * sI)
         grid.copy_(self.table[images.permute(2, 3, 0, 1)])
 
-    def pixel(self, t: int, lo: int, hi: int, out: torch.Tensor) -> None:
+    def pixel(self, t: int, lo: int, hi: int, out: torch.Tensor, c: int | None = None) -> None:
+        """The conv's output at the step's pixels into ``out`` (S*n, 2h); ``c``: only colour group c."""
         sT, sI, sN, sC = self.strides
         S, s, r, kw, C = hi - lo + 1, self.s, self.r, self.kw, self.C
         taps = self.E.as_strided((S, self.n, r + 1, kw, C), (sI, sN, s * sT + sI, sT, sC),
                                  t * sT + lo * sI)  # t + off - s*r - rw = t
-        torch.addmm(self.bias, taps.reshape(S * self.n, -1), self.w, out=out)
+        if c is None:
+            torch.addmm(self.bias, taps.reshape(S * self.n, -1), self.w, out=out)
+        else:
+            torch.addmm(self.bias_c[c], taps.reshape(S * self.n, -1), self.w_c[c], out=out[:, self.slices[c]])
 
     def set_value(self, t: int, lo: int, hi: int, c: int, v: torch.Tensor) -> None:
         self.E[t + self.off, lo + self.r:hi + self.r + 1, :, c] = self.table[v]
 
 
 class Head:
-    """ReLU -> 1×1 mask B -> ReLU -> 1×1 mask B, for one pixel and one colour channel."""
+    """ReLU -> 1×1 mask B -> ReLU -> 1×1 mask B, for one pixel and one colour channel.
+
+    ``logits(s, c)`` computes the whole hidden layer; with colour slices, ``advance(s, c)`` adds
+    group c of the hidden layer in every pass and ``logits(s, c, sliced=True)`` reads the groups
+    <= c that the passes of this pixel have left."""
 
     def __init__(self, model, n: int):
-        self.w1, self.b1 = pointwise_weight(model.head1)
+        w1, b1 = pointwise_weight(model.head1)
+        C = model.channels
+        self.first = ColourLinear(w1, b1, C)
         w2, b2 = pointwise_weight(model.head2)
         P = model.config.outputs  # logits, or 3 numbers per logistic of a mixture output
-        self.w2 = [w2[:, c * P:(c + 1) * P].contiguous() for c in range(model.channels)]
-        self.b2 = [b2[c * P:(c + 1) * P].contiguous() for c in range(model.channels)]
+        reach = [sl.stop for sl in colour_slices(w1.shape[1], C)]
+        self.w2 = [w2[:, c * P:(c + 1) * P].contiguous() for c in range(C)]
+        self.w2_c = [self.w2[c][:reach[c]].contiguous() for c in range(C)]
+        self.reach = reach
+        self.b2 = [b2[c * P:(c + 1) * P].contiguous() for c in range(C)]
         self.levels, self.mixtures = model.levels, model.config.mixtures
-        dt, dev = self.w1.dtype, self.w1.device
-        self.t0 = torch.empty(n, self.w1.shape[0], dtype=dt, device=dev)
-        self.t1 = torch.empty(n, self.w1.shape[1], dtype=dt, device=dev)
+        dt, dev = w1.dtype, w1.device
+        self.t0 = torch.empty(n, w1.shape[0], dtype=dt, device=dev)
+        self.t1 = torch.empty(n, w1.shape[1], dtype=dt, device=dev)
 
-    def logits(self, s: torch.Tensor, c: int) -> torch.Tensor:  # (N, 2h) -> new (N, levels)
-        N = s.shape[0]
-        t0, t1 = (self.t0, self.t1) if N == self.t0.shape[0] else (self.t0[:N], self.t1[:N])
-        torch.clamp_min(s, 0, out=t0)
-        torch.addmm(self.b1, t0, self.w1, out=t1)
-        t1.relu_()
-        return output_logits(torch.addmm(self.b2[c], t1, self.w2[c]), self.levels, self.mixtures)
+    def scratch(self, N: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return (self.t0, self.t1) if N == self.t0.shape[0] else (self.t0[:N], self.t1[:N])
+
+    def advance(self, s: torch.Tensor, c: int) -> None:
+        """Colour slices: group c of the hidden layer from the stream's groups <= c, (N, 2h)."""
+        t0, t1 = self.scratch(s.shape[0])
+        k = self.first.parts[c][2]
+        torch.clamp_min(s[:, :k], 0, out=t0[:, :k])
+        self.first.addmm(t0, t1, c).relu_()
+
+    def logits(self, s: torch.Tensor, c: int, sliced: bool = False) -> torch.Tensor:  # (N, 2h) -> new (N, levels)
+        t0, t1 = self.scratch(s.shape[0])
+        if sliced:
+            out = torch.addmm(self.b2[c], t1[:, :self.reach[c]], self.w2_c[c])
+        else:
+            torch.clamp_min(s, 0, out=t0)
+            self.first.addmm(t0, t1, None).relu_()
+            out = torch.addmm(self.b2[c], t1, self.w2[c])
+        return output_logits(out, self.levels, self.mixtures)
 
 
 class SkipSum:
     """Learned skip connections of a ResidualStack: total = sum over blocks of W_l x_{l+1} + b_l,
-    accumulated one block at a time (biases summed up front)."""
+    accumulated one block at a time (biases summed up front); ``c``: only colour group c."""
 
-    def __init__(self, stack, n: int):
+    def __init__(self, stack, n: int, colors: int = 1):
         self.enabled = stack.skips is not None
         if not self.enabled:
             return
         ws = [pointwise_weight(s) for s in stack.skips]
-        self.w = [w for w, _ in ws]
         self.bias = torch.stack([b for _, b in ws]).sum(0)
-        self.total = torch.empty(n, self.w[0].shape[1], dtype=self.w[0].dtype, device=self.w[0].device)
+        self.layers = [ColourLinear(w, self.bias, colors) for w, _ in ws]
+        w0 = ws[0][0]
+        self.total = torch.empty(n, w0.shape[1], dtype=w0.dtype, device=w0.device)
 
-    def add(self, l: int, x: torch.Tensor) -> None:
+    def add(self, l: int, x: torch.Tensor, c: int | None = None) -> None:
         total = self.total if x.shape[0] == self.total.shape[0] else self.total[:x.shape[0]]
         if l == 0:
-            torch.addmm(self.bias, x, self.w[0], out=total)
+            self.layers[0].addmm(x, total, c)
         else:
-            total.addmm_(x, self.w[l])
+            self.layers[l].addmm(x, total, c, base=total)
 
     def out(self, N: int) -> torch.Tensor:
         return self.total if N == self.total.shape[0] else self.total[:N]
+
+
+class ColourGates:
+    """The gates of an LSTM layer regrouped by colour for the colour passes (see ``parts``): the
+    4h gate columns [o | f | i | g] (each split into colour groups) reordered so that the o, f, i
+    and g columns of group c sit side by side, and per colour a gate buffer with its views."""
+
+    def __init__(self, h: int, colors: int, rows: int, dtype, device):
+        self.hidden = colour_slices(h, colors)  # colour groups of h, c and the gates
+        self.stream = colour_slices(2 * h, colors)  # colour groups of the residual stream
+        self.columns = [torch.cat([torch.arange(k * h + sl.start, k * h + sl.stop) for k in range(4)])
+                        for sl in self.hidden]
+        self.order = torch.cat(self.columns)  # all 4h columns, regrouped by colour
+        self.blocks = [slice(4 * sl.start, 4 * sl.stop) for sl in self.hidden]  # colour c in that order
+        self.buffers = [torch.empty(rows, 4 * (sl.stop - sl.start), dtype=dtype, device=device)
+                        for sl in self.hidden]
+        self.scratch = torch.empty(rows, h, dtype=dtype, device=device)
+
+    def split(self, w: torch.Tensor) -> list[torch.Tensor]:
+        """(..., 4h) -> per colour its gate columns (..., 4 h_c), contiguous."""
+        return [w[..., cols].contiguous() for cols in self.columns]
+
+    def split_blocks(self, w: torch.Tensor) -> list[torch.Tensor]:
+        """(..., 4h) already in ``order`` -> per colour its block (..., 4 h_c), contiguous."""
+        return [w[..., blk].contiguous() for blk in self.blocks]
+
+    def views(self, c: int, N: int) -> tuple[torch.Tensor, ...]:
+        """The gate buffer of colour c for N rows and its views (a, ofi, g, o, f, i, tanh scratch),
+        as ``LSTMActivation.step_`` takes them."""
+        k = self.hidden[c].stop - self.hidden[c].start
+        a = self.buffers[c][:N]
+        return a, a[:, :3 * k], a[:, 3 * k:], a[:, :k], a[:, k:2 * k], a[:, 2 * k:3 * k], self.scratch[:N, :k]
 
 
 FAST_TANH_NUMEL = 2048  # from this many elements on, 2*sigmoid(2x)-1 beats torch.tanh on CPU

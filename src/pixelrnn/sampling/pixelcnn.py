@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from .parts import SkipSum, pointwise_weight
+from .parts import ColourLinear, SkipSum, pointwise_weight
 from .row_lstm import context_slab
 
 
@@ -129,50 +129,71 @@ class PixelCNNWavefrontEngine:
         self.X = torch.zeros(L + 1, S * n, 2 * h, dtype=dt, device=dev)
         self.T1 = torch.empty(S * n, 2 * h, dtype=dt, device=dev)
         self.Q = torch.empty(L, S, n, len(self.taps) * h + cw, dtype=dt, device=dev)
-        self.Z = torch.empty(S * n, h, dtype=dt, device=dev)
-        self.skip = SkipSum(model.stack, n * S)
-        self.weights = []
+        self.Z = torch.empty(L, S * n, h, dtype=dt, device=dev)  # per layer: earlier colours' groups stay
+        C = model.channels
+        self.skip = SkipSum(model.stack, n * S, C)
+        self.cached_step = None  # see views
+        self.layers = []  # per layer: reduce, the k×k taps, expand (see parts.ColourLinear)
         for l, block in enumerate(blocks):
             w = block.conv.masked_weight()  # (h, h, r + 1, kw)
             parts = [w[:, :, a, d].t() for a, d in self.taps]
             if context is not None:
                 parts.append(context[1][l].to(dt))  # (c, h)
             w_taps = torch.cat(parts, dim=0).contiguous()
-            w_red, b_red = pointwise_weight(block.reduce)
-            w_exp, b_exp = pointwise_weight(block.expand)
-            self.weights.append((w_red, b_red, w_taps, block.conv.bias.detach().clone(), w_exp, b_exp))
+            self.layers.append((ColourLinear(*pointwise_weight(block.reduce), C),
+                                ColourLinear(w_taps, block.conv.bias.detach().clone(), C, reads_all=True),
+                                ColourLinear(*pointwise_weight(block.expand), C)))
 
     def begin_step(self, t: int, lo: int, hi: int) -> None:
         self.Y[t % self.R].zero_()
+        self.cached_step = None
 
     def x0(self, t: int, lo: int, hi: int) -> torch.Tensor:
         return self.X[0, :(hi - lo + 1) * self.n]
 
-    def step(self, t: int, lo: int, hi: int) -> torch.Tensor:
-        s, n, h, r, rw, R = self.skew, self.n, self.h, self.r, self.rw, self.R
-        S = hi - lo + 1
-        N = S * n
+    colour_slices = True
+
+    def views(self, t: int, lo: int, hi: int) -> tuple:
+        """Per layer, the views a step works on: its input and output, the k×k conv's tap slabs
+        (the centre last), the gathered taps, the conv's output (made once per step, shared by
+        the colour passes)."""
+        if self.cached_step == (t, lo, hi):
+            return self.cached_views
+        s, n, r, rw, R = self.skew, self.n, self.r, self.rw, self.R
+        N = (hi - lo + 1) * n
         # per tap, the slab of every layer: rows lo + a - r .. (index lo + a ..), step t + s(a-r) + d-rw
         slabs = [self.Y[(t + s * (a - r) + d - rw) % R, :, lo + a:hi + a + 1].unbind(0)
                  for a, d in self.taps]
         ctx = [] if self.ctx is None else [context_slab(self.ctx, t, lo, hi, s)]
         X = self.X[:, :N].unbind(0)
-        Q = self.Q[:, :S].unbind(0)
-        t1, z = self.T1[:N], self.Z[:N]
+        Q = self.Q[:, :hi - lo + 1].unbind(0)
+        Z = self.Z[:, :N].unbind(0)
+        per_layer = [(X[l], X[l + 1], [sl[l] for sl in slabs] + ctx, Q[l], Q[l].view(N, -1), Z[l])
+                     for l in range(self.L)]
+        self.cached_step, self.cached_views = (t, lo, hi), (N, per_layer, X[self.L])
+        return self.cached_views
+
+    def step(self, t: int, lo: int, hi: int, c: int | None = None) -> torch.Tensor:
+        """The step's pixels through every layer; ``c``: colour group c only (see ``parts``): the
+        first pass gathers the k×k conv's taps, the later ones only the centre's new group."""
+        h = self.h
+        N, per_layer, last = self.views(t, lo, hi)
+        t1 = self.T1[:N]
+        centre = (len(self.taps) - 1) * h  # first column of the centre tap among the taps
         skip = self.skip if self.skip.enabled else None
-        for l, (w_red, b_red, w_taps, b_conv, w_exp, b_exp) in enumerate(self.weights):
-            x = X[l]
-            torch.clamp_min(x, 0, out=t1)
-            y = slabs[-1][l].view(N, h)  # the centre tap: this step's slot
-            torch.addmm(b_red, t1, w_red, out=y)
-            y.relu_()
-            q = Q[l]
-            torch.cat([sl[l] for sl in slabs] + ctx, dim=-1, out=q)
-            torch.addmm(b_conv, q.view(N, -1), w_taps, out=z)
-            z.relu_()
-            xn = X[l + 1]
-            torch.addmm(x, z, w_exp, out=xn)
-            xn.add_(b_exp)
+        for l, (reduce, taps, expand) in enumerate(self.layers):
+            x, xn, parts, q, qv, z = per_layer[l]
+            k = reduce.reach(c)
+            torch.clamp_min(x[:, :k], 0, out=t1[:, :k])
+            y = parts[len(self.taps) - 1].view(N, h)  # the centre tap: this step's slot
+            new = reduce.addmm(t1, y, c).relu_()
+            if not c:  # c None or 0
+                torch.cat(parts, dim=-1, out=q)
+            else:
+                g = reduce.outs[c]
+                qv[:, centre + g.start:centre + g.stop].copy_(new)
+            taps.addmm(qv, z, c).relu_()
+            expand.addmm(z, xn, c, base=x).add_(expand.bias(c))
             if skip is not None:
-                skip.add(l, xn)
-        return skip.out(N) if skip is not None else X[self.L]
+                skip.add(l, xn, c)
+        return skip.out(N) if skip is not None else last

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from .parts import LSTMActivation, SkipSum, pointwise_weight, recurrent_stack
+from .parts import ColourGates, ColourLinear, LSTMActivation, SkipSum, pointwise_weight, recurrent_stack
 
 
 def context_slab(ctx: torch.Tensor, t: int, lo: int, hi: int, s: int) -> torch.Tensor:
@@ -120,7 +120,10 @@ class RowLSTMWavefrontEngine:
     (the "row -1" of learned initial states is written in explicitly). Per step and layer: ONE
     matrix product over [h(i-1, j-1) | h(i-1, j) | h(i-1, j+1) | x(i, j-1) | x(i, j)] (and the
     context at (i, j) for a conditional network), the gates, the cell and the block's 1×1 output
-    conv."""
+    conv. With colour slices (``parts``) the pass of colour c computes the gates, cell and output
+    of group c only, from weights whose gate columns are regrouped by colour (``by_colour``)."""
+
+    colour_slices = True
 
     def __init__(self, model, n: int, H: int, W: int, context=None):
         blocks, L, h, dt, dev = recurrent_stack(model)
@@ -139,9 +142,12 @@ class RowLSTMWavefrontEngine:
         self.uw = 7 * h + cw
         self.A = torch.empty(S * n, 4 * h, dtype=dt, device=dev)
         self.T = torch.empty(S * n, h, dtype=dt, device=dev)
-        self.skip = SkipSum(model.stack, n * S)
+        C = model.channels
+        self.skip = SkipSum(model.stack, n * S, C)
         self.act = act = LSTMActivation(h, S * n * h)
         self.weights = []
+        self.by_colour = ColourGates(h, C, S * n, dt, dev)
+        self.layers_c = []  # per layer and colour: gate weight and bias; the output conv
         h0s, c0s = [], []
         for l, block in enumerate(blocks):
             lay = block.layer
@@ -151,7 +157,10 @@ class RowLSTMWavefrontEngine:
                 parts.append(context[1][l].to(dt))  # (c, 4h)
             wcat = act.scale_g(torch.cat(parts, dim=0))
             wout, bout = pointwise_weight(block.out)
-            self.weights.append((wcat.contiguous(), act.scale_g(lay.input_to_state.bias), wout, bout))
+            bis = act.scale_g(lay.input_to_state.bias)
+            self.weights.append((wcat.contiguous(), bis, wout, bout))
+            self.layers_c.append((self.by_colour.split(wcat), self.by_colour.split(bis),
+                                  ColourLinear(wout, bout, C)))
             h0s.append(lay.h0.detach())
             c0s.append(lay.c0.detach())
         self.h0 = torch.stack(h0s).unsqueeze(1)  # (L, 1, h)
@@ -180,7 +189,7 @@ class RowLSTMWavefrontEngine:
     def x0(self, t: int, lo: int, hi: int) -> torch.Tensor:
         return self.X[t % 2, 0, lo:hi + 1].view(-1, 2 * self.h)
 
-    def step(self, t: int, lo: int, hi: int) -> torch.Tensor:
+    def step(self, t: int, lo: int, hi: int, c: int | None = None) -> torch.Tensor:
         s, n, h = self.skew, self.n, self.h
         S = hi - lo + 1
         N = S * n
@@ -193,17 +202,16 @@ class RowLSTMWavefrontEngine:
         c_cur = self.Cc[t % self.RC, :, lo + 1:hi + 2].unbind(0)
         x_left = self.X[(t - 1) % 2, :, lo:hi + 1].unbind(0)
         x_cur = self.X[t % 2, :, lo:hi + 1].unbind(0)
-        a, ofi, g, o, f, ig, tc = self.gates[S - 1]
         U = self.U[:, :S].unbind(0)
+        ctx = [] if self.ctx is None else [context_slab(self.ctx, t, lo, hi, s)]
+        if c is not None:
+            return self.colour_step(c, N, up_left, up, up_right, h_cur, c_up, c_cur, x_left, x_cur, U, ctx)
+        a, ofi, g, o, f, ig, tc = self.gates[S - 1]
         skip = self.skip if self.skip.enabled else None
         act = self.act
-        ctx = None if self.ctx is None else context_slab(self.ctx, t, lo, hi, s)
         for l, (wcat, bis, wout, bout) in enumerate(self.weights):
             u = U[l]
-            if ctx is None:
-                torch.cat([up_left[l], up[l], up_right[l], x_left[l], x_cur[l]], dim=-1, out=u)
-            else:
-                torch.cat([up_left[l], up[l], up_right[l], x_left[l], x_cur[l], ctx], dim=-1, out=u)
+            torch.cat([up_left[l], up[l], up_right[l], x_left[l], x_cur[l]] + ctx, dim=-1, out=u)
             torch.addmm(bis, u.view(N, self.uw), wcat, out=a)
             hc = h_cur[l].view(N, h)
             act.step_(a, ofi, g, o, f, ig, c_up[l].view(N, h), c_cur[l].view(N, h), tc, hc)
@@ -211,5 +219,30 @@ class RowLSTMWavefrontEngine:
             torch.addmm(x_cur[l].view(N, 2 * h), hc, wout, out=xn)
             xn.add_(bout)
             if skip is not None:
-                skip.add(l, xn)
+                skip.add(l, xn, None)
         return skip.out(N) if skip is not None else x_cur[self.L].view(N, 2 * h)
+
+    def colour_step(self, c, N, up_left, up, up_right, h_cur, c_up, c_cur, x_left, x_cur, U, ctx):
+        """``step`` for colour group c: the first pass gathers the inputs of every layer, the
+        later ones only the new group of the layer's input at the current pixel."""
+        h = self.h
+        hs, gs = self.by_colour.hidden[c], self.by_colour.stream[c]
+        a, ofi, g, o, f, ig, tc = self.by_colour.views(c, N)
+        skip = self.skip if self.skip.enabled else None
+        for l, (wcat, bis, out) in enumerate(self.layers_c):
+            uv = U[l].view(N, self.uw)
+            xc = x_cur[l].view(N, 2 * h)
+            if c == 0:
+                torch.cat([up_left[l], up[l], up_right[l], x_left[l], x_cur[l]] + ctx, dim=-1, out=U[l])
+            else:
+                uv[:, 5 * h + gs.start:5 * h + gs.stop].copy_(xc[:, gs])
+            torch.addmm(bis[c], uv, wcat[c], out=a)
+            hc = h_cur[l].view(N, h)
+            self.act.step_(a, ofi, g, o, f, ig, c_up[l].view(N, h)[:, hs], c_cur[l].view(N, h)[:, hs],
+                           tc, hc[:, hs])
+            xn = x_cur[l + 1].view(N, 2 * h)
+            out.addmm(hc, xn, c, base=xc).add_(out.bias(c))
+            if skip is not None:
+                skip.add(l, xn, c)
+        return skip.out(N) if skip is not None else x_cur[self.L].view(N, 2 * h)
+
