@@ -145,7 +145,9 @@ class PixelCNNWavefrontEngine:
                                 ColourLinear(*pointwise_weight(block.expand), C)))
 
     def begin_step(self, t: int, lo: int, hi: int) -> None:
-        self.Y[t % self.R].zero_()
+        # the rows of the slot that this step or a later one can read (row i at index i + r):
+        # the step's own and up to 2r + 1 below them
+        self.Y[t % self.R, :, max(lo - 1, 0):hi + 2 * self.r + 3].zero_()
         self.cached_step = None
 
     def x0(self, t: int, lo: int, hi: int) -> torch.Tensor:

@@ -181,9 +181,12 @@ class RowLSTMWavefrontEngine:
             self.Cc[t % self.RC, :, 0] = self.c0
 
     def begin_step(self, t: int, lo: int, hi: int) -> None:
-        self.X[t % 2].zero_()
-        self.Hh[t % self.RH].zero_()
-        self.Cc[t % self.RC].zero_()
+        # the rows of the step's slots that this step or a later one can read: those of the step
+        # (lo..hi) and the few below them that later steps reach (rows in H + 1: index i + 1)
+        a = max(lo - 1, 0)
+        self.X[t % 2, :, a:hi + 2].zero_()
+        self.Hh[t % self.RH, :, a:hi + 3].zero_()
+        self.Cc[t % self.RC, :, a:hi + 3].zero_()
         self._init_row_minus_one(t)
 
     def x0(self, t: int, lo: int, hi: int) -> torch.Tensor:
