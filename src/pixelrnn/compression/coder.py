@@ -69,14 +69,8 @@ def _run(model, plan, coder, progress: ProgressArg, desc: str, total: int) -> di
 
 
 def _stage_truths(model, truth: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """The true values (C, H, W, n) of each stage of ``model.generate``: a multi-scale model
-    (whose ``generate`` takes one ``decide`` per stage) codes its small image x[..., ::f, ::f]
-    first, then the rest; any other model codes the whole image in one stage."""
-    from ..models import MultiScalePixelRNN
-    if isinstance(model, MultiScalePixelRNN):
-        f = model.factor
-        return truth[:, ::f, ::f].contiguous(), truth
-    return (truth,)
+    """The true values (C, H', W', n) of each stage of ``model.generate`` (``stage_values``)."""
+    return tuple(v.permute(1, 2, 3, 0).contiguous() for v in model.stage_values(truth.permute(3, 0, 1, 2)))
 
 
 def _as_list(images) -> list:

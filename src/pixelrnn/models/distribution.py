@@ -223,6 +223,12 @@ class PixelModel(nn.Module):
                                          progress=progress, desc="completing")
         return images, log_w
 
+    def stage_values(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The values that the stages of ``generate`` draw, in their order, for images x
+        (n, C, H, W): here one stage, the whole image (a ``decide`` callback per stage sees them
+        in this order; the multi-scale model draws its small image first)."""
+        return (x,)
+
     def generate(self, values: torch.Tensor, known: torch.Tensor | None, *, y=None, **kwargs):
         """The sampling driver, arguments already checked: ``(images, logits, log_weights)``;
         ``y``: a conditional model's labels, one per row after the particles are repeated

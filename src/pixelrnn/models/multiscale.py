@@ -227,6 +227,11 @@ class MultiScalePixelRNN(PixelModel):
         upsampled = self.cond.engine_context(self.context(self.small.embed(small), H, W))
         return labels1, join_contexts(upsampled, labels2)
 
+    def stage_values(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The small image x[..., ::f, ::f] (the first stage of ``generate``), then the whole image."""
+        f = self.factor
+        return x[:, :, ::f, ::f], x
+
     def generate(self, values: torch.Tensor, known: torch.Tensor | None, *, y=None, generator=None,
                  temperature: float = 1.0, method: str = "cached", particles: int = 1,
                  progress=False, record: bool = False, desc: str = "sampling",
