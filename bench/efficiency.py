@@ -33,8 +33,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import pixelrnn
-from pixelrnn.device import resolve_device
 from pixelrnn.nn import recurrence
+
+from common import device_of, size_flags
 
 try:
     from pixelrnn.nn import native
@@ -160,24 +161,13 @@ def report(flops: dict, gemm: list, steps: dict, a, where: str) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--size", type=int, default=28)
-    p.add_argument("--levels", type=int, default=256)
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--layers", type=int, default=7)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=7)
+    size_flags(p, repeats=7)
     p.add_argument("--gemm", type=int, default=2048, help="side of the square sgemm timed as the peak")
     p.add_argument("--archs", nargs="+", default=ARCHS, choices=ARCHS)
     p.add_argument("--pytorch-scan", action="store_true",
                    help="also time the recurrent models with the LSTM scan's PyTorch version (CPU)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     a = p.parse_args(argv)
-    try:
-        device = torch.device(resolve_device(a.device))
-    except ValueError as e:
-        p.error(str(e))
-    torch.set_num_threads(a.threads)
+    device = device_of(p, a)
     torch.manual_seed(0)
     x = torch.randint(0, a.levels, (a.batch, 1, a.size, a.size), device=device)
     runs = {}

@@ -32,8 +32,9 @@ from pathlib import Path
 import torch
 
 import pixelrnn
-from pixelrnn.device import resolve_device
 from pixelrnn.sampling.chooser import Chooser
+
+from common import device_of, size_flags
 
 ARCHS = ["pixelcnn", "row_lstm", "diagonal_bilstm"]
 
@@ -105,25 +106,15 @@ def compare(a, device: torch.device) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", type=int, default=28)
-    p.add_argument("--levels", type=int, default=256)
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--layers", type=int, default=7)
+    size_flags(p, batch=None)
     p.add_argument("--channels", type=int, default=1)
-    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64])
-    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--naive-steps", type=int, default=20)
     p.add_argument("--naive-batch", type=int, default=16)
     p.add_argument("--archs", nargs="+", default=ARCHS, choices=ARCHS)
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--against", metavar="DIR", help="another checkout: before/after in one process")
     a = p.parse_args(argv)
-    try:
-        device = torch.device(resolve_device(a.device))
-    except ValueError as e:
-        p.error(str(e))
-    torch.set_num_threads(a.threads)
+    device = device_of(p, a)
     if a.against:
         compare(a, device)
         return 0

@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 
 import pixelrnn
-from pixelrnn.device import resolve_device
+
+from common import device_of, size_flags
 
 ARCHS = ["pixelcnn", "row_lstm", "diagonal_bilstm"]
 
@@ -84,23 +85,12 @@ def compare(a, device: torch.device, other) -> None:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--size", type=int, default=28)
-    p.add_argument("--levels", type=int, default=256)
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--layers", type=int, default=7)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=5)
+    size_flags(p)
     p.add_argument("--archs", nargs="+", default=ARCHS)
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--against", metavar="DIR", help="another checkout: before/after in one process")
     a = p.parse_args(argv)
-    try:
-        device = torch.device(resolve_device(a.device))
-    except ValueError as e:
-        p.error(str(e))
-    torch.set_num_threads(a.threads)
+    device = device_of(p, a)
     if a.against:
         compare(a, device, import_other(a.against))
         return 0
