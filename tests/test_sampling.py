@@ -388,3 +388,20 @@ def test_uniforms_in_one_call_are_the_draws_one_by_one(P, n):
     g = torch.Generator().manual_seed(P + n)
     assert torch.equal(uniforms(P, n, g, "cpu"), one_by_one)
     assert torch.equal(torch.rand(3, generator=g), after)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_rgb_sampling_costs_about_one_pass_of_the_network(arch):
+    """The pass of colour c computes only colour group c of every layer (sampling/parts.py), so
+    sampling RGB images takes about the arithmetic of sampling gray ones with the same network
+    sizes (counted matrix products; computing every group in every pass made it 2-3.7x). The
+    RGB network's own first layer and head are larger (3 inputs, 3 outputs per pixel): 1.09-1.17x
+    here."""
+    from torch.utils.flop_counter import FlopCounterMode
+    flops = {}
+    for C in (1, 3):
+        model = make_model(arch, C, levels=16, hidden=12, layers=3)
+        with FlopCounterMode(display=False) as count:
+            model.sample(2, 6, 7, generator=torch.Generator().manual_seed(0))
+        flops[C] = count.get_total_flops()
+    assert flops[3] < 1.3 * flops[1], flops
