@@ -9,9 +9,11 @@ Methods
     Every (layer, position) is computed exactly once, so sampling costs about the arithmetic of
     ONE teacher-forced forward pass. Recurrent states and convolution activations are cached
     (per architecture: ``row_lstm.py``, ``diagonal_bilstm.py``, ``pixelcnn.py``; the first 7×7
-    mask-A conv and the output head in ``core.py``). For C = 3 the current pixel (that pixel only)
-    is recomputed after each of its colours is drawn, since the mask-B groups let G read R and B
-    read R and G of the same pixel; passes whose logits are not needed are skipped.
+    mask-A conv and the output head in ``parts.py``). For C = 3 the current pixel is visited
+    once per colour, since the mask-B groups let G read R and B read R and G of the same pixel;
+    the pass of colour c computes only colour group c of every layer (``parts.py``: the groups
+    < c are final by then and the groups > c do not affect it), so an RGB pixel costs one pass of
+    the network, not three.
 
     Schedules (``core._raster``, ``core._wavefront``): the Diagonal BiLSTM runs pixel by pixel in
     raster order (its pixel (i, 0) needs the right-to-left states of the whole row i - 1, which run
