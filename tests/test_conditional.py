@@ -243,3 +243,42 @@ def test_the_classifier_report():
     assert calibration_error(torch.eye(3), torch.arange(3)) == 0
     half = torch.tensor([[0.5, 0.25, 0.25]] * 4, dtype=torch.float64)
     assert abs(calibration_error(half, torch.zeros(4, dtype=torch.long)) - 0.5) < 1e-12
+
+
+def test_known_first_is_raster_order_for_one_network_and_never_for_two():
+    model = make("row_lstm", C=3, levels=2)
+    known = torch.zeros(4, 3, 3, 3, dtype=torch.bool)
+    known[0] = True  # all known
+    known[1, :, :1] = True  # the top row
+    known[1, :1, 1, 0] = True  # ... and the R value of the next pixel
+    known[2, :, :, :1] = True  # the left column: (1, 0) is known after the unknown (0, 1)
+    known[3, 1:, 0, 0] = True  # G and B of the first pixel, R unknown
+    assert model.known_first(known).tolist() == [True, True, False, False]
+    assert not make("multiscale", levels=2).known_first(known[:, :1]).any()
+
+
+@pytest.mark.parametrize("arch", ["pixelcnn", "row_lstm", "diagonal_bilstm"])
+def test_completion_with_the_known_values_first_draws_from_the_exact_conditional(arch):
+    """y=None and a known top: the label comes from p(y | known values) and the rest given it,
+    so one particle draws the marginal model's exact p(unknown | known) (enumerated here)."""
+    seed = {"pixelcnn": 0, "row_lstm": 4, "diagonal_bilstm": 3}[arch]  # the top row tells labels apart
+    model = make(arch, 1, levels=2, classes=3, scale=0.8, seed=seed)
+    with torch.no_grad():
+        model.labels.weight.mul_(8)
+    H, W = 2, 2
+    x = torch.tensor([[[[1, 0], [0, 0]]]])
+    known = torch.tensor([[True, True], [False, False]])
+    images = all_images(1, H, W, 2)
+    fits = (images[:, 0, 0] == x[0, 0, 0]).all(dim=1)
+    with torch.no_grad():
+        p = model.log_prob(images[fits]).double().softmax(dim=0)  # p(bottom row | top row)
+        per_label = torch.stack([model.log_prob(images[fits], k).double().softmax(dim=0) for k in range(3)])
+    prior_mix = (model.prior[:, None] * per_label).sum(0)  # what labels from the prior would draw
+    assert (p - prior_mix).abs().sum() / 2 > 0.08
+    n = 3000
+    out = model.complete(x.repeat(n, 1, 1, 1), known, torch.Generator().manual_seed(4))
+    assert torch.equal(out[:, :, 0], x[:, :, 0].expand(n, 1, W))
+    codes = out[:, 0, 1, 0] * 2 + out[:, 0, 1, 1]
+    freq = torch.bincount(codes, minlength=4).double() / n
+    expect = p[(images[fits][:, 0, 1, 0] * 2 + images[fits][:, 0, 1, 1]).argsort()]
+    assert (freq - expect).abs().max() < 4 * (expect * (1 - expect) / n).sqrt().max() + 1e-3, (freq, expect)

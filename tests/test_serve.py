@@ -210,7 +210,10 @@ def test_the_http_api(server):
     assert info["name"] == "cond" and (info["height"], info["width"], info["classes"]) == (H, W, 3)
     assert info["class_names"] == ["c0", "c1", "c2"] and set(info["regions"]) == {"bottom", "right", "painted"}
     job = run_job(server, "/api/complete", {"pixels": drawing(), "region": "bottom", "n": 4, "particles": 3})
-    assert len(job["result"]["images"]) == 4 and job["result"]["particles"] == 3 and job["seconds"] > 0
+    # the known top comes first: the label is drawn from its exact posterior, one particle is exact
+    assert len(job["result"]["images"]) == 4 and job["result"]["particles"] == 1 and job["seconds"] > 0
+    job = run_job(server, "/api/complete", {"pixels": drawing(), "region": "right", "n": 2, "particles": 3})
+    assert len(job["result"]["images"]) == 2 and job["result"]["particles"] == 3
     job = run_job(server, "/api/sample", {"n": 3, "label": "c1", "temperature": 0.9, "seed": 5})
     assert len(job["result"]["images"]) == 3 and job["result"]["seed"] == 5
     job = run_job(server, "/api/inspect", {"pixels": drawing()})

@@ -65,7 +65,8 @@ def check_seed(value) -> int:
 def needs_particles(known: torch.Tensor, label_inferred: bool) -> bool:
     """Whether particles can change anything: only when a known value follows an unknown one in
     raster order (or every known value weighs a label drawn per particle). A bottom-half
-    completion of an unconditional model is exact with one particle."""
+    completion is exact with one particle (a conditional model draws the label from its exact
+    posterior first: ``PixelModel.complete``)."""
     if label_inferred:
         return True
     flat = known.flatten()
@@ -153,7 +154,10 @@ class ModelService:
         """``n`` completions of ``x`` (1, C, H, W) where ``known`` is False, each the particle
         kept of ``particles`` by importance resampling (one when particles cannot matter)."""
         dev = self.model.device
-        K = particles if needs_particles(known, self.model.classes > 0 and label is None) else 1
+        m = self.model
+        full = known.expand(1, m.channels, *known.shape[-2:])
+        inferred = m.classes > 0 and label is None and not bool(m.known_first(full).all())
+        K = particles if needs_particles(known, inferred) else 1
         g = torch.Generator(device=dev).manual_seed(seed)
         batch = x.to(dev).repeat(n, 1, 1, 1)
         out = self.model.complete(batch, known.to(dev), g, particles=K, y=label,

@@ -201,9 +201,12 @@ class PixelModel(nn.Module):
         x, e.g. (B, 1, H, W) or (H, W)) is False; known values are returned exactly unchanged.
         ``particles=K`` > 1: K candidates per image (K times the work, run as one batch), one kept
         per image by the likelihood of the known values that follow an unknown one in raster
-        order. A conditional model completes given the labels ``y`` (int or (B,)); with ``y``
-        None each particle draws its label from the prior and its weight carries p(known | y),
-        so resampling infers the label from the known values. See :mod:`pixelrnn.sampling`."""
+        order. A conditional model completes given the labels ``y`` (int or (B,)). With ``y``
+        None: when every image's known values come before its unknown ones (a top part, a
+        bottom half to fill; ``known_first``), each image's label is drawn from the exact
+        posterior p(y | known values) (one teacher-forced pass per label) and one particle is
+        exact; otherwise each particle draws its label from the prior and its weight carries
+        p(known | y), so resampling infers the label. See :mod:`pixelrnn.sampling`."""
         return self.complete_with_weights(x, known, generator, particles, y=y, temperature=temperature,
                                           method=method, progress=progress)[0]
 
@@ -216,12 +219,32 @@ class PixelModel(nn.Module):
         labels, infer = self.check_labels(y, x.shape[0]), False
         if labels is not None:
             labels = labels.repeat_interleave(particles)
+        elif self.classes and bool(self.known_first(known).all()):  # exact: p(y | known values)
+            labels = self.posterior_labels(x, known, generator).repeat_interleave(particles)
         elif self.classes:  # a label per particle from the prior; the weights see every known value
             labels, infer = draw_labels(self.prior, x.shape[0] * particles, generator), True
         images, _, log_w = self.generate(x, known, y=labels, weigh_all_known=infer, generator=generator,
                                          temperature=t, method=method, particles=particles,
                                          progress=progress, desc="completing")
         return images, log_w
+
+    def known_first(self, known: torch.Tensor) -> torch.Tensor:
+        """(B,) bool: whether every known value of an image comes before all of its unknown ones
+        in the order that ``generate`` draws them (``known``: checked, (B, C, H, W)). Here never
+        (the multi-scale model draws its small image first); single-network models: raster order."""
+        return torch.zeros(known.shape[0], dtype=torch.bool, device=known.device)
+
+    def posterior_labels(self, x: torch.Tensor, known: torch.Tensor, generator=None) -> torch.Tensor:
+        """One label per image drawn from p(y | the known values of x) ∝ p(y) p(known | y), for
+        checked x and known (B, C, H, W) whose known values come first (``known_first``): then
+        p(known | y) is the product of their conditionals in one teacher-forced pass."""
+        B, K = x.shape[0], self.classes
+        y = torch.arange(K, device=x.device).repeat_interleave(B)  # label k for block k
+        with torch.no_grad():
+            lp = self.labelled_log_probs(x.repeat(K, 1, 1, 1), y, None)  # (K*B, C, H, W)
+        lp = torch.where(known.repeat(K, 1, 1, 1), lp, 0.0).sum(dim=(1, 2, 3)).view(K, B).t()
+        joint = lp.double() + self.prior.log().to(x.device)
+        return torch.multinomial(joint.softmax(dim=1), 1, generator=generator).squeeze(1)
 
     def stage_values(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The values that the stages of ``generate`` draw, in their order, for images x
@@ -289,6 +312,10 @@ class SingleNetworkModel(PixelModel):
     @property
     def term_width(self) -> int:
         return sum(self.net.term_widths())
+
+    def known_first(self, known: torch.Tensor) -> torch.Tensor:
+        order = known.permute(0, 2, 3, 1).flatten(1)  # raster order: rows, columns, R -> G -> B
+        return (order[:, 1:] <= order[:, :-1]).all(dim=1)  # never an unknown value, then a known one
 
     def generate(self, values: torch.Tensor, known: torch.Tensor | None, *, y=None, **kwargs):
         from ..sampling.core import generate
