@@ -41,6 +41,7 @@ if not os.path.isfile(CHROMIUM):
 
 import pixelrnn  # noqa: E402
 from pixelrnn.app import BackgroundServer, ModelService, create_app  # noqa: E402
+from pixelrnn.pretrained import model_card  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -56,6 +57,14 @@ def browser():
 @pytest.fixture(scope="module")
 def mnist_url():
     with BackgroundServer(create_app(ModelService.for_pretrained("mnist"))) as srv:
+        yield srv.url
+
+
+@pytest.fixture(scope="module")
+def plain_url():
+    torch.manual_seed(3)
+    model = pixelrnn.create_model("pixelcnn", channels=1, levels=4, hidden=4, layers=1).eval()
+    with BackgroundServer(create_app(ModelService(model, "tiny", (12, 12)))) as srv:
         yield srv.url
 
 
@@ -99,14 +108,17 @@ def draw_seven(page):
 
 def test_draw_complete_sample_inspect(browser, mnist_url, tmp_path):
     page, errors = open_page(browser, mnist_url)
-    assert "mnist" in page.inner_text("#model-name") and "0.9656 bits/dim" in page.inner_text("#model-facts")
+    card = model_card("mnist")
+    assert "mnist" in page.inner_text("#model-name")
+    assert f"{card.test['bits_per_dim']:.4f} bits/dim" in page.inner_text("#model-facts")
     blank = page.inner_text("#bits")
     draw_seven(page)
     bits = wait_changed(page, "#bits", blank)
     assert "bits/dim" in bits and "nats" in bits
     assert page.get_attribute("#heatmap", "src").startswith("data:image/png;base64,")
     assert page.locator("#sizes tr").count() == 3 and "B" in page.inner_text("#sizes")
-    assert page.locator("#classes-box").is_hidden()  # an unconditional model
+    assert page.locator("#classes-box").is_visible()  # a conditional model: p(y | x) of the drawing
+    page.wait_for_function("document.querySelectorAll('#classes .bar').length === 10")
     page.click("#complete")
     page.wait_for_function("document.querySelectorAll('#completions img').length === 8")
     assert page.eval_on_selector_all("#completions img", "els => els.every(e => e.naturalWidth === 28)")
@@ -121,8 +133,9 @@ def test_draw_complete_sample_inspect(browser, mnist_url, tmp_path):
     assert page.inner_text("#message") == "" and errors == []
 
 
-def test_touch_draws_too(browser, mnist_url):
-    page, errors = open_page(browser, mnist_url, has_touch=True)
+def test_touch_draws_too(browser, plain_url):
+    page, errors = open_page(browser, plain_url, has_touch=True)
+    assert page.locator("#classes-box").is_hidden()  # an unconditional model
     blank = page.inner_text("#bits")
     box = page.locator("#canvas").bounding_box()
     page.touchscreen.tap(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
