@@ -90,10 +90,13 @@ def test_checkpoint_activations_train_the_same_weights(tmp_path):
 
 
 def test_init_takes_a_pretrained_name(tmp_path):
-    """--init mnist: the shipped model's architecture and weights."""
+    """--init mnist: the shipped model's architecture and weights (a conditional model: the run
+    must be --conditional too, else a clear error)."""
     from pixelrnn.training.config import TrainConfig, init_model
-    cfg = TrainConfig(data="mnist", init="mnist", steps=1)
-    model = init_model(cfg, 1, 256)
+    with pytest.raises(ValueError, match="--init mnist models 10 label.* the run is unconditional"):
+        init_model(TrainConfig(data="mnist", init="mnist", steps=1), 1, 256)
+    cfg = TrainConfig(data="mnist", init="mnist", conditional=True, steps=1)
+    model = init_model(cfg, 1, 256, classes=10)
     shipped = pixelrnn.pretrained("mnist")
     assert model.config.to_dict() == shipped.config.to_dict()
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), shipped.state_dict().values()))
