@@ -140,12 +140,9 @@ class RowLSTMWavefrontEngine:
         self.Cc = torch.zeros(self.RC, L, H + 1, n, h, dtype=dt, device=dev)
         self.U = torch.empty(L, S, n, 7 * h + cw, dtype=dt, device=dev)
         self.uw = 7 * h + cw
-        self.A = torch.empty(S * n, 4 * h, dtype=dt, device=dev)
-        self.T = torch.empty(S * n, h, dtype=dt, device=dev)
         C = model.channels
         self.skip = SkipSum(model.stack, n * S, C)
         self.act = act = LSTMActivation(h, S * n * h)
-        self.weights = []
         self.by_colour = ColourGates(h, C, S * n, dt, dev)
         self.layers_c = []  # per layer and colour: gate weight and bias; the output conv
         h0s, c0s = [], []
@@ -158,19 +155,13 @@ class RowLSTMWavefrontEngine:
             wcat = act.scale_g(torch.cat(parts, dim=0))
             wout, bout = pointwise_weight(block.out)
             bis = act.scale_g(lay.input_to_state.bias)
-            self.weights.append((wcat.contiguous(), bis, wout, bout))
             self.layers_c.append((self.by_colour.split(wcat), self.by_colour.split(bis),
                                   ColourLinear(wout, bout, C)))
             h0s.append(lay.h0.detach())
             c0s.append(lay.c0.detach())
         self.h0 = torch.stack(h0s).unsqueeze(1)  # (L, 1, h)
         self.c0 = torch.stack(c0s).unsqueeze(1)
-        A = self.A
-        self.gates = []  # per S: views of the gate buffer
-        for k in range(1, S + 1):
-            a = A[:k * n]
-            self.gates.append((a, a[:, :3 * h], a[:, 3 * h:], a[:, :h], a[:, h:2 * h], a[:, 2 * h:3 * h],
-                               self.T[:k * n]))
+        self.colors = C
         for t in range(-s - 1, 0):  # the initial states of "row -1" at the steps before step 0
             self._init_row_minus_one(t)
 
@@ -207,23 +198,10 @@ class RowLSTMWavefrontEngine:
         x_cur = self.X[t % 2, :, lo:hi + 1].unbind(0)
         U = self.U[:, :S].unbind(0)
         ctx = [] if self.ctx is None else [context_slab(self.ctx, t, lo, hi, s)]
-        if c is not None:
-            return self.colour_step(c, N, up_left, up, up_right, h_cur, c_up, c_cur, x_left, x_cur, U, ctx)
-        a, ofi, g, o, f, ig, tc = self.gates[S - 1]
-        skip = self.skip if self.skip.enabled else None
-        act = self.act
-        for l, (wcat, bis, wout, bout) in enumerate(self.weights):
-            u = U[l]
-            torch.cat([up_left[l], up[l], up_right[l], x_left[l], x_cur[l]] + ctx, dim=-1, out=u)
-            torch.addmm(bis, u.view(N, self.uw), wcat, out=a)
-            hc = h_cur[l].view(N, h)
-            act.step_(a, ofi, g, o, f, ig, c_up[l].view(N, h), c_cur[l].view(N, h), tc, hc)
-            xn = x_cur[l + 1].view(N, 2 * h)
-            torch.addmm(x_cur[l].view(N, 2 * h), hc, wout, out=xn)
-            xn.add_(bout)
-            if skip is not None:
-                skip.add(l, xn, None)
-        return skip.out(N) if skip is not None else x_cur[self.L].view(N, 2 * h)
+        if c is None:  # gray: its one colour group is the whole layer
+            assert self.colors == 1, "an RGB engine computes one colour group per pass: pass c"
+            c = 0
+        return self.colour_step(c, N, up_left, up, up_right, h_cur, c_up, c_cur, x_left, x_cur, U, ctx)
 
     def colour_step(self, c, N, up_left, up, up_right, h_cur, c_up, c_cur, x_left, x_cur, U, ctx):
         """``step`` for colour group c: the first pass gathers the inputs of every layer, the
