@@ -17,7 +17,7 @@ cannot hide in another's:
   of 64 KiB or more to the system at once (``mallopt``), so that RSS follows the memory in use; on
   a GPU ``torch.cuda.max_memory_allocated`` above the memory allocated before the step. The
   bytes the autograd graph keeps for the backward pass (``saved_tensors_hooks``, each storage
-  counted once; with checkpointing only what is kept outside the recomputed blocks) are
+  counted once; with checkpointing only what is kept outside the recomputed bands) are
   reported beside it as a cross-check.
 * **time** (one child): the training step without and with checkpointing in interleaved rounds
   (median of ``--repeats``), then, at the sizes of ``--sample-sizes``, one teacher-forced forward

@@ -1,9 +1,11 @@
-"""--checkpoint-activations: recomputing every residual block in the backward pass gives the same
-loss and the same gradients (dropout draws included), and keeps less memory."""
+"""--checkpoint-activations: running the network in bands of rows, each recomputed in the backward
+pass, gives the same loss and gradients up to float rounding, replays its dropout draws exactly,
+and keeps less memory."""
 import pytest
 import torch
 
 import pixelrnn
+from pixelrnn.models import network
 from pixelrnn.models.network import PixelNetwork
 
 ALL = ["pixelcnn", "row_lstm", "diagonal_bilstm", "multiscale"]
@@ -23,25 +25,72 @@ def set_head_chunk(model, logits: int) -> None:
             m.head_chunk = logits
 
 
+def set_bands(model, bands: int) -> None:
+    for m in model.modules():
+        if isinstance(m, PixelNetwork):
+            m.checkpoint_bands = bands
+
+
+def assert_same_up_to_rounding(plain_loss, plain, loss, grads):
+    torch.testing.assert_close(loss, plain_loss, rtol=1e-6, atol=1e-6)
+    for a, b in zip(plain, grads):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("arch", ALL)
-@pytest.mark.parametrize("dropout", [0.0, 0.3])
-@pytest.mark.parametrize("head_rows", [None, 1, 2])
-def test_checkpointing_changes_nothing_but_memory(arch, dropout, head_rows):
-    """head_rows: the output head in pieces of that many rows (None: the default, one piece here)."""
+@pytest.mark.parametrize("bands", [2, 3, 6])
+@pytest.mark.parametrize("head_rows", [None, 1])
+@pytest.mark.parametrize("extra", [{}, {"classes": 3, "mixtures": 2}])
+def test_checkpointing_changes_nothing_but_memory(arch, bands, head_rows, extra):
+    """Bands of any height (6 rows: 3 of 2, 2 of 3, 6 of 1), the head in pieces, skips,
+    conditioning (labels; the multi-scale model's context map) and the mixture head: the loss and
+    gradients of the whole network, up to float rounding. head_rows: the output head in pieces of
+    that many rows (None: the default, one piece here)."""
     torch.manual_seed(0)
-    model = pixelrnn.create_model(arch, channels=3, levels=5, hidden=6, layers=3, skip=True)
-    model.set_dropout(dropout).train()
+    model = pixelrnn.create_model(arch, channels=3, levels=5, hidden=6, layers=3, skip=True, **extra).train()
+    set_bands(model, bands)
     if head_rows:
-        set_head_chunk(model, head_rows * 5 * 2 * 3 * 5)  # rows x W x B x C x levels
+        set_head_chunk(model, head_rows * 5 * 2 * 3 * model.config.outputs)  # rows x W x B x C x outputs
     x = torch.randint(0, 5, (2, 3, 6, 5), generator=torch.Generator().manual_seed(1))
     plain_loss, plain = loss_and_grads(model, x, seed=5)
     model.set_checkpointing(True)
-    ckpt_loss, ckpt = loss_and_grads(model, x, seed=5)
-    assert torch.equal(plain_loss, ckpt_loss)
-    for a, b in zip(plain, ckpt):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert_same_up_to_rounding(plain_loss, plain, *loss_and_grads(model, x, seed=5))
     with torch.no_grad():  # evaluation and sampling are unaffected
         assert torch.equal(model.eval().log_prob(x), model.set_checkpointing(False).log_prob(x))
+
+
+@pytest.mark.parametrize("arch", ["pixelcnn", "row_lstm", "diagonal_bilstm"])
+@pytest.mark.parametrize("kernel", [1, 5])
+def test_bands_thinner_than_what_a_layer_reads_above(arch, kernel):
+    """Bands of one row while the first layer reads 3 rows above (a 7×7 kernel) and a PixelCNN
+    block's 5×5 conv 2 rows: a band's state reaches over several bands."""
+    torch.manual_seed(0)
+    opts = {"kernel": kernel} if arch == "pixelcnn" else {}
+    model = pixelrnn.create_model(arch, channels=1, levels=4, hidden=4, layers=2, **opts).train()
+    x = torch.randint(0, 4, (2, 1, 7, 6), generator=torch.Generator().manual_seed(1))
+    plain = loss_and_grads(model, x, seed=0)
+    set_bands(model, 7)
+    assert_same_up_to_rounding(*plain, *loss_and_grads(model.set_checkpointing(True), x, seed=0))
+
+
+@pytest.mark.parametrize("arch", ALL)
+def test_recomputation_replays_the_dropout_draws(arch, monkeypatch):
+    """With dropout, each band is recomputed with the draws of its forward pass: the same loss and
+    gradients as the same bands kept in memory (no recomputation), exactly."""
+    torch.manual_seed(0)
+    model = pixelrnn.create_model(arch, channels=3, levels=5, hidden=6, layers=3).set_dropout(0.3).train()
+    set_bands(model, 3)
+    model.set_checkpointing(True)
+    x = torch.randint(0, 5, (2, 3, 6, 5), generator=torch.Generator().manual_seed(1))
+    with monkeypatch.context() as m:  # the bands, kept in memory
+        m.setattr(network, "checkpoint", lambda fn, *args, use_reentrant: fn(*args))
+        kept = loss_and_grads(model, x, seed=5)
+    loss, grads = loss_and_grads(model, x, seed=5)
+    assert torch.equal(loss, kept[0])
+    for a, b in zip(kept[1], grads):
+        torch.testing.assert_close(b, a, rtol=0, atol=0)
+    other_draws = loss_and_grads(model, x, seed=6)[0]
+    assert not torch.equal(other_draws, loss)  # dropout is on
 
 
 @pytest.mark.parametrize("mixtures", [0, 2])

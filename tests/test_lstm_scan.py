@@ -123,6 +123,9 @@ def test_the_layers_shift_functions_and_their_gradients():
     torch.testing.assert_close(pair, torch.cat([torch.nn.functional.pad(x, (0, 0, 0, 0, 1, 0))[:, :-1], x], -1))
     assert torch.autograd.gradcheck(LeftAndCentre.apply, (x,))
     out = torch.randn(2, 3, 4, 2, 5, dtype=torch.float64, requires_grad=True)
-    y = AddShiftedDown.apply(out)
+    y = AddShiftedDown.apply(out, None)
     torch.testing.assert_close(y, out[0] + torch.nn.functional.pad(out[1][:-1], (0, 0, 0, 0, 0, 0, 1, 0)))
-    assert torch.autograd.gradcheck(AddShiftedDown.apply, (out,))
+    assert torch.autograd.gradcheck(lambda o: AddShiftedDown.apply(o, None), (out,))
+    above = torch.randn(4, 2, 5, dtype=torch.float64, requires_grad=True)  # a band's row above
+    torch.testing.assert_close(AddShiftedDown.apply(out, above), torch.cat([out[0, :1] + above, y[1:]]))
+    assert torch.autograd.gradcheck(AddShiftedDown.apply, (out, above))

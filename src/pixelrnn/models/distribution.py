@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import ArgumentError
-from ..nn.blocks import ConvBlock, RecurrentBlock, ResidualStack
+from ..nn.blocks import ConvBlock, RecurrentBlock
 from .checks import check_count, check_images, check_known, check_sampling, check_size
 from .config import ModelConfig
 from .labels import (check_labels, check_prior, draw_labels, label_context,
@@ -75,18 +75,15 @@ class PixelModel(nn.Module):
         return self
 
     def set_checkpointing(self, on: bool) -> "PixelModel":
-        """Activation checkpointing in training (``--checkpoint-activations``): every residual
-        block (see :class:`pixelrnn.nn.blocks.ResidualStack`) and every piece of rows of the
-        output head (see ``PixelNetwork.log_probs``) recomputes its activations in the backward
-        pass instead of keeping them; the same results with less memory. A training setting, not
-        saved with the model."""
+        """Activation checkpointing in training (``--checkpoint-activations``): every network
+        runs in bands of rows, each recomputed in the backward pass instead of keeping its
+        activations (see ``pixelrnn.models.network``); the same loss and gradients up to float
+        rounding, with the memory of one band. A training setting, not saved with the model."""
         if not isinstance(on, bool):
             raise ArgumentError(f"checkpointing must be True or False, got {on!r}")
         for m in self.modules():
-            if isinstance(m, ResidualStack):
-                m.checkpoint_activations = on
             if isinstance(m, PixelNetwork):
-                m.checkpoint_head = on
+                m.checkpointing = on
         return self
 
     def check_input(self, x: torch.Tensor) -> torch.Tensor:

@@ -14,10 +14,18 @@ their layers directly.
 
 The head works channels-last with rows first, (H, W, B, ...): the recurrent bodies already
 produce that layout, and a log-softmax over a contiguous last dimension is several times faster
-than over dimension 1 of an NCHW tensor. In training (``log_probs``) it runs on pieces of whole rows
-of at most ``head_chunk`` logits each, and with activation checkpointing each piece is recomputed
-in the backward pass: the 256-way logits of every value of a large image, and their log-softmax,
-are then never all in memory at once (at 128×128 they were most of a checkpointed step's memory).
+than over dimension 1 of an NCHW tensor. In ``log_probs`` it runs on pieces of whole rows of at
+most ``head_chunk`` logits each.
+
+Activation checkpointing (``checkpointing``, in training with gradients on): ``log_probs`` runs the
+whole network -- first layer, blocks, head -- on ``checkpoint_bands`` bands of rows, top to
+bottom, each band a ``torch.utils.checkpoint`` that keeps only its inputs: the rows of the image
+(and of a context map) and, per block, the small state the band above ended with (see
+:mod:`pixelrnn.nn.blocks`; the first layer re-reads the image rows its 7×7 kernel reaches above).
+In the backward pass each band is recomputed in turn, from the bottom: the activations of one
+band instead of the whole image, for about one more forward pass. The loss and gradients are those
+of the whole network up to float rounding (products over a band, sums of per-band gradients);
+the dropout draws differ (one per band), with the same distribution.
 
 Conditioning. A network can add, in every layer, a term to its pre-activations (Row LSTM /
 Diagonal BiLSTM: the input-to-state map; PixelCNN: the output of the block's k×k masked conv):
@@ -62,13 +70,14 @@ class PixelNetwork(nn.Module):
 
     OPTIONS: dict[str, Any] = {}  # architecture-specific options and their defaults
     head_chunk = 1 << 22  # logits per piece of the head in log_probs (16 MiB of float32)
+    checkpoint_bands = 8  # bands of rows of an image with activation checkpointing
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         fill_options(config, self.OPTIONS)
         self.config = config
         self.context_proj: nn.ModuleList | None = None  # see init_context
-        self.checkpoint_head = False  # recompute the head in the backward pass (log_probs)
+        self.checkpointing = False  # recompute band by band in the backward pass (log_probs)
         C, h = config.channels, config.hidden
         self.first = MaskedConv2d(C, 2 * h, config.first_kernel, "A", C)
         self.head1 = MaskedConv2d(2 * h, config.head, 1, "B", C)
@@ -94,6 +103,12 @@ class PixelNetwork(nn.Module):
         ``outputs``: a list that receives every block's output (B, 2h, H, W)."""
         raise NotImplementedError
 
+    def body_band(self, features: torch.Tensor, conds: list[torch.Tensor] | None,
+                  states: list) -> tuple[torch.Tensor, list]:
+        """A band of rows (B, 2h, R, W) -> (R, W, B, 2h) and the blocks' states at its end;
+        ``states``: the band above's (None each at the top), ``conds`` the band's terms."""
+        raise NotImplementedError
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:  # int (B, C, H, W) -> float in [-1, 1]
         return x.to(self.first.weight.dtype) * (2.0 / (self.levels - 1)) - 1.0
 
@@ -105,13 +120,17 @@ class PixelNetwork(nn.Module):
         features = self.first(e)
         if outputs is not None:
             outputs.append(features)
+        return self.body(features, self.conditioning(context, terms), outputs)
+
+    def conditioning(self, context: torch.Tensor | None, terms: torch.Tensor | None) -> list | None:
+        """The per-layer terms of a context map and/or per-image terms (None: neither)."""
         if context is None and terms is None:
-            return self.body(features, None, outputs)
+            return None
         conds = None if context is None else self.context_terms(context)
         if terms is not None:
             extra = self.image_terms(terms)
             conds = extra if conds is None else [c + t for c, t in zip(conds, extra)]
-        return self.body(features, conds, outputs)
+        return conds
 
     def head_params(self, features: torch.Tensor) -> torch.Tensor:  # (H, W, B, 2h) -> (H, W, B, C, outputs)
         out = self.head2.pointwise(F.relu(self.head1.pointwise(F.relu(features))))
@@ -139,19 +158,44 @@ class PixelNetwork(nn.Module):
     def log_probs(self, e: torch.Tensor, x: torch.Tensor, context: torch.Tensor | None = None,
                   terms: torch.Tensor | None = None) -> torch.Tensor:
         """log p of the values x (checked int (B, C, H, W)) from the network on their embedding e:
-        (B, C, H, W). The head runs on pieces of whole rows (``head_chunk``), each recomputed in
-        the backward pass when ``checkpoint_head`` is on in training; the same numbers either way."""
-        features = self.features(e, context, terms)  # (H, W, B, 2h)
+        (B, C, H, W). With ``checkpointing`` on in training, band by band (see the module's
+        docstring)."""
+        if self.checkpointing and self.training and torch.is_grad_enabled():
+            return self.banded_log_probs(e, x, context, terms)
+        return self.head_log_probs(self.features(e, context, terms), x)
+
+    def head_log_probs(self, features: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Features (H, W, B, 2h) and the values there, int (B, C, H, W) -> log p (B, C, H, W):
+        the head on pieces of whole rows of at most ``head_chunk`` logits."""
         xl = x.permute(2, 3, 0, 1)  # (H, W, B, C)
         H, W, B, C = xl.shape
         rows = max(1, self.head_chunk // (W * B * C * self.config.outputs))
-        recompute = self.checkpoint_head and self.training and torch.is_grad_enabled()
-        parts = []
-        for r in range(0, H, rows):
-            f, v = features[r:r + rows], xl[r:r + rows]
-            parts.append(checkpoint(self.value_log_probs_at, f, v, use_reentrant=False) if recompute
-                         else self.value_log_probs_at(f, v))
+        parts = [self.value_log_probs_at(features[r:r + rows], xl[r:r + rows]) for r in range(0, H, rows)]
         return (parts[0] if len(parts) == 1 else torch.cat(parts)).permute(2, 3, 0, 1)
+
+    def banded_log_probs(self, e: torch.Tensor, x: torch.Tensor, context: torch.Tensor | None = None,
+                         terms: torch.Tensor | None = None) -> torch.Tensor:
+        """``log_probs`` computed on ``checkpoint_bands`` bands of rows, top to bottom, each one
+        recomputed in the backward pass."""
+        H = x.shape[2]
+        rows = -(-H // self.checkpoint_bands)
+        states: list = [None] * self.config.layers
+        parts = []
+        for top in range(0, H, rows):
+            args = (e, x, context, terms, top, min(H, top + rows), states)
+            logp, states = checkpoint(self.band_log_probs, *args, use_reentrant=False)
+            parts.append(logp)
+        return torch.cat(parts, dim=2)
+
+    def band_log_probs(self, e, x, context, terms, top: int, bottom: int, states: list) -> tuple:
+        """log p (B, C, R, W) of rows top..bottom-1 of x and the blocks' states at the band's end,
+        from the states the band above left (``states``; None each for the first band)."""
+        reach = self.first.kernel_size[0] // 2  # rows above that the first layer's kernel reads
+        start = max(0, top - reach)
+        features = self.first(e[:, :, start:bottom])[:, :, top - start:]  # (B, 2h, R, W)
+        context = None if context is None else context[:, :, top:bottom]
+        out, states = self.body_band(features, self.conditioning(context, terms), states)
+        return self.head_log_probs(out, x[:, :, top:bottom]), states
 
     # -- conditioning -------------------------------------------------------------------------
     def term_widths(self) -> list[int]:
@@ -235,3 +279,7 @@ class RecurrentNetwork(PixelNetwork):
         if outputs is not None:
             outputs.extend(b.permute(2, 3, 0, 1) for b in blocks)  # (B, 2h, H, W) each
         return out
+
+    def body_band(self, features: torch.Tensor, conds: list[torch.Tensor] | None, states: list):
+        # (B, 2h, R, W) -> (R, W, B, 2h); conds: the band's rows of the terms (or broadcast ones)
+        return self.stack.band(features.permute(2, 3, 0, 1).contiguous(), conds, states)

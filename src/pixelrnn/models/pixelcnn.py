@@ -45,6 +45,11 @@ class PixelCNNNetwork(PixelNetwork):
         # (B, 2h, H, W) -> (H, W, B, 2h); conds: (B, h, H, W) terms per block (context_terms)
         return self.stack(features, conds, outputs).permute(2, 3, 0, 1)
 
+    def body_band(self, features: torch.Tensor, conds: list[torch.Tensor] | None, states: list):
+        # (B, 2h, R, W) -> (R, W, B, 2h); conds: the band's rows of the terms (or broadcast ones)
+        out, states = self.stack.band(features, conds, states)
+        return out.permute(2, 3, 0, 1), states
+
     def sampling_engine(self, n: int, height: int, width: int, schedule: str | None = None, context=None):
         from ..sampling.pixelcnn import PixelCNNEngine, PixelCNNWavefrontEngine
         if schedule == "raster":

@@ -12,13 +12,18 @@ Both blocks can drop out their branch (``dropout``: the probability of zeroing e
 branch output before it is added, in training mode only; 0 by default). Dropout acts value by
 value, so it cannot break causality; it is a training setting, not part of the model's config
 (``PixelModel.set_dropout``).
+
+Bands of rows. Every block can also run a band of rows of its input (``band``) from the state the
+band above left it: the Row LSTM's h and c of the band's last row, the Diagonal BiLSTM's last row
+of h (both directions), the PixelCNN block's last k // 2 input rows (what its k×k conv reads
+above). The bands run top to bottom give the whole map's output, up to float rounding (the matrix
+products are cut differently); ``forward`` is one band, the whole map, from the top.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 from .masked import MaskedConv2d
 
@@ -39,8 +44,13 @@ class RecurrentBlock(nn.Module):
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """(H, W, B, 2h) -> (H, W, B, 2h). ``cond``: an optional term added to the layer's
         input-to-state map (see the layer's ``forward``), for conditional networks."""
-        y = self.out.pointwise(self.layer(x) if cond is None else self.layer(x, cond))
-        return x + _drop(y, self.dropout, self.training)
+        return self.band(x, cond, None)[0]
+
+    def band(self, x: torch.Tensor, cond: torch.Tensor | None, state) -> tuple:
+        """A band of rows (R, W, B, 2h) -> (R, W, B, 2h) and the layer's state at its end (see
+        the layer's ``band``); ``state``: the band above's, None at the top of the image."""
+        h, state = self.layer.band(x, cond, state)
+        return x + _drop(self.out.pointwise(h), self.dropout, self.training), state
 
 
 class ConvBlock(nn.Module):
@@ -56,21 +66,29 @@ class ConvBlock(nn.Module):
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 2h, H, W) -> (B, 2h, H, W). ``cond``: an optional (B, h, H, W) term added to the
         output of the k×k masked conv (before its ReLU), for conditional networks."""
-        y = self.reduce(F.relu(x))
-        y = self.conv(F.relu(y))
+        return self.band(x, cond, None)[0]
+
+    def band(self, x: torch.Tensor, cond: torch.Tensor | None, state: torch.Tensor | None) -> tuple:
+        """A band of rows (B, 2h, R, W) -> (B, 2h, R, W), and what the band below needs: the last
+        k // 2 rows of the input (the rows above it that the k×k conv reads), None when k = 1.
+        ``state``: the band above's, None at the top of the image."""
+        above = 0 if state is None else state.shape[2]
+        xs = x if state is None else torch.cat([state, x], dim=2)  # (B, 2h, above + R, W)
+        y = self.reduce(F.relu(xs))
+        y = self.conv(F.relu(y))[:, :, above:]  # the rows above are only read
         if cond is not None:
             y = y + cond
-        return x + _drop(self.expand(F.relu(y)), self.dropout, self.training)
+        rows = self.conv.kernel_size[0] // 2
+        state = xs[:, :, xs.shape[2] - rows:].clone() if rows else None  # a copy, not a view of xs
+        return x + _drop(self.expand(F.relu(y)), self.dropout, self.training), state
 
 
 class ResidualStack(nn.Module):
     """Blocks in sequence. With ``skip=True`` the output is the sum of a learned 1×1 mask-B
     projection of every block's output (skip connections to the output), else the last output.
 
-    ``checkpoint_activations`` (a training setting, off by default): in training mode with
-    gradients on, each block keeps only its input and recomputes its activations in the backward
-    pass (``torch.utils.checkpoint``, the dropout draws replayed): the memory of one block
-    instead of L, for about one more forward pass; the results are the same."""
+    ``band`` runs a band of rows with the state every block reached at the end of the band above
+    (activation checkpointing runs the network band by band: ``PixelNetwork.log_probs``)."""
 
     def __init__(self, blocks: list[nn.Module], width: int, colors: int, skip: bool = False,
                  channels_last: bool = False):
@@ -79,24 +97,26 @@ class ResidualStack(nn.Module):
         self.channels_last = channels_last
         self.skips = (nn.ModuleList(MaskedConv2d(width, width, 1, "B", colors) for _ in blocks)
                       if skip else None)
-        self.checkpoint_activations = False
-
-    def run_block(self, block: nn.Module, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
-        if self.checkpoint_activations and self.training and torch.is_grad_enabled():
-            return checkpoint(block, x, cond, use_reentrant=False)
-        return block(x, cond)
 
     def forward(self, x: torch.Tensor, conds: list[torch.Tensor] | None = None,
                 outputs: list | None = None) -> torch.Tensor:
         """``conds``: optional per-block conditioning terms (one per block, passed to the block's
         ``forward`` as ``cond``), for conditional networks. ``outputs``: a list that receives
         every block's output (learned features, :mod:`pixelrnn.understanding`)."""
-        total = None
+        return self.band(x, conds, [None] * len(self.blocks), outputs)[0]
+
+    def band(self, x: torch.Tensor, conds: list[torch.Tensor] | None, states: list,
+             outputs: list | None = None) -> tuple[torch.Tensor, list]:
+        """A band of rows through every block -> (output, per block the state at the band's end).
+        ``states``: per block what the band above left (None at the top of the image); ``conds``
+        the band's rows of the conditioning terms."""
+        total, after = None, []
         for i, block in enumerate(self.blocks):
-            x = self.run_block(block, x, None if conds is None else conds[i])
+            x, state = block.band(x, None if conds is None else conds[i], states[i])
+            after.append(state)
             if outputs is not None:
                 outputs.append(x)
             if self.skips is not None:
                 s = self.skips[i].pointwise(x) if self.channels_last else self.skips[i](x)
                 total = s if total is None else total + s
-        return x if total is None else total
+        return (x if total is None else total), after

@@ -40,7 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .recurrence import DiagonalGeometry, lstm_scan
+from .recurrence import DiagonalGeometry, lstm_scan_band
 from .masked import MaskedConv2d, channel_groups
 
 
@@ -68,15 +68,21 @@ def unskew(y: torch.Tensor, width: int) -> torch.Tensor:
 
 
 class AddShiftedDown(torch.autograd.Function):
-    """out (2, H, W, B, h) -> (H, W, B, h): out[0] + out[1] shifted down one row (zeros in row
-    0): the left-to-right state at (i, j) plus the right-to-left state of (i-1, j). One pass each
-    way (indexing out[0], out[1] would make each backward allocate and fill a zero gradient)."""
+    """out (2, H, W, B, h), above (W, B, h) or None -> (H, W, B, h): out[0] + out[1] shifted down
+    one row; row 0 gets ``above`` (the right-to-left state of the row above a band of rows; None:
+    zeros, the top of the image). The left-to-right state at (i, j) plus the right-to-left state
+    of (i-1, j). One pass each way (indexing out[0], out[1] would make each backward allocate and
+    fill a zero gradient)."""
 
     @staticmethod
-    def forward(ctx, out):
+    def forward(ctx, out, above):
         y = torch.empty_like(out[0], memory_format=torch.contiguous_format)
-        y[:1].copy_(out[0, :1])
+        if above is None:
+            y[:1].copy_(out[0, :1])
+        else:
+            torch.add(out[0, :1], above, out=y[:1])
         torch.add(out[0, 1:], out[1, :-1], out=y[1:])
+        ctx.above = above is not None
         return y
 
     @staticmethod
@@ -85,7 +91,7 @@ class AddShiftedDown(torch.autograd.Function):
         d[0].copy_(grad)
         d[1, :-1].copy_(grad[1:])
         d[1, -1:].zero_()
-        return d
+        return d, grad[0] if ctx.above else None
 
 
 class DiagonalBiLSTM(nn.Module):
@@ -120,6 +126,13 @@ class DiagonalBiLSTM(nn.Module):
         input-to-state maps, in image coordinates: [left-to-right 4h | right-to-left 4h] (the
         second half is flipped with the map of its direction). For conditional networks; it must
         only depend on information that is known before the image is generated."""
+        return self.band(x, cond, None)[0]
+
+    def band(self, x: torch.Tensor, cond: torch.Tensor | None, state: torch.Tensor | None) -> tuple:
+        """A band of rows (R, W, B, Cin) -> (R, W, B, h), and the state the band below starts
+        from: both directions' hidden states of the band's last row (2, W, B, h) (the cell state
+        is carried along a row, never down). ``state``: what the band above returned, or None at
+        the top of the image (zeros)."""
         H, W = x.shape[:2]
         g = 4 * self.hidden
         pre = self.input_to_state_product(x)
@@ -127,6 +140,7 @@ class DiagonalBiLSTM(nn.Module):
             pre = pre + cond.unflatten(-1, (2, g)).movedim(-2, 0)  # (2, ..., 4h), may broadcast
         # the right-to-left direction runs on the width-flipped map (mirror): its input and
         # output stay in image coordinates, so nothing is flipped here
-        out = lstm_scan(pre, self.state_weight(), None, None, DiagonalGeometry(H, W, mirror=(1,)),
-                        bias=self.input_to_state.bias.view(2, g))  # (2, H, W, B, h)
-        return AddShiftedDown.apply(out)
+        out, _ = lstm_scan_band(pre, self.state_weight(), state, None, DiagonalGeometry(H, W, mirror=(1,)),
+                                bias=self.input_to_state.bias.view(2, g))  # (2, R, W, B, h)
+        above = None if state is None else state[1]
+        return AddShiftedDown.apply(out, above), out[:, -1].clone()  # a copy: not a view of all of out

@@ -30,8 +30,15 @@ Layout: D independent directions (each with its own weights), then rows, columns
 
     pre     (D, H, W, N, 4h)   input-to-state pre-activations (bias included)
     weight  (D, k*h, 4h)       state-to-state kernel, rows ordered tap by tap
-    h0, c0  broadcastable to (D, W, N, h): the state of "row -1" (RowGeometry only)
+    h0, c0  broadcastable to (D, W, N, h): the state of "row -1" (RowGeometry); for the
+            DiagonalGeometry h0 may give the hidden states of the row above (else zeros)
     returns (D, H, W, N, h)    hidden states
+
+Bands of rows. A map can be scanned a band of rows at a time (activation checkpointing does,
+:mod:`pixelrnn.nn.blocks`), each band starting from where the band above ended:
+``lstm_scan_band`` returns that state with the hidden states and takes it as the start of the
+next band; gradients flow through it. Row LSTM: (h, c) of the band's last row, the next band's
+(h0, c0). Diagonal BiLSTM: h of the last row (c is carried along a row, never down).
 """
 from __future__ import annotations
 
@@ -121,10 +128,11 @@ class DiagonalGeometry:
         return (D, self.H, self.W + 1, N, h)
 
     def init_state(self, hpad, cpad, h0, c0):
-        pass  # zero initial state
+        if h0 is not None:  # the hidden states of the row above (a band's start), else zeros
+            hpad[:, 0, 1:] = h0
 
     def initial_grads(self, dhpad, dcpad):
-        return None, None
+        return dhpad[:, 0, 1:], None
 
     @staticmethod
     def _diag(x, k, lo, hi):
@@ -190,20 +198,26 @@ class _LSTMScan(torch.autograd.Function):
             if not contiguous:
                 geo.at(acts, t).copy_(a)
         ctx.save_for_backward(weight, hpad, cpad, tcs, acts)
-        ctx.geo = geo
-        return hpad[:, 1:, 1:W + 1]  # (D, H, W, N, h)
+        ctx.geo, ctx.given = geo, (h0 is not None, c0 is not None)
+        row = isinstance(geo, RowGeometry)
+        c_last = cpad[:, H].clone() if row else pre.new_empty(0)  # (D, W, N, h): rows only
+        if not row:
+            ctx.mark_non_differentiable(c_last)
+        return hpad[:, 1:, 1:W + 1], c_last  # (D, H, W, N, h)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_h):
+    def backward(ctx, grad_h, grad_c):
         saved = ctx.saved_tensors  # unpacked once (activation checkpointing allows no more)
         with torch.autocast(device_type=grad_h.device.type, enabled=False):
-            return scan_backward(saved, ctx.geo, grad_h.to(saved[0].dtype))
+            grad_c = grad_c.to(saved[0].dtype) if grad_c is not None and grad_c.numel() else None
+            dpre, dw, dh0, dc0, _ = scan_backward(saved, ctx.geo, grad_h.to(saved[0].dtype), grad_c)
+            return dpre, dw, dh0 if ctx.given[0] else None, dc0 if ctx.given[1] else None, None
 
 
-def scan_backward(saved: tuple[torch.Tensor, ...], geo, grad_h: torch.Tensor):
+def scan_backward(saved: tuple[torch.Tensor, ...], geo, grad_h: torch.Tensor, grad_c: torch.Tensor | None = None):
     """The backward pass of the LSTM scan from its saved tensors: the gradients of
-    (pre, weight, h0, c0, geometry)."""
+    (pre, weight, h0, c0, geometry). ``grad_c``: the gradient of the last row's cell states (rows)."""
     weight, hpad, cpad, tcs, acts = saved
     D, H, W, N, G = acts.shape
     h = G // 4
@@ -211,6 +225,8 @@ def scan_backward(saved: tuple[torch.Tensor, ...], geo, grad_h: torch.Tensor):
     dpre = torch.empty_like(acts)
     dhpad = torch.zeros_like(hpad)  # gradient reaching each h from later steps
     dcpad = torch.zeros_like(cpad)  # gradient reaching each c from later steps
+    if grad_c is not None:
+        dcpad[:, H] = grad_c  # rows: cpad[:, H] holds the last row's cells
     w_t = weight.transpose(1, 2).contiguous()  # (D, 4h, k*h)
     for t in reversed(range(geo.steps)):
         a = geo.at(acts, t)
@@ -250,36 +266,52 @@ def lstm_scan(pre: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor | None,
 
     On the CPU the native kernel (:mod:`pixelrnn.nn.native`) runs it when it is available and
     ``PIXELRNN_NATIVE`` is not 0; otherwise, and on other devices, the PyTorch version here."""
+    return lstm_scan_band(pre, weight, h0, c0, geometry, bias)[0]
+
+
+def lstm_scan_band(pre: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor | None,
+                   c0: torch.Tensor | None, geometry: RowGeometry | DiagonalGeometry,
+                   bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``lstm_scan`` that also returns the last row's cell states c_last (D, W, N, h) of a
+    RowGeometry (an empty tensor for diagonals), differentiable: scanning a map in bands of rows,
+    each band's (h0, c0) is the band above's (last row of h, c_last); a DiagonalGeometry band's h0
+    is the band above's last row of h."""
     D, H, W, N, G = pre.shape
     out_dtype = pre.dtype
     dt = torch.float32 if pre.dtype in (torch.bfloat16, torch.float16) else pre.dtype
     pre, weight = pre.to(dt), weight.to(dt)
     bias = None if bias is None else bias.to(dt).expand(D, G)
-    if isinstance(geometry, RowGeometry):
-        h0 = h0.to(dt).expand(D, W, N, G // 4)
-        c0 = c0.to(dt).expand(D, W, N, G // 4)
+    h0 = None if h0 is None else h0.to(dt).expand(D, W, N, G // 4)
+    c0 = None if c0 is None or not isinstance(geometry, RowGeometry) else c0.to(dt).expand(D, W, N, G // 4)
     with torch.autocast(device_type=pre.device.type, enabled=False):
         if native.usable_for(pre):
-            out = native_scan(pre, weight, h0, c0, geometry, bias=bias)
+            out, c_last = native_scan_band(pre, weight, h0, c0, geometry, bias=bias)
         else:
-            out = pytorch_scan(pre, weight, h0, c0, geometry, bias)
-        return out.to(out_dtype)
+            out, c_last = pytorch_scan_band(pre, weight, h0, c0, geometry, bias)
+        return out.to(out_dtype), c_last.to(out_dtype)
 
 
 def pytorch_scan(pre: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor | None, c0: torch.Tensor | None,
                  geometry: RowGeometry | DiagonalGeometry, bias: torch.Tensor | None = None) -> torch.Tensor:
     """The scan with PyTorch operations (any device; h0, c0 already (D, W, N, h) for rows):
     the bias added and the mirrored directions flipped by ordinary (differentiable) operations."""
+    return pytorch_scan_band(pre, weight, h0, c0, geometry, bias)[0]
+
+
+def pytorch_scan_band(pre, weight, h0, c0, geometry, bias=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``pytorch_scan`` and c_last (see ``lstm_scan_band``)."""
     D, H, W, N, G = pre.shape
     if bias is not None:
         pre = pre + bias.reshape(D, 1, 1, 1, G)
     flip = [d in geometry.mirror for d in range(D)]
+
+    def flipped(t, dim):  # the mirrored directions of t flipped along its columns (dim of t[d])
+        return torch.stack([p.flip(dim) if f else p for p, f in zip(t.unbind(0), flip)])
     if any(flip):
-        pre = torch.stack([p.flip(1) if f else p for p, f in zip(pre.unbind(0), flip)])
-    out = _LSTMScan.apply(pre.contiguous(), weight.contiguous(), h0, c0, geometry)
-    if any(flip):
-        out = torch.stack([o.flip(1) if f else o for o, f in zip(out.unbind(0), flip)])
-    return out
+        pre = flipped(pre, 1)
+        h0 = None if h0 is None else flipped(h0, 0)  # diagonals only: rows are never mirrored
+    out, c_last = _LSTMScan.apply(pre.contiguous(), weight.contiguous(), h0, c0, geometry)
+    return (flipped(out, 1) if any(flip) else out), c_last
 
 
 def native_scan(pre: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor | None, c0: torch.Tensor | None,
@@ -288,15 +320,18 @@ def native_scan(pre: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor | None
     """The scan on the native kernel (CPU, float32/64; h0, c0 already (D, W, N, h) for rows).
     ``chunks``: parts each direction's batch is cut into, one per thread (default: enough for
     every thread). Raises RuntimeError when the kernel is not available."""
+    return native_scan_band(pre, weight, h0, c0, geometry, chunks, bias)[0]
+
+
+def native_scan_band(pre, weight, h0, c0, geometry, chunks=None, bias=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``native_scan`` and c_last (see ``lstm_scan_band``)."""
     if not native.available():
         raise RuntimeError(native.status())
     D, H, W, N, G = pre.shape
     if chunks is None:
         chunks = native.chunks_for(D, N)
-    if isinstance(geometry, RowGeometry):
-        h0, c0 = h0.contiguous(), c0.contiguous()
-    else:
-        h0 = c0 = pre.new_empty(0)
+    h0 = pre.new_empty(0) if h0 is None else h0.contiguous()
+    c0 = c0.contiguous() if isinstance(geometry, RowGeometry) else pre.new_empty(0)
     bias = pre.new_zeros(D, G) if bias is None else bias.expand(D, G).contiguous()
     if pre.stride(-1) != 1 or not dense(pre):
         pre = pre.contiguous()

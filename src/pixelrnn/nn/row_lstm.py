@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .recurrence import RowGeometry, lstm_scan
+from .recurrence import RowGeometry, lstm_scan_band
 from .masked import MaskedConv2d, channel_groups
 
 
@@ -76,10 +76,18 @@ class RowLSTM(nn.Module):
         """(H, W, B, Cin) -> (H, W, B, h). ``cond``: an optional (H, W, B, 4h) term added to the
         input-to-state map (a conditional network's unmasked conditioning; it must only depend on
         information that is known before the image is generated)."""
+        return self.band(x, cond, None)[0]
+
+    def band(self, x: torch.Tensor, cond: torch.Tensor | None, state: tuple | None) -> tuple:
+        """A band of rows (R, W, B, Cin) -> (R, W, B, h), and the state the band below starts
+        from: (h, c) of the band's last row, (W, B, h) each. ``state``: what the band above
+        returned, or None at the top of the image (the learned initial state)."""
         pre = self.input_to_state_product(x)
         if cond is not None:
             pre = pre + cond
-        pre = pre.unsqueeze(0)  # (1, H, W, B, 4h)
-        h = lstm_scan(pre, self.state_weight().unsqueeze(0), self.h0, self.c0,
-                      RowGeometry(x.shape[0], x.shape[1]), bias=self.input_to_state.bias)
-        return h.squeeze(0)  # a view: its backward is free (indexing [0] would allocate zeros)
+        pre = pre.unsqueeze(0)  # (1, R, W, B, 4h)
+        h0, c0 = (self.h0, self.c0) if state is None else state
+        h, c_last = lstm_scan_band(pre, self.state_weight().unsqueeze(0), h0, c0,
+                                   RowGeometry(x.shape[0], x.shape[1]), bias=self.input_to_state.bias)
+        h = h.squeeze(0)  # a view: its backward is free (indexing [0] would allocate zeros)
+        return h, (h[-1].clone(), c_last.squeeze(0))  # a copy: a view would keep all of h alive

@@ -155,8 +155,9 @@ class TrainConfig(ModelSettings):
     precision: str = flag("fp32", group=EXECUTION, choices=["fp32", "bf16"])
     compile: bool = flag(False, "torch.compile the model (slow start)", group=EXECUTION)
     checkpoint_activations: bool = flag(
-        False, "recompute each residual block in the backward pass: less memory for large images, "
-        "about one more forward pass per step, the same results", group=EXECUTION)
+        False, "run the network in 8 bands of rows, each recomputed in the backward pass: the memory "
+        "of one band (5-7x less at 128x128), about one more forward pass per step, the same results up "
+        "to float rounding", group=EXECUTION)
     threads: int | None = flag(None, "CPU threads (torch.set_num_threads)", group=EXECUTION)
 
     def validate(self) -> None:

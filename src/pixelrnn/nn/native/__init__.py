@@ -37,7 +37,7 @@ def _flops_forward(pre_shape, weight_shape, *args, out_shape=None, **kwargs) -> 
     return 2 * D * H * W * N * weight_shape[1] * weight_shape[2]
 
 
-def _flops_backward(grad_shape, weight_shape, u_shape, *args, out_shape=None, **kwargs) -> int:
+def _flops_backward(grad_shape, grad_c_shape, weight_shape, u_shape, *args, out_shape=None, **kwargs) -> int:
     return 2 * 2 * u_shape[0] * u_shape[1] * weight_shape[2]  # dA W^T per step, and U^T dA
 
 
@@ -101,24 +101,30 @@ def chunks_for(D: int, N: int) -> int:
 
 class NativeLSTMScan(torch.autograd.Function):
     """``lstm_scan`` on the native kernel:
-    (pre, weight, bias, h0, c0, kind, chunks, mirror) -> h (D, H, W, N, h).
+    (pre, weight, bias, h0, c0, kind, chunks, mirror) -> (h (D, H, W, N, h), c_last).
     pre (D, H, W, N, 4h) with contiguous features, in any dense layout (its gradient comes back in
-    the same layout); weight (D, k*h, 4h), bias (D, 4h), contiguous, float32 or float64; h0, c0
-    (D, W, N, h) contiguous for rows (kind 0), empty for diagonals (kind 1), their gradients
-    returned for rows only; ``mirror``: bit d set runs direction d right to left."""
+    the same layout); weight (D, k*h, 4h), bias (D, 4h), contiguous, float32 or float64. Rows
+    (kind 0): h0, c0 (D, W, N, h) contiguous, the state of row -1; c_last (D, W, N, h) the last
+    row's cell states. Diagonals (kind 1): h0 (D, W, N, h) the hidden states of the row above
+    (image coordinates), or empty for zeros; c0 and c_last empty. The gradients of h0 (when
+    given) and c0 (rows) are returned; ``mirror``: bit d set runs direction d right to left."""
 
     @staticmethod
     def forward(ctx, pre, weight, bias, h0, c0, kind: int, chunks: int, mirror: int):
-        out, U, A, C = torch.ops.pixelrnn_native.scan_forward(pre, weight, bias, h0, c0, kind, chunks, mirror)
+        out, U, A, C, c_last = torch.ops.pixelrnn_native.scan_forward(pre, weight, bias, h0, c0, kind, chunks,
+                                                                       mirror)
         ctx.save_for_backward(weight, U, A, C, c0)
-        ctx.args = (kind, chunks, mirror, list(pre.stride()))
-        return out
+        ctx.args = (kind, chunks, mirror, h0.numel() > 0, list(pre.stride()))
+        if c_last.numel() == 0:
+            ctx.mark_non_differentiable(c_last)
+        return out, c_last
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_h):
+    def backward(ctx, grad_h, grad_c):
         weight, U, A, C, c0 = ctx.saved_tensors  # unpacked once (activation checkpointing)
+        grad_c = weight.new_empty(0) if grad_c is None else grad_c.to(weight.dtype).contiguous()
         dpre, dw, db, dh0, dc0 = torch.ops.pixelrnn_native.scan_backward(
-            grad_h.to(weight.dtype).contiguous(), weight, U, A, C, c0, *ctx.args)
-        row = ctx.args[0] == 0
-        return dpre, dw, db, dh0 if row else None, dc0 if row else None, None, None, None
+            grad_h.to(weight.dtype).contiguous(), grad_c, weight, U, A, C, c0, *ctx.args)
+        row, top = ctx.args[0] == 0, ctx.args[3]
+        return dpre, dw, db, dh0 if row or top else None, dc0 if row else None, None, None, None

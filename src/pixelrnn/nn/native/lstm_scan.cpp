@@ -3,6 +3,11 @@
 // The same recurrence and the same geometries as the pure-PyTorch version (see recurrence.py):
 // kind 0 = rows (3 taps on the row above, c carried from (i-1, j), learned initial state),
 // kind 1 = diagonals (taps (i-1, j) and (i, j-1), c carried from (i, j-1), zero initial state).
+//
+// Scans in bands of rows (activation checkpointing, see pixelrnn.nn.blocks): the state a band
+// starts from is the end of the band above. For rows that is h0 and c0 (any values, one per
+// column and image), and the last row's cell states are returned too (c_last) and take a
+// gradient; for diagonals the row above's hidden states, h0 ("top"; zero when not given).
 // What differs is how the work is laid out:
 //
 //  * Pixels are stored in *step order* (step by step; within a step by column for rows, by row for
@@ -84,13 +89,14 @@ struct Plan {
   idx H, W, K, steps, P;
   std::vector<idx> off;    // steps + 1: the first pixel of each step
   std::vector<idx> pi, pj; // image row and column of each pixel
-  std::vector<idx> src;    // P*K: the pixel tap k reads; -1: zero; -2-j: h0 at column j
+  std::vector<idx> src;    // P*K: the pixel tap k reads; -1: zero; -2-j: h0 at column j (rows,
+                           // or the given row above of diagonals)
   std::vector<idx> cons;   // P*K: the pixel whose tap k reads this one, or -1
   std::vector<idx> cprev;  // the pixel whose c is carried in; -1: zero; -2: c0
   std::vector<idx> cnext;  // the pixel that carries this one's c on, or -1
 };
 
-Plan make_plan(idx kind, idx H, idx W) {
+Plan make_plan(idx kind, idx H, idx W, bool top) {
   Plan p;
   p.row = kind == 0;
   p.H = H, p.W = W, p.K = p.row ? 3 : 2, p.steps = p.row ? H : H + W - 1, p.P = H * W;
@@ -118,7 +124,7 @@ Plan make_plan(idx kind, idx H, idx W) {
       p.cprev.push_back(i > 0 ? at(i - 1, j) : -2);
       p.cnext.push_back(at(i + 1, j));
     } else {
-      p.src.push_back(at(i - 1, j));
+      p.src.push_back(i > 0 || !top ? at(i - 1, j) : -2 - j);
       p.src.push_back(at(i, j - 1));
       p.cons.push_back(at(i + 1, j));
       p.cons.push_back(at(i, j + 1));
@@ -137,7 +143,7 @@ struct Dims {
   idx col(idx d, idx j) const { return (mirror >> d) & 1 ? W - 1 - j : j; }
   idx img(idx d, idx i, idx j, idx n) const { return ((d * H + i) * W + col(d, j)) * N + n; }  // (D, H, W, N)
   idx pre(idx d, idx i, idx j, idx n) const { return d * ps[0] + i * ps[1] + col(d, j) * ps[2] + n * ps[3]; }
-  idx init(idx d, idx j, idx n) const { return (d * W + j) * N + n; }  // in (D, W, N)
+  idx init(idx d, idx j, idx n) const { return (d * W + col(d, j)) * N + n; }  // in (D, W, N)
 };
 
 template <typename T>
@@ -186,7 +192,7 @@ template <typename T>
 struct ForwardBufs {
   const T *pre, *bias, *h0, *c0;
   at::Tensor U, A, weight;  // U (D*P*N, KH), A (D*P*N, G), weight (D, KH, G)
-  T *C, *out;
+  T *C, *out, *c_last;      // c_last (D, W, N, h): rows only, else null
 };
 
 // The taps of step t that read no pixel of the step before: zeros, or the initial state (rows).
@@ -234,26 +240,30 @@ void forward_chunk(const Plan& pl, const Dims& s, const Chunk& ch, ForwardBufs<T
       }
     }
   }
+  for (idx p = pl.off[pl.steps - 1]; b.c_last && p < pl.P; ++p)  // rows: the last row's cells
+    for (idx n = 0; n < Nc; ++n)
+      std::memcpy(b.c_last + s.init(ch.d, pl.pj[p], ch.n0 + n) * h, C + (p * Nc + n) * h, h * sizeof(T));
 }
 
 template <typename T>
 struct BackwardBufs {
-  const T *grad_h, *A, *C, *c0;
+  const T *grad_h, *grad_c, *A, *C, *c0;  // grad_c: of c_last (rows), or null
   at::Tensor dA, weight_t;  // dA (D*P*N, G), weight_t (D, G, KH)
   T *dpre, *DC, *dh0, *dc0;
   double* dbias;            // (D*chunks, G): one row per chunk, summed afterwards
 };
 
-// dh0 (rows): the gradient reaching the initial hidden state through the taps of row 0.
+// dh0: the gradient reaching the initial hidden state (rows) or the given row above (diagonals)
+// through the taps of step t's pixels in row 0; du holds step t's tap gradients.
 template <typename T>
-void initial_state_grad(const Plan& pl, const Dims& s, const Chunk& ch, const T* du, T* dh0) {
+void initial_state_grad(const Plan& pl, const Dims& s, const Chunk& ch, const T* du, T* dh0, idx t) {
   const idx h = s.h, K = pl.K;
-  for (idx p = pl.off[0]; p < pl.off[1]; ++p)
+  for (idx p = pl.off[t]; p < pl.off[t + 1]; ++p)
     for (idx k = 0; k < K; ++k) {
       idx sp = pl.src[p * K + k];
       for (idx n = 0; sp <= -2 && n < ch.Nc; ++n) {
         T* to = dh0 + s.init(ch.d, -2 - sp, ch.n0 + n) * h;
-        const T* g = du + (p * ch.Nc + n) * s.KH + k * h;
+        const T* g = du + ((p - pl.off[t]) * ch.Nc + n) * s.KH + k * h;
         for (idx q = 0; q < h; ++q) to[q] += g[q];
       }
     }
@@ -268,7 +278,7 @@ void backward_chunk(const Plan& pl, const Dims& s, const Chunk& ch, BackwardBufs
   for (idx t = 0; t < pl.steps; ++t) smax = std::max(smax, pl.off[t + 1] - pl.off[t]);
   at::Tensor du_t = at::empty({smax * Nc, KH}, b.dA.options());  // du of the step after t
   T* du = du_t.template data_ptr<T>();
-  std::vector<T> zero(h, T(0)), dh(h);
+  std::vector<T> zero(h, T(0)), one(h, T(1)), dh(h);
   double* db = b.dbias + ch.unit * G;
   std::fill(db, db + G, 0.0);
   at::Tensor wt = b.weight_t[ch.d];
@@ -286,8 +296,10 @@ void backward_chunk(const Plan& pl, const Dims& s, const Chunk& ch, BackwardBufs
           for (idx q = 0; q < h; ++q) dh[q] += g[q];
         }
         const T* cp = cs >= 0 ? C + (cs * Nc + n) * h : cs == -1 ? zero.data() : b.c0 + s.init(ch.d, j, nn) * h;
-        const T* dcn = pn >= 0 ? DC + (pn * Nc + n) * h : zero.data();
-        const T* fn = pn >= 0 ? A + (pn * Nc + n) * G + h : zero.data();
+        // the cell's gradient from later: through the next pixel's forget gate, or given (c_last)
+        const bool given = pn < 0 && b.grad_c && pl.row;
+        const T* dcn = pn >= 0 ? DC + (pn * Nc + n) * h : given ? b.grad_c + s.init(ch.d, j, nn) * h : zero.data();
+        const T* fn = pn >= 0 ? A + (pn * Nc + n) * G + h : given ? one.data() : zero.data();
         cell_backward(h, dh.data(), dcn, fn, A + r * G, cp, C + r * h, DC + r * h, dA + r * G,
                       b.dpre + s.pre(ch.d, i, j, nn), db);
         if (cs == -2)  // row 0: the gradient of the initial cell state
@@ -296,8 +308,8 @@ void backward_chunk(const Plan& pl, const Dims& s, const Chunk& ch, BackwardBufs
     }
     at::Tensor du_now = du_t.narrow(0, 0, (p1 - p0) * Nc);  // the gradient of the step's taps: dA_t W^T
     at::mm_out(du_now, b.dA.narrow(0, ch.base + p0 * Nc, (p1 - p0) * Nc), wt);
+    if (b.dh0) initial_state_grad(pl, s, ch, du, b.dh0, t);
   }
-  if (pl.row) initial_state_grad(pl, s, ch, du, b.dh0);
 }
 
 // Runs fn(Chunk) for every (direction, chunk), one per thread, matrix products single-threaded.
@@ -331,7 +343,9 @@ void check(const at::Tensor& t, const at::Tensor& like, const char* name) {
 }
 
 // pre (D, H, W, N, 4h), any layout with contiguous features; bias (D, 4h); h0, c0 (D, W, N, h) for
-// rows, else empty. Returns the hidden states (D, H, W, N, h) and what the backward pass needs.
+// rows; for diagonals h0 (D, W, N, h) the row above, or empty (zeros), and c0 empty. Returns the
+// hidden states (D, H, W, N, h), what the backward pass needs (U, A, C) and c_last (D, W, N, h) of
+// rows (empty for diagonals).
 std::vector<at::Tensor> scan_forward(const at::Tensor& pre, const at::Tensor& weight, const at::Tensor& bias,
                                      const at::Tensor& h0, const at::Tensor& c0, int64_t kind, int64_t chunks,
                                      int64_t mirror) {
@@ -340,43 +354,57 @@ std::vector<at::Tensor> scan_forward(const at::Tensor& pre, const at::Tensor& we
   check(weight, pre, "weight"), check(bias, pre, "bias");
   const Dims s = dims_of({pre.size(0), pre.size(1), pre.size(2), pre.size(3), pre.size(4) / 4}, weight.size(1),
                          chunks, pre.strides(), mirror);
-  const Plan pl = make_plan(kind, s.H, s.W);
+  const bool top = kind == 1 && h0.numel() > 0;
+  const Plan pl = make_plan(kind, s.H, s.W, top);
   TORCH_CHECK(s.KH == pl.K * s.h && weight.size(0) == s.D && weight.size(2) == s.G && bias.numel() == s.D * s.G,
               "weight (D, k*h, 4h) and bias (D, 4h) expected");
-  if (pl.row) check(h0, pre, "h0"), check(c0, pre, "c0");
+  if (pl.row || top) check(h0, pre, "h0");
+  if (pl.row) check(c0, pre, "c0");
+  TORCH_CHECK(!(pl.row || top) || h0.numel() == s.D * s.W * s.N * s.h, "h0: (D, W, N, h) expected");
   auto opt = pre.options();
   at::Tensor U = at::empty({s.D * s.P * s.N, s.KH}, opt), A = at::empty({s.D * s.P * s.N, s.G}, opt);
   at::Tensor C = at::empty({s.D * s.P * s.N, s.h}, opt), out = at::empty({s.D, s.H, s.W, s.N, s.h}, opt);
+  at::Tensor c_last = pl.row ? at::empty({s.D, s.W, s.N, s.h}, opt) : at::empty({0}, opt);
   AT_DISPATCH_FLOATING_TYPES(pre.scalar_type(), "pixelrnn_scan_forward", [&] {
     ForwardBufs<scalar_t> b{pre.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(),
-                            pl.row ? h0.data_ptr<scalar_t>() : nullptr, pl.row ? c0.data_ptr<scalar_t>() : nullptr,
-                            U, A, weight, C.data_ptr<scalar_t>(), out.data_ptr<scalar_t>()};
+                            pl.row || top ? h0.data_ptr<scalar_t>() : nullptr,
+                            pl.row ? c0.data_ptr<scalar_t>() : nullptr, U, A, weight, C.data_ptr<scalar_t>(),
+                            out.data_ptr<scalar_t>(), pl.row ? c_last.data_ptr<scalar_t>() : nullptr};
     for_each_chunk(s, [&](const Chunk& ch) { forward_chunk(pl, s, ch, b); });
   });
-  return {out, U, A, C};
+  return {out, U, A, C, c_last};
 }
 
-// The gradients (pre in the layout of pre_strides, weight, bias, h0, c0; the last two for rows).
-std::vector<at::Tensor> scan_backward(const at::Tensor& grad_h, const at::Tensor& weight, const at::Tensor& U,
-                                      const at::Tensor& A, const at::Tensor& C, const at::Tensor& c0,
-                                      int64_t kind, int64_t chunks, int64_t mirror, at::IntArrayRef pre_strides) {
+// The gradients (pre in the layout of pre_strides, weight, bias, h0, c0; h0 for rows and for
+// diagonals with a given row above (top), c0 for rows). grad_c: the gradient of c_last (rows), or
+// empty (zero).
+std::vector<at::Tensor> scan_backward(const at::Tensor& grad_h, const at::Tensor& grad_c, const at::Tensor& weight,
+                                      const at::Tensor& U, const at::Tensor& A, const at::Tensor& C,
+                                      const at::Tensor& c0, int64_t kind, int64_t chunks, int64_t mirror, bool top,
+                                      at::IntArrayRef pre_strides) {
   for (auto* t : {&weight, &U, &A, &C}) check(*t, grad_h, "saved tensor");
   check(grad_h, grad_h, "grad_h");
   const Dims s = dims_of(grad_h.sizes(), weight.size(1), chunks, pre_strides, mirror);
-  const Plan pl = make_plan(kind, s.H, s.W);
+  top = top && kind == 1;
+  const Plan pl = make_plan(kind, s.H, s.W, top);
+  const bool has_gc = pl.row && grad_c.numel() > 0;
+  if (has_gc) check(grad_c, grad_h, "grad_c");
+  TORCH_CHECK(!has_gc || grad_c.numel() == s.D * s.W * s.N * s.h, "grad_c: (D, W, N, h) expected");
   auto opt = grad_h.options();
   at::Tensor dpre = at::empty_strided({s.D, s.H, s.W, s.N, s.G}, pre_strides, opt);
   at::Tensor dA = at::empty({s.D * s.P * s.N, s.G}, opt), DC = at::empty({s.D * s.P * s.N, s.h}, opt);
   at::Tensor dbias = at::empty({s.D, s.chunks, s.G}, opt.dtype(at::kDouble));
-  at::Tensor dh0 = pl.row ? at::zeros({s.D, s.W, s.N, s.h}, opt) : at::empty({0}, opt);
+  at::Tensor dh0 = pl.row || top ? at::zeros({s.D, s.W, s.N, s.h}, opt) : at::empty({0}, opt);
   at::Tensor dc0 = pl.row ? at::empty({s.D, s.W, s.N, s.h}, opt) : at::empty({0}, opt);
   if (pl.row) check(c0, grad_h, "c0");
   at::Tensor weight_t = weight.transpose(1, 2).contiguous();
   AT_DISPATCH_FLOATING_TYPES(grad_h.scalar_type(), "pixelrnn_scan_backward", [&] {
-    BackwardBufs<scalar_t> b{grad_h.data_ptr<scalar_t>(), A.data_ptr<scalar_t>(), C.data_ptr<scalar_t>(),
+    BackwardBufs<scalar_t> b{grad_h.data_ptr<scalar_t>(), has_gc ? grad_c.data_ptr<scalar_t>() : nullptr,
+                             A.data_ptr<scalar_t>(), C.data_ptr<scalar_t>(),
                              pl.row ? c0.data_ptr<scalar_t>() : nullptr, dA, weight_t,
                              dpre.data_ptr<scalar_t>(), DC.data_ptr<scalar_t>(),
-                             pl.row ? dh0.data_ptr<scalar_t>() : nullptr, pl.row ? dc0.data_ptr<scalar_t>() : nullptr,
+                             pl.row || top ? dh0.data_ptr<scalar_t>() : nullptr,
+                             pl.row ? dc0.data_ptr<scalar_t>() : nullptr,
                              dbias.data_ptr<double>()};
     for_each_chunk(s, [&](const Chunk& ch) { backward_chunk(pl, s, ch, b); });
   });
@@ -390,8 +418,8 @@ std::vector<at::Tensor> scan_backward(const at::Tensor& grad_h, const at::Tensor
 TORCH_LIBRARY(pixelrnn_native, m) {
   m.def("scan_forward(Tensor pre, Tensor weight, Tensor bias, Tensor h0, Tensor c0, int kind, int chunks, "
         "int mirror) -> Tensor[]");
-  m.def("scan_backward(Tensor grad_h, Tensor weight, Tensor U, Tensor A, Tensor C, Tensor c0, int kind, "
-        "int chunks, int mirror, int[] pre_strides) -> Tensor[]");
+  m.def("scan_backward(Tensor grad_h, Tensor grad_c, Tensor weight, Tensor U, Tensor A, Tensor C, Tensor c0, "
+        "int kind, int chunks, int mirror, bool top, int[] pre_strides) -> Tensor[]");
 }
 
 TORCH_LIBRARY_IMPL(pixelrnn_native, CPU, m) {
