@@ -60,7 +60,7 @@ class PixelCNNEngine:
             per_l = []
             for l, (w_red, b_red, w_cur, w_exp, b_exp) in enumerate(layers):
                 win = self.Y[l, :, r, j:j + rw + 1].reshape(n, (rw + 1) * h)
-                assert win._base is not None
+                assert win.untyped_storage().data_ptr() == self.Y.untyped_storage().data_ptr()  # a view
                 per_l.append((self.X[l], self.T1[l], b_red, w_red, self.Y[l, :, r, j + rw],
                               self.ZA[l, :, j], win, w_cur, self.Z[l], w_exp, self.X[l + 1], b_exp))
             self.steps.append(per_l)

@@ -78,7 +78,7 @@ class RowLSTMEngine:
         for per_j in self.steps:  # the views must alias the buffers (reshape could have copied)
             for per_l in per_j:
                 for args in per_l:
-                    assert args[1]._base is not None
+                    assert args[1].untyped_storage().data_ptr() == self.X.untyped_storage().data_ptr()
         self.row = 0
 
     def x0(self, j: int) -> torch.Tensor:
