@@ -45,8 +45,6 @@ class DiagonalBiLSTMEngine:
         self.Cl = torch.zeros(L, W + 1, n, h, dtype=dt, device=dev)  # c(i, j) at column j + 1
         self.UP = torch.empty(L, W, n, G, dtype=dt, device=dev)  # bias + K_ss(above) h(i-1, j)
         self.R = torch.empty(L, W, n, 2 * h, dtype=dt, device=dev)  # out-conv of shifted r2l + bias
-        self.A = torch.empty(L, n, G, dtype=dt, device=dev)
-        self.T = torch.empty(L, n, h, dtype=dt, device=dev)
         # right-to-left: h(i, j) at [:, j], column W = zero padding
         self.Hr = torch.zeros(L, W + 1, n, h, dtype=dt, device=dev)
         self.Cr = torch.zeros(L, W + 1, n, h, dtype=dt, device=dev)
@@ -65,7 +63,7 @@ class DiagonalBiLSTMEngine:
             self.ctx = cmap.to(dt).permute(2, 3, 0, 1).contiguous()  # (H, W, n, c)
             self.wc_l2r = torch.stack([act.scale_g(w[:, :G].to(dt))[:, order] for w in cws]).contiguous()
             self.wc_r2l = torch.stack([act_r.scale_g(w[:, G:].to(dt)) for w in cws]).contiguous()
-        b_l2r, w_up, layers = [], [], []
+        b_l2r, w_up = [], []
         self.layers_c = []  # per layer: per colour its block of the gate weight; the output conv
         b_r2l, wr_x, wr_up, wr_left, w_out, b_out = [], [], [], [], [], []
         for block in blocks:
@@ -83,7 +81,6 @@ class DiagonalBiLSTMEngine:
             wo, bo = pointwise_weight(block.out)
             w_out.append(wo)
             b_out.append(bo)
-            layers.append((wl_cat, wo))
             self.layers_c.append((gates.split_blocks(wl_cat), ColourLinear(wo, bo, C)))
         self.b_l2r = torch.stack(b_l2r).unsqueeze(1)  # (L, 1, 4h)
         self.w_up = torch.stack(w_up).contiguous()  # (L, h, 4h)
@@ -94,24 +91,13 @@ class DiagonalBiLSTMEngine:
         self.w_out = torch.stack(w_out).contiguous()  # (L, h, 2h)
         self.b_out = torch.stack(b_out).unsqueeze(1)  # (L, 1, 2h)
         self.R.copy_(self.b_out.unsqueeze(1).expand_as(self.R))  # row 0: the shifted state is zero
-        A, XH, Cl = self.A, self.XH, self.Cl
-        self.steps = []
-        for j in range(W):
-            per_l = []
-            for l, (wl_cat, wo) in enumerate(layers):
-                a = A[l]
-                per_l.append((
-                    self.UP[l, j], XH[l, j + 1], wl_cat, a, a[:, :3 * h], a[:, 3 * h:],
-                    a[:, :h], a[:, h:2 * h], a[:, 2 * h:3 * h], Cl[l, j], Cl[l, j + 1],
-                    self.T[l], XH[l, j + 2, :, 2 * h:], XH[l, j + 1, :, :2 * h], self.R[l, j],
-                    XH[l + 1, j + 1, :, :2 * h], wo))
-            self.steps.append(per_l)
-        self.steps_c = self.colour_steps() if C > 1 else None
+        self.steps = self.pixel_steps()
         AR = self.AR
         self.scan = [(self.PRE[:, j], self.Hr[:, j + 1], self.Cr[:, j + 1], self.Cr[:, j], self.Hr[:, j])
                      for j in reversed(range(W))]
         self.gates_r = (AR[..., :3 * h], AR[..., 3 * h:], AR[..., :h], AR[..., h:2 * h],
                         AR[..., 2 * h:3 * h])
+        XH = self.XH
         self.x0s = [XH[0, j + 1, :, :2 * h] for j in range(W)]
         self.outs = [XH[L, j + 1, :, :2 * h] for j in range(W)]
         # whole rows as (layer, column*batch, features) batches of matrices (views, no copies)
@@ -137,52 +123,45 @@ class DiagonalBiLSTMEngine:
         return self.ctx[i].view(1, self.W * self.n, -1).expand(self.L, -1, -1)
 
     def pixel(self, j: int, c: int | None = None) -> torch.Tensor:
-        if c is not None:
-            return self.colour_pixel(j, c)
-        assert self.C == 1, "an RGB engine's gate columns are grouped by colour: pass c"
+        """Every layer at pixel (i, j), colour group c only (see ``parts``; c None: a gray
+        engine, whose one group is the whole layer)."""
+        if c is None:
+            assert self.C == 1, "an RGB engine's gate columns are grouped by colour: pass c"
+            c = 0
         skip = self.skip if self.skip.enabled else None
         act = self.act
-        for l, (up, xh, wcat, a, ofi, g, o, f, ig, cprev, ccur, t, hcur, xl, r, xnext, wo) in \
-                enumerate(self.steps[j]):
-            torch.addmm(up, xh, wcat, out=a)
-            act.step_(a, ofi, g, o, f, ig, cprev, ccur, t, hcur)
-            torch.add(xl, r, out=xnext)
-            xnext.addmm_(hcur, wo)
-            if skip is not None:
-                skip.add(l, xnext)
-        return skip.total if skip is not None else self.outs[j]
-
-    def colour_pixel(self, j: int, c: int) -> torch.Tensor:
-        """``pixel`` for colour group c only (see ``parts``), on the views of ``colour_steps``."""
-        skip = self.skip if self.skip.enabled else None
-        act = self.act
-        for l, (up, xh, wcat, a, ofi, g, o, f, ig, cprev, ccur, t, hcur, xl, r, xnext, hk, wo) in \
-                enumerate(self.steps_c[j][c]):
+        for l, (up, xh, wcat, a, ofi, g, o, f, ig, cprev, ccur, t, hcur, xl, r, xnext, hk, wo, block_out) in \
+                enumerate(self.steps[j][c]):
             torch.addmm(up, xh, wcat, out=a)
             act.step_(a, ofi, g, o, f, ig, cprev, ccur, t, hcur)
             torch.add(xl, r, out=xnext)
             xnext.addmm_(hk, wo)
             if skip is not None:
-                skip.add(l, self.steps[j][l][15], c)
+                skip.add(l, block_out, c)
         return skip.total if skip is not None else self.outs[j]
 
-    def colour_steps(self) -> list[list[list[tuple]]]:
-        """[j][c] -> per layer the views and weights of ``colour_pixel`` (made once: a pixel's
-        pass for one colour is about 20 small products and element-wise ops, and slicing the
-        views anew each time would cost as much again)."""
-        gates = self.by_colour
+    def pixel_steps(self) -> list[list[list[tuple]]]:
+        """[j][c] -> per layer the views and weights of ``pixel`` for colour group c (made once: a
+        pixel's pass is about 20 small products and element-wise ops, and slicing the views anew
+        each time would cost as much again). Per layer: the row-above term, [x | h left], the
+        gate weight block, the gate buffer and its views, c left and here, tanh scratch, h here
+        (group c), the block's input, the shifted right-to-left term and output (group c), the
+        h that group c of the output conv reads, its weight, and the whole block output (skips)."""
+        gates, XH, Cl, h = self.by_colour, self.XH, self.Cl, self.h
         out = []
-        for per_l in self.steps:
+        for j in range(self.W):
             per_c = []
             for c in range(self.C):
                 hs, gs, blk = gates.hidden[c], gates.stream[c], gates.blocks[c]
                 a, ofi, g, o, f, ig, t = gates.views(c, self.n)
                 rows = []
-                for l, (up, xh, _, _, _, _, _, _, _, cprev, ccur, _, hcur, xl, r, xnext, _) in enumerate(per_l):
-                    wcat, conv = self.layers_c[l]
+                for l, (wcat, conv) in enumerate(self.layers_c):
                     wo, _, k = conv.parts[c]
-                    rows.append((up[:, blk], xh, wcat[c], a, ofi, g, o, f, ig, cprev[:, hs], ccur[:, hs], t,
-                                 hcur[:, hs], xl[:, gs], r[:, gs], xnext[:, gs], hcur[:, :k], wo))
+                    hcur, xnext = XH[l, j + 2, :, 2 * h:], XH[l + 1, j + 1, :, :2 * h]
+                    rows.append((self.UP[l, j][:, blk], XH[l, j + 1], wcat[c], a, ofi, g, o, f, ig,
+                                 Cl[l, j][:, hs], Cl[l, j + 1][:, hs], t, hcur[:, hs],
+                                 XH[l, j + 1, :, :2 * h][:, gs], self.R[l, j][:, gs], xnext[:, gs],
+                                 hcur[:, :k], wo, xnext))
                 per_c.append(rows)
             out.append(per_c)
         return out

@@ -184,7 +184,7 @@ class RowLSTMWavefrontEngine:
         return self.X[t % 2, 0, lo:hi + 1].view(-1, 2 * self.h)
 
     def step(self, t: int, lo: int, hi: int, c: int | None = None) -> torch.Tensor:
-        s, n, h = self.skew, self.n, self.h
+        s, n = self.skew, self.n
         S = hi - lo + 1
         N = S * n
         Hh, RH = self.Hh, self.RH
