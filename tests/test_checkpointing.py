@@ -133,3 +133,16 @@ def test_checkpointing_keeps_fewer_activations():
     assert saved_bytes() < plain / 2
     with pytest.raises(ValueError, match="True or False"):
         model.set_checkpointing(1)
+
+
+def test_the_number_of_bands_is_a_setting():
+    model = pixelrnn.create_model("multiscale", channels=1, levels=4, hidden=4, layers=2)
+    networks = [m for m in model.modules() if isinstance(m, PixelNetwork)]
+    assert len(networks) == 2 and all(m.checkpoint_bands == 8 for m in networks)
+    model.set_checkpointing(True, bands=3)
+    assert all(m.checkpointing and m.checkpoint_bands == 3 for m in networks)
+    model.set_checkpointing(False)
+    assert all(not m.checkpointing and m.checkpoint_bands == 3 for m in networks)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="integer >= 1"):
+            model.set_checkpointing(True, bands=bad)

@@ -77,11 +77,15 @@ def test_init_an_unconditional_model_as_a_conditional_one(tmp_path, capsys):
     assert "10 label(s) but the run is unconditional" in capsys.readouterr().err
 
 
-def test_checkpoint_activations_train_the_same_weights(tmp_path):
+def test_checkpoint_activations_train_the_same_weights(tmp_path, capsys):
     """The same run with --checkpoint-activations (bands of rows recomputed) ends with the same
     weights up to float rounding; with dropout it runs too (other draws, one per band)."""
+    assert main(["train", "--data", "digits", "--checkpoint-activations", "--checkpoint-bands", "0",
+                 "--out", str(tmp_path / "bad"), "--no-progress"]) == 2
+    assert "--checkpoint-bands must be an integer >= 1" in capsys.readouterr().err
     runs = []
-    for extra in ([], ["--checkpoint-activations"], ["--checkpoint-activations", "--dropout", "0.2"]):
+    for extra in ([], ["--checkpoint-activations", "--checkpoint-bands", "3"],
+                  ["--checkpoint-activations", "--dropout", "0.2"]):
         run = tmp_path / f"r{len(runs)}"
         assert main(["train", "--data", "digits", "--arch", "row_lstm", "--hidden", "6", "--layers", "2",
                      "--steps", "5", "--out", str(run), "--threads", "1", "--no-progress", "--deterministic",

@@ -74,16 +74,21 @@ class PixelModel(nn.Module):
                 m.dropout = float(p)
         return self
 
-    def set_checkpointing(self, on: bool) -> "PixelModel":
+    def set_checkpointing(self, on: bool, bands: int | None = None) -> "PixelModel":
         """Activation checkpointing in training (``--checkpoint-activations``): every network
-        runs in bands of rows, each recomputed in the backward pass instead of keeping its
-        activations (see ``pixelrnn.models.network``); the same loss and gradients up to float
-        rounding, with the memory of one band. A training setting, not saved with the model."""
+        runs in ``bands`` bands of rows (None: unchanged, 8 at first), each recomputed in the
+        backward pass instead of keeping its activations (see ``pixelrnn.models.network``); the
+        same loss and gradients up to float rounding, with the memory of one band. A training
+        setting, not saved with the model."""
         if not isinstance(on, bool):
             raise ArgumentError(f"checkpointing must be True or False, got {on!r}")
+        if bands is not None and (isinstance(bands, bool) or not isinstance(bands, int) or bands < 1):
+            raise ArgumentError(f"checkpoint bands must be an integer >= 1, got {bands!r}")
         for m in self.modules():
             if isinstance(m, PixelNetwork):
                 m.checkpointing = on
+                if bands is not None:
+                    m.checkpoint_bands = bands
         return self
 
     def check_input(self, x: torch.Tensor) -> torch.Tensor:

@@ -155,9 +155,12 @@ class TrainConfig(ModelSettings):
     precision: str = flag("fp32", group=EXECUTION, choices=["fp32", "bf16"])
     compile: bool = flag(False, "torch.compile the model (slow start)", group=EXECUTION)
     checkpoint_activations: bool = flag(
-        False, "run the network in 8 bands of rows, each recomputed in the backward pass: the memory "
-        "of one band (5-7x less at 128x128), about one more forward pass per step, the same results up "
-        "to float rounding", group=EXECUTION)
+        False, "run the network in bands of rows (--checkpoint-bands), each recomputed in the backward "
+        "pass: the memory of one band (5-7x less at 128x128 with 8), about one more forward pass per "
+        "step, the same results up to float rounding", group=EXECUTION)
+    checkpoint_bands: int = flag(
+        8, "bands of rows with --checkpoint-activations (default 8; more: less memory, more but "
+        "smaller operations)", group=EXECUTION, metavar="N")
     threads: int | None = flag(None, "CPU threads (torch.set_num_threads)", group=EXECUTION)
 
     def validate(self) -> None:
@@ -190,6 +193,9 @@ class TrainConfig(ModelSettings):
             raise ArgumentError("--label-lr applies to --conditional training only")
         if self.weight_decay < 0:
             raise ArgumentError("--weight-decay must be >= 0")
+        if isinstance(self.checkpoint_bands, bool) or not isinstance(self.checkpoint_bands, int) \
+                or self.checkpoint_bands < 1:
+            raise ArgumentError(f"--checkpoint-bands must be an integer >= 1, got {self.checkpoint_bands!r}")
         if self.threads is not None and self.threads < 1:
             raise ArgumentError(f"--threads must be >= 1, got {self.threads}")
         if not 0 <= self.seed < 2 ** 32:

@@ -28,6 +28,7 @@ from ..models import ModelConfig
 from .config import TrainConfig
 
 RESUMABLE_OVERRIDES = ("steps", "epochs", "max_minutes", "device", "threads", "progress", "checkpoint_activations",
+                       "checkpoint_bands",
                        "eval_every", "save_every", "log_every")
 
 

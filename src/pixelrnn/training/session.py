@@ -179,7 +179,7 @@ def build_model(cfg: TrainConfig, run: RunDir, resume: bool, data: ImageDataset,
         model.class_names = list(data.class_names)
     model = model.to(device)
     model.set_dropout(cfg.dropout)
-    model.set_checkpointing(cfg.checkpoint_activations)
+    model.set_checkpointing(cfg.checkpoint_activations, bands=cfg.checkpoint_bands)
     if not cfg.dihedral:
         return model, None
     if data.height != data.width:
