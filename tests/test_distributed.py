@@ -63,6 +63,19 @@ def test_two_gloo_processes_match_one_process(tmp_path):
 
 
 @pytest.mark.slow
+def test_checkpointing_in_bands_under_torchrun(tmp_path):
+    """Two processes with --checkpoint-activations (bands recomputed in the backward pass, the
+    gradients all-reduced) end where one plain process does, up to float rounding."""
+    run(ARGS + ["--steps", "6", "--out", tmp_path / "single"])
+    run(ARGS + ["--steps", "6", "--checkpoint-activations", "--checkpoint-bands", "3",
+                "--out", tmp_path / "ddp"], nproc=2)
+    assert records(tmp_path / "ddp")[-1]["rank_max_weight_diff"] == 0.0
+    a = load_file(tmp_path / "single" / "last.safetensors")
+    b = load_file(tmp_path / "ddp" / "last.safetensors")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+
+
+@pytest.mark.slow
 def test_resume_under_torchrun(tmp_path):
     run(ARGS + ["--steps", "8", "--out", tmp_path / "straight"], nproc=2)
     run(ARGS + ["--steps", "3", "--save-every", "1", "--out", tmp_path / "resumed"], nproc=2)
