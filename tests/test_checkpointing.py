@@ -113,10 +113,12 @@ def test_head_in_pieces_gives_the_same_log_probs(mixtures):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_checkpointing_keeps_fewer_activations():
-    """The tensors saved for backward shrink: counted with saved-tensor hooks."""
+@pytest.mark.parametrize("arch", ["pixelcnn", "row_lstm", "diagonal_bilstm"])
+def test_checkpointing_keeps_fewer_activations(arch):
+    """The tensors saved for backward outside the recomputed bands are a small fraction of a plain
+    step's (the image rows and the states carried between bands): counted with saved-tensor hooks."""
     torch.manual_seed(0)
-    model = pixelrnn.create_model("row_lstm", channels=1, levels=4, hidden=8, layers=6).train()
+    model = pixelrnn.create_model(arch, channels=1, levels=4, hidden=8, layers=6).train()
     x = torch.randint(0, 4, (2, 1, 12, 12))
 
     def saved_bytes():
@@ -130,7 +132,7 @@ def test_checkpointing_keeps_fewer_activations():
         return total[0]
     plain = saved_bytes()
     model.set_checkpointing(True)
-    assert saved_bytes() < plain / 2
+    assert saved_bytes() < plain / 10
     with pytest.raises(ValueError, match="True or False"):
         model.set_checkpointing(1)
 
