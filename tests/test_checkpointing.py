@@ -6,6 +6,7 @@ import torch
 
 import pixelrnn
 from pixelrnn.models import network
+from pixelrnn.nn import native
 from pixelrnn.models.network import PixelNetwork
 
 ALL = ["pixelcnn", "row_lstm", "diagonal_bilstm", "multiscale"]
@@ -148,3 +149,27 @@ def test_the_number_of_bands_is_a_setting():
     for bad in (0, 2.5, True):
         with pytest.raises(ValueError, match="integer >= 1"):
             model.set_checkpointing(True, bands=bad)
+
+
+@pytest.mark.parametrize("arch", ALL)
+def test_evaluation_of_large_batches_runs_in_bands(arch, monkeypatch):
+    """Without gradients, a batch whose residual stream exceeds ``band_values`` per band runs band
+    by band: the same log-probabilities (the recurrent ones to the bit on the native kernel, else
+    up to rounding), laid out as the whole pass's, so that their sums agree too."""
+    torch.manual_seed(0)
+    model = pixelrnn.create_model(arch, channels=3, levels=5, hidden=6, layers=2, skip=True, classes=2).eval()
+    x = torch.randint(0, 5, (3, 3, 8, 6), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        whole = model.value_log_probs(x, 1)
+        tops, band = [], PixelNetwork.band_log_probs
+
+        def recording(self, e, x, context, terms, top, bottom, states):
+            tops.append(top)
+            return band(self, e, x, context, terms, top, bottom, states)
+        monkeypatch.setattr(PixelNetwork, "band_log_probs", recording)
+        monkeypatch.setattr(PixelNetwork, "band_values", 3 * 6 * 3 * 12)  # 3 rows of W x B x 2h
+        banded = model.value_log_probs(x, 1)
+    assert set(tops) == {0, 3, 6}  # bands of 3 rows (multi-scale: its small stage is one band)
+    exact = arch in ("row_lstm", "diagonal_bilstm") and native.enabled() and native.available()
+    torch.testing.assert_close(banded, whole, rtol=0 if exact else 1e-6, atol=0 if exact else 1e-6)
+    assert banded.stride() == whole.stride()

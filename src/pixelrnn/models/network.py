@@ -27,6 +27,11 @@ band instead of the whole image, for about one more forward pass. The loss and g
 of the whole network up to float rounding (products over a band, sums of per-band gradients);
 the dropout draws differ (one per band), with the same distribution.
 
+Without gradients (evaluation, scoring) a large batch of large images runs band by band too, with
+nothing to recompute: bands of rows whose residual stream holds at most ``band_values`` values
+(a 64×64 batch of 64 at h = 64 is 4 bands, 128×128 is 16; small images are one band, the whole
+pass as before). The log-probabilities are the same up to float rounding; the memory is one band's.
+
 Conditioning. A network can add, in every layer, a term to its pre-activations (Row LSTM /
 Diagonal BiLSTM: the input-to-state map; PixelCNN: the output of the block's k×k masked conv):
 - a *context map* (B, c, H, W) known before the image is generated (the upsampled small image of
@@ -71,6 +76,7 @@ class PixelNetwork(nn.Module):
     OPTIONS: dict[str, Any] = {}  # architecture-specific options and their defaults
     head_chunk = 1 << 22  # logits per piece of the head in log_probs (16 MiB of float32)
     checkpoint_bands = 8  # bands of rows of an image with activation checkpointing
+    band_values = 1 << 23  # without gradients: residual-stream values per band (32 MiB of float32)
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -161,7 +167,12 @@ class PixelNetwork(nn.Module):
         (B, C, H, W). With ``checkpointing`` on in training, band by band (see the module's
         docstring)."""
         if self.checkpointing and self.training and torch.is_grad_enabled():
-            return self.banded_log_probs(e, x, context, terms)
+            return self.banded_log_probs(e, x, context, terms, self.checkpoint_bands)
+        if not torch.is_grad_enabled():
+            B, _, H, W = x.shape
+            bands = -(-H // max(1, self.band_values // (W * B * 2 * self.config.hidden)))
+            if bands > 1:
+                return self.banded_log_probs(e, x, context, terms, bands, recompute=False)
         return self.head_log_probs(self.features(e, context, terms), x)
 
     def head_log_probs(self, features: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -173,19 +184,20 @@ class PixelNetwork(nn.Module):
         parts = [self.value_log_probs_at(features[r:r + rows], xl[r:r + rows]) for r in range(0, H, rows)]
         return (parts[0] if len(parts) == 1 else torch.cat(parts)).permute(2, 3, 0, 1)
 
-    def banded_log_probs(self, e: torch.Tensor, x: torch.Tensor, context: torch.Tensor | None = None,
-                         terms: torch.Tensor | None = None) -> torch.Tensor:
-        """``log_probs`` computed on ``checkpoint_bands`` bands of rows, top to bottom, each one
-        recomputed in the backward pass."""
+    def banded_log_probs(self, e: torch.Tensor, x: torch.Tensor, context: torch.Tensor | None,
+                         terms: torch.Tensor | None, bands: int, recompute: bool = True) -> torch.Tensor:
+        """``log_probs`` computed on ``bands`` bands of rows, top to bottom, each one recomputed in
+        the backward pass (``recompute``; else run as it is, e.g. without gradients)."""
         H = x.shape[2]
-        rows = -(-H // self.checkpoint_bands)
+        rows = -(-H // bands)
         states: list = [None] * self.config.layers
         parts = []
         for top in range(0, H, rows):
             args = (e, x, context, terms, top, min(H, top + rows), states)
-            logp, states = checkpoint(self.band_log_probs, *args, use_reentrant=False)
-            parts.append(logp)
-        return torch.cat(parts, dim=2)
+            logp, states = (checkpoint(self.band_log_probs, *args, use_reentrant=False) if recompute
+                            else self.band_log_probs(*args))
+            parts.append(logp.permute(2, 3, 0, 1))  # (R, W, B, C): the head's own layout
+        return torch.cat(parts).permute(2, 3, 0, 1)  # laid out as log_probs of the whole image
 
     def band_log_probs(self, e, x, context, terms, top: int, bottom: int, states: list) -> tuple:
         """log p (B, C, R, W) of rows top..bottom-1 of x and the blocks' states at the band's end,
