@@ -19,6 +19,9 @@ cannot hide in another's:
   bytes the autograd graph keeps for the backward pass (``saved_tensors_hooks``, each storage
   counted once; with checkpointing only what is kept outside the recomputed bands) are
   reported beside it as a cross-check.
+* **eval** (one child per setting): the peak of ``model.log_prob`` of ``--eval-batch`` images
+  without gradients, as one pass over the whole image and in bands of rows (the default for large
+  batches of large images), measured the same way (second table).
 * **time** (one child): the training step without and with checkpointing in interleaved rounds
   (median of ``--repeats``), then, at the sizes of ``--sample-sizes``, one teacher-forced forward
   pass (``model.value_logits`` under ``no_grad``) and ``model.sample`` of the same batch, also
@@ -87,6 +90,22 @@ def return_freed_memory() -> None:
     libc.malloc_trim(0)
 
 
+def peak_of(run, device: str) -> int:
+    """Peak memory of ``run()`` above the memory in use before it (RSS on the CPU, allocated CUDA
+    memory on a GPU)."""
+    import torch
+    if device == "cpu":
+        base = rss_status("VmRSS")
+        Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+    else:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    run()
+    peak = rss_status("VmHWM") if device == "cpu" else torch.cuda.max_memory_allocated()
+    return peak - base
+
+
 def measure_memory(a) -> dict:
     """Peak memory of one training step above the baseline after model creation, and the bytes
     saved for the backward pass."""
@@ -104,17 +123,28 @@ def measure_memory(a) -> dict:
         saved[s.data_ptr()] = s.nbytes()
         return t
 
+    def step():
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            train_step(model, x)
+    return {"peak": peak_of(step, a.device), "saved": sum(saved.values())}
+
+
+def measure_eval_memory(a) -> dict:
+    """Peak memory of the log-likelihoods of ``--eval-batch`` images without gradients (what an
+    evaluation does per batch), in bands of rows (the default) or as one pass (``--whole``)."""
+    import torch
+
+    from pixelrnn.models.network import PixelNetwork
     if a.device == "cpu":
-        base = rss_status("VmRSS")
-        Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
-    else:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        train_step(model, x)
-    peak = rss_status("VmHWM") if a.device == "cpu" else torch.cuda.max_memory_allocated()
-    return {"peak": peak - base, "saved": sum(saved.values())}
+        return_freed_memory()
+    if a.whole:
+        PixelNetwork.band_values = 1 << 62  # never more than one band
+    a.batch = a.eval_batch
+    model, x = build(a)
+    model.eval()
+    with torch.no_grad():
+        model.log_prob(x[:1, :, :8, :8])
+        return {"peak": peak_of(lambda: model.log_prob(x), a.device)}
 
 
 def timed(f, device: str) -> float:
@@ -165,7 +195,7 @@ def measure_time(a) -> dict:
 def child(a) -> int:
     import torch
     torch.set_num_threads(a.threads)
-    res = measure_memory(a) if a.what == "memory" else measure_time(a)
+    res = {"memory": measure_memory, "eval": measure_eval_memory, "time": measure_time}[a.what](a)
     print(json.dumps(res))
     return 0
 
@@ -180,6 +210,8 @@ def run_child(a, what: str, arch: str, size: int, **extra) -> dict:
            "--channels", str(a.channels), "--levels", str(a.levels), "--threads", str(a.threads),
            "--repeats", str(a.repeats), "--device", a.device]
     cmd += ["--checkpointing"] if extra.get("checkpointing") else []
+    cmd += ["--whole"] if extra.get("whole") else []
+    cmd += ["--eval-batch", str(a.eval_batch)]
     cmd += ["--sample"] if extra.get("sample") else []
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -231,9 +263,12 @@ def parse(argv):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--child", choices=["memory", "time"], dest="what", help=argparse.SUPPRESS)
+    p.add_argument("--eval-batch", type=int, default=64,
+                   help="batch of the evaluation-memory table (default 64, pixelrnn train's --eval-batch-size)")
+    p.add_argument("--child", choices=["memory", "eval", "time"], dest="what", help=argparse.SUPPRESS)
     p.add_argument("--checkpointing", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--sample", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--whole", action="store_true", help=argparse.SUPPRESS)
     return p, p.parse_args(argv)
 
 
@@ -265,6 +300,16 @@ def main(argv=None) -> int:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for arch, size in configurations(a):
         print(row(a, arch, size), flush=True)
+    print(f"\nEvaluation without gradients (log_prob of a batch of {a.eval_batch}, what `pixelrnn train` "
+          "evaluates per batch by default): peak above the baseline, one pass over the whole image "
+          "against bands of rows (the default; `PixelNetwork.band_values`)\n")
+    print("| architecture | size | peak, one pass (MB) | peak, bands (MB) | cut |")
+    print("|---|---:|---:|---:|---:|")
+    for arch, size in configurations(a):
+        whole, bands = (run_child(a, "eval", arch, size, whole=w)["peak"] for w in (True, False))
+        name = "multiscale (row_lstm)" if arch == "multiscale" else arch
+        cut = f"{whole / bands:.2f}x" if bands > 0 else "–"
+        print(f"| {name} | {size}² | {whole / 1e6:.0f} | {bands / 1e6:.0f} | {cut} |", flush=True)
     return 0
 
 

@@ -63,9 +63,12 @@ def test_large_images_prints_one_row_per_configuration():
                "--sample-sizes", 8, "--multiscale-sizes", 8, "--hidden", 4, "--layers", 1, "--batch", 2,
                "--repeats", 1, "--threads", 1)
     assert r.returncode == 0, r.stderr[-3000:]
-    rows = _rows(r.stdout)
-    assert [(row[0], row[1]) for row in rows] == [
-        ("diagonal_bilstm", "8²"), ("diagonal_bilstm", "12²"), ("multiscale (row_lstm)", "8²")]
+    rows = [row for row in _rows(r.stdout) if len(row) == 14]
+    configurations = [("diagonal_bilstm", "8²"), ("diagonal_bilstm", "12²"), ("multiscale (row_lstm)", "8²")]
+    assert [(row[0], row[1]) for row in rows] == configurations
+    evals = [row for row in _rows(r.stdout) if len(row) == 5]  # evaluation memory, one pass / bands
+    assert [(row[0], row[1]) for row in evals] == configurations
+    assert all(float(row[2]) >= 0 and float(row[3]) >= 0 for row in evals)
     for row in rows:
         assert float(row[3]) > 0 and float(row[5]) > 0 and float(row[6]) > 0  # times and peaks
         assert re.fullmatch(r"[\d.]+x", row[7])
