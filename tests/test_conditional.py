@@ -178,6 +178,27 @@ def test_features_per_layer_and_all_layers(arch):
             pixelrnn.features(model, x, layer=bad)
 
 
+def test_features_of_large_images_run_fewer_images_at_a_time(monkeypatch):
+    """Every layer's output is kept for a whole batch: when that passes FEATURE_VALUES, the
+    batch is cut (the features stay the same)."""
+    from pixelrnn import understanding
+    model = make("row_lstm", 3, levels=4, layers=2)
+    x = torch.randint(0, 4, (7, 3, 6, 5), generator=torch.Generator().manual_seed(0))
+    every = pixelrnn.features(model, x)
+    seen = []
+    run = model.layer_outputs
+    monkeypatch.setattr(model, "layer_outputs", lambda xb: seen.append(xb.shape[0]) or run(xb))
+    per_image = 3 * 2 * model.config.hidden * 6 * 5
+    monkeypatch.setattr(understanding, "FEATURE_VALUES", 2 * per_image + 1)
+    torch.testing.assert_close(pixelrnn.features(model, x), every, rtol=0, atol=1e-6)
+    assert seen == [2, 2, 2, 1]
+    seen.clear()
+    monkeypatch.setattr(understanding, "FEATURE_VALUES", 1)  # not even one image: one at a time
+    torch.testing.assert_close(pixelrnn.features(model, x, layer=1), every[:, 2 * model.config.hidden:4 * model.config.hidden],
+                               rtol=0, atol=1e-6)
+    assert seen == [1] * 7
+
+
 @pytest.mark.parametrize("arch", ALL)
 def test_save_and_load_keep_classes_prior_and_names(arch, tmp_path):
     model = make(arch, 1, levels=3, classes=3).float()

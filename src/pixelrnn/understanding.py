@@ -21,11 +21,15 @@ import torch
 
 from .errors import ArgumentError
 
+FEATURE_VALUES = 2 ** 26  # at most this many activations kept per forward pass (256 MB in float32)
+
 
 def features(model, x: torch.Tensor, layer: int | None = None, *, batch_size: int = 64) -> torch.Tensor:
     """Position-averaged activations of ``x`` (int (B, C, H, W)): float32 (B, D) on the CPU.
     ``layer``: None (every layer, concatenated), or one layer in [0, L] (negative: from the end).
-    Runs in eval mode under ``torch.no_grad`` in batches of ``batch_size``."""
+    Runs in eval mode under ``torch.no_grad`` in batches of ``batch_size``, smaller where every
+    layer's output for that many images would pass ``FEATURE_VALUES`` (large images: at 128² with
+    h = 64 and 4 layers, 6 images at a time; the same features up to float rounding)."""
     x = model.check_input(x)
     layers = model.config.layers + 1
     if layer is not None:
@@ -35,6 +39,8 @@ def features(model, x: torch.Tensor, layer: int | None = None, *, batch_size: in
         layer = int(layer) % layers
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ArgumentError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    kept = layers * 2 * model.config.hidden * x.shape[2] * x.shape[3]  # activations per image
+    batch_size = max(1, min(batch_size, FEATURE_VALUES // kept))
     was_training = model.training
     model.eval()
     try:
