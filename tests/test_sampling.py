@@ -405,3 +405,25 @@ def test_rgb_sampling_costs_about_one_pass_of_the_network(arch):
             model.sample(2, 6, 7, generator=torch.Generator().manual_seed(0))
         flops[C] = count.get_total_flops()
     assert flops[3] < 1.3 * flops[1], flops
+
+
+@pytest.mark.parametrize("arch", ["row_lstm", "diagonal_bilstm"])
+def test_an_rgb_engine_must_be_told_the_colour_group(arch):
+    """A gray engine's pass (c None) is colour group 0; an RGB engine's gate columns are
+    regrouped by colour, so a pass without c would compute the wrong columns: refused."""
+    net = make_model(arch, 3).net
+    engine = net.sampling_engine(2, 3, 4)
+    run = (lambda c: engine.pixel(0, c)) if arch == "diagonal_bilstm" else (lambda c: engine.step(0, 0, 0, c))
+    if arch == "diagonal_bilstm":
+        engine.start_row(0)
+    with torch.inference_mode():
+        with pytest.raises(ValueError, match="one colour group per pass"):
+            run(None)
+        run(0)
+    gray = make_model(arch, 1).net.sampling_engine(2, 3, 4)
+    with torch.inference_mode():
+        if arch == "diagonal_bilstm":
+            gray.start_row(0)
+            assert torch.equal(gray.pixel(0), gray.pixel(0, 0))
+        else:
+            assert torch.equal(gray.step(0, 0, 0).clone(), gray.step(0, 0, 0, 0))

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import torch
 
-from .parts import ColourGates, ColourLinear, LSTMActivation, SkipSum, pointwise_weight, recurrent_stack
+from .parts import (ColourGates, ColourLinear, LSTMActivation, SkipSum, colour_group, pointwise_weight,
+                    recurrent_stack)
 
 
 class DiagonalBiLSTMEngine:
@@ -125,9 +126,7 @@ class DiagonalBiLSTMEngine:
     def pixel(self, j: int, c: int | None = None) -> torch.Tensor:
         """Every layer at pixel (i, j), colour group c only (see ``parts``; c None: a gray
         engine, whose one group is the whole layer)."""
-        if c is None:
-            assert self.C == 1, "an RGB engine's gate columns are grouped by colour: pass c"
-            c = 0
+        c = colour_group(c, self.C)
         skip = self.skip if self.skip.enabled else None
         act = self.act
         for l, (up, xh, wcat, a, ofi, g, o, f, ig, cprev, ccur, t, hcur, xl, r, xnext, hk, wo, block_out) in \

@@ -38,6 +38,16 @@ def colour_slices(n: int, colors: int) -> list[slice]:
     return [slice(int((g < c).sum()), int((g <= c).sum())) for c in range(colors)]
 
 
+def colour_group(c: int | None, colors: int) -> int:
+    """The colour group that a pass computes: ``c``, or for a gray engine (c None) its one group,
+    0, which is the whole layer. An RGB engine must be told the colour."""
+    if c is None:
+        if colors != 1:
+            raise ValueError(f"an engine for {colors} colours computes one colour group per pass: pass c")
+        return 0
+    return c
+
+
 class ColourLinear:
     """A masked layer as a matrix product (in, out), split by the colour groups of its output:
     group c reads only the first ``reach`` inputs (a 1×1 mask-B layer: the groups <= c; every

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from .parts import ColourGates, ColourLinear, LSTMActivation, SkipSum, pointwise_weight, recurrent_stack
+from .parts import (ColourGates, ColourLinear, LSTMActivation, SkipSum, colour_group, pointwise_weight,
+                    recurrent_stack)
 
 
 def context_slab(ctx: torch.Tensor, t: int, lo: int, hi: int, s: int) -> torch.Tensor:
@@ -198,9 +199,7 @@ class RowLSTMWavefrontEngine:
         x_cur = self.X[t % 2, :, lo:hi + 1].unbind(0)
         U = self.U[:, :S].unbind(0)
         ctx = [] if self.ctx is None else [context_slab(self.ctx, t, lo, hi, s)]
-        if c is None:  # gray: its one colour group is the whole layer
-            assert self.colors == 1, "an RGB engine computes one colour group per pass: pass c"
-            c = 0
+        c = colour_group(c, self.colors)  # gray: its one group is the whole layer
         return self.colour_step(c, N, up_left, up, up_right, h_cur, c_up, c_cur, x_left, x_cur, U, ctx)
 
     def colour_step(self, c, N, up_left, up, up_right, h_cur, c_up, c_cur, x_left, x_cur, U, ctx):
