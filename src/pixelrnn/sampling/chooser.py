@@ -6,6 +6,8 @@ from typing import Callable
 
 import torch
 
+from ..nn import native
+
 
 def slab(x: torch.Tensor, c: int, t: int, lo: int, hi: int, s: int) -> torch.Tensor:
     """View of the positions (c, i, t - s*i), i = lo..hi, of a contiguous (C, H, W, n, ...)
@@ -24,6 +26,21 @@ def uniforms(P: int, n: int, generator, device) -> torch.Tensor:
     if torch.device(device).type == "cpu":
         return torch.rand(P, n, generator=generator, device=device)
     return torch.stack([torch.rand(n, generator=generator, device=device) for _ in range(P)])
+
+
+def draw(logits: torch.Tensor, u: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Inverse-CDF draws: logits (N, levels), u float64 (N, 1) -> int64 (N, 1), per row the number
+    of entries of the float64 cumulative softmax(logits / T) that are < u (at most levels - 1).
+    With the native library, 64 rows or more run on several threads (``nn/native/sampling.cpp``):
+    the same numbers."""
+    parts = native.threads_for(logits.shape[0] // 32)
+    if parts > 1 and native.usable_for(logits):
+        return torch.ops.pixelrnn_native.draw(logits, u, temperature, parts)
+    lg = logits.to(torch.float64)
+    # T != 1: shift the maximum to 0 first, so that a tiny T sends the others to -inf (argmax)
+    z = lg if temperature == 1.0 else (lg - lg.amax(-1, keepdim=True)) / temperature
+    cdf = torch.softmax(z, -1).cumsum_(-1)
+    return torch.searchsorted(cdf, u).clamp_max_(lg.shape[-1] - 1)
 
 
 class Chooser:
@@ -121,21 +138,35 @@ class Chooser:
             vals.copy_(v if unknown is None else torch.where(unknown, v, vals))
             return vals
         samp, mixed, needw = self._flags(c, t, lo, hi, s)
-        lg = logits.to(torch.float64)
         v = None
         vals = slab(self.v, c, t, lo, hi, s)
         if samp:
-            u = slab(self.u, c, t, lo, hi, s).reshape(S * n, 1).contiguous()
-            # T != 1: shift the maximum to 0 first, so that a tiny T sends the others to -inf (argmax)
-            z = lg if self.temperature == 1.0 else (lg - lg.amax(-1, keepdim=True)) / self.temperature
-            cdf = torch.softmax(z, -1).cumsum_(-1)
-            v = torch.searchsorted(cdf, u).view(S, n).clamp_max_(lg.shape[-1] - 1)
+            v = draw(logits, self.uniforms(c, t, lo, hi, s), self.temperature).view(S, n)
             if mixed:
                 v = torch.where(slab(self.kn, c, t, lo, hi, s), vals, v)
             vals.copy_(v)
         if needw:
-            logp = torch.log_softmax(lg, -1).gather(1, vals.reshape(S * n, 1)).view(S, n)
+            logp = torch.log_softmax(logits.to(torch.float64), -1).gather(1, vals.reshape(S * n, 1)).view(S, n)
             self.w += torch.where(slab(self.wm, c, t, lo, hi, s), logp, 0.0).sum(0)
+        return v
+
+    def uniforms(self, c: int, t: int, lo: int, hi: int, s: int) -> torch.Tensor:
+        """The uniforms of the positions of a step, (S*n, 1)."""
+        return slab(self.u, c, t, lo, hi, s).reshape((hi - lo + 1) * self.n, 1).contiguous()
+
+    def plain(self, c: int, t: int, lo: int, hi: int, s: int) -> torch.Tensor | None:
+        """The uniforms (S*n, 1) of the positions of a step when all their values are plain draws
+        (none known, no particle weights, nothing recorded, no ``decide``), else None: then
+        whoever computes the logits may draw the values as ``draw`` does, and ``take`` them."""
+        if self.decide is not None or self.rec is not None:
+            return None
+        samp, mixed, needw = self._flags(c, t, lo, hi, s)
+        return self.uniforms(c, t, lo, hi, s) if samp and not mixed and not needw else None
+
+    def take(self, v: torch.Tensor, c: int, t: int, lo: int, hi: int, s: int) -> torch.Tensor:
+        """Values drawn from ``plain``'s uniforms, (S*n, 1): kept; returned as (S, n)."""
+        v = v.view(hi - lo + 1, self.n)
+        slab(self.v, c, t, lo, hi, s).copy_(v)
         return v
 
     def images(self) -> torch.Tensor:  # (n, C, H, W)

@@ -31,6 +31,7 @@ import torch
 
 from ..progress import as_progress
 from .chooser import Chooser, resample
+from .native_pass import NativePass
 from .parts import FirstConv, Head, SkewedFirstConv
 
 __all__ = ["generate", "resample"]
@@ -98,25 +99,34 @@ def _wavefront(model, ch: Chooser, prog, engine) -> None:
     first = SkewedFirstConv(model, n, H, W, s, ch.images())
     head = Head(model, n * engine.max_rows)
     by_colour = sliced(engine, C)
+    fused = NativePass.of(engine, first, head, n, by_colour)
+
+    def python_pass(t: int, lo: int, hi: int, c: int, need: bool) -> torch.Tensor | None:
+        cc = c if by_colour else None
+        first.pixel(t, lo, hi, engine.x0(t, lo, hi), cc)
+        out = engine.step(t, lo, hi, cc)
+        if by_colour:
+            head.advance(out, c)
+        return head.logits(out, c, by_colour) if need else None
+
+    run = fused.run if fused is not None else python_pass
     for t in range(s * (H - 1) + W):
         lo, hi = max(0, -((W - 1 - t) // s)), min(H - 1, t // s)
         engine.begin_step(t, lo, hi)
         if lo > hi:
             continue
-        x0 = engine.x0(t, lo, hi)
         for c in range(C):
             need = ch.needed(c, t, lo, hi, s)
-            if by_colour:
-                first.pixel(t, lo, hi, x0, c)
-                out = engine.step(t, lo, hi, c)
-                head.advance(out, c)
-            elif need or c == C - 1:
-                first.pixel(t, lo, hi, x0)
-                out = engine.step(t, lo, hi)
-            if need:
-                v = ch.choose(head.logits(out, c, by_colour), c, t, lo, hi, s)
-                if v is not None:
-                    first.set_value(t, lo, hi, c, v)
+            if not (by_colour or need or c == C - 1):  # without colour slices a pass no logits need
+                continue
+            u = ch.plain(c, t, lo, hi, s) if need and fused is not None and fused.draws else None
+            if u is not None:  # plain draws: the native pass draws them as the chooser would
+                v = ch.take(fused.run(t, lo, hi, c, need, u, ch.temperature), c, t, lo, hi, s)
+            else:
+                logits = run(t, lo, hi, c, need)
+                v = ch.choose(logits, c, t, lo, hi, s) if need else None
+            if v is not None:
+                first.set_value(t, lo, hi, c, v)
         prog.advance(C * (hi - lo + 1))
 
 

@@ -69,6 +69,14 @@ class ColourLinear:
     def bias(self, c: int | None) -> torch.Tensor:
         return self.b if c is None else self.parts[c][1]
 
+    def part(self, c: int | None) -> tuple[list[torch.Tensor], list[int]]:
+        """Group c (None: the whole layer) for a native pass: [weight, bias] and [reach, first
+        output column, end]."""
+        if c is None:
+            return [self.w, self.b], [self.w.shape[0], 0, self.w.shape[1]]
+        w, b, k = self.parts[c]
+        return [w, b], [k, self.outs[c].start, self.outs[c].stop]
+
     def addmm(self, x: torch.Tensor, out: torch.Tensor, c: int | None,
               base: torch.Tensor | None = None) -> torch.Tensor:
         """out (group c's columns) = x @ w + (base if given, else the bias); returns the columns
@@ -191,6 +199,13 @@ class SkewedFirstConv:
     def set_value(self, t: int, lo: int, hi: int, c: int, v: torch.Tensor) -> None:
         self.E[t + self.off, lo + self.r:hi + self.r + 1, :, c] = self.table[v]
 
+    def native_args(self, c: int | None) -> tuple[list[torch.Tensor], list[int]]:
+        """``pixel`` for a native pass (``nn/native/sampling.cpp``): [weight, bias] of group c and
+        [E's strides, r, kw, C, the group's output columns]."""
+        sl = slice(0, self.w.shape[1]) if c is None else self.slices[c]
+        weights = [self.w, self.bias] if c is None else [self.w_c[c], self.bias_c[c]]
+        return weights, [*self.strides, self.r, self.kw, self.C, sl.start, sl.stop]
+
 
 class Head:
     """ReLU -> 1×1 mask B -> ReLU -> 1×1 mask B, for one pixel and one colour channel.
@@ -234,6 +249,15 @@ class Head:
             self.first.addmm(t0, t1, None).relu_()
             out = torch.addmm(self.b2[c], t1, self.w2[c])
         return output_logits(out, self.levels, self.mixtures)
+
+    def native_args(self, c: int, sliced: bool) -> tuple[list[torch.Tensor], list[int]]:
+        """``advance`` and ``logits`` for a native pass: [hidden layer weight, bias, output weight,
+        bias] and [sliced, the hidden layer's reach and columns, the output layer's reach]."""
+        if sliced:
+            (w1, b1), cols = self.first.part(c)
+            return [w1, b1, self.w2_c[c], self.b2[c]], [1, *cols, self.reach[c]]
+        (w1, b1), cols = self.first.part(None)
+        return [w1, b1, self.w2[c], self.b2[c]], [0, *cols, self.w2[c].shape[0]]
 
 
 class SkipSum:

@@ -143,6 +143,8 @@ class PixelCNNWavefrontEngine:
             self.layers.append((ColourLinear(*pointwise_weight(block.reduce), C),
                                 ColourLinear(w_taps, block.conv.bias.detach().clone(), C, reads_all=True),
                                 ColourLinear(*pointwise_weight(block.expand), C)))
+        self.native_parts: dict = {}
+        self.none = self.X.new_empty(0)
 
     def begin_step(self, t: int, lo: int, hi: int) -> None:
         # the rows of the slot that this step or a later one can read (row i at index i + r):
@@ -199,3 +201,22 @@ class PixelCNNWavefrontEngine:
             if skip is not None:
                 skip.add(l, xn, c)
         return skip.out(N) if skip is not None else last
+
+    def native_layers(self, t: int, lo: int, hi: int, c: int | None) -> tuple:
+        """What ``step`` does, for a native pass (``native_pass``): kind 0, the buffers, per layer
+        the weights of colour group c, and the geometry (see ``nn/native/sampling.cpp``)."""
+        if c not in self.native_parts:
+            skips = self.skip.layers if self.skip.enabled else [None] * self.L
+            weights, groups = [], []
+            for layers, skip in zip(self.layers, skips):
+                for lin in layers + (() if skip is None else (skip,)):
+                    w, cols = lin.part(c)
+                    weights += w
+                    groups.append(cols)
+            groups = groups[:4] if self.skip.enabled else groups[:3] + [[0, 0, 0]]
+            taps = [v for tap in self.taps for v in tap]
+            self.native_parts[c] = (weights, [self.r, self.rw, self.R, int(not c)] + sum(groups, []) + taps)
+        weights, layer = self.native_parts[c]
+        ctx = self.none if self.ctx is None else context_slab(self.ctx, t, lo, hi, self.skew)
+        total = self.skip.total if self.skip.enabled else self.none
+        return 0, [self.Y, self.X, self.T1, self.Q, self.Z, ctx, total], weights, layer

@@ -163,6 +163,8 @@ class RowLSTMWavefrontEngine:
         self.h0 = torch.stack(h0s).unsqueeze(1)  # (L, 1, h)
         self.c0 = torch.stack(c0s).unsqueeze(1)
         self.colors = C
+        self.native_parts: dict = {}
+        self.none = self.X.new_empty(0)
         for t in range(-s - 1, 0):  # the initial states of "row -1" at the steps before step 0
             self._init_row_minus_one(t)
 
@@ -226,3 +228,24 @@ class RowLSTMWavefrontEngine:
                 skip.add(l, xn, c)
         return skip.out(N) if skip is not None else x_cur[self.L].view(N, 2 * h)
 
+
+    def native_layers(self, t: int, lo: int, hi: int, c: int | None) -> tuple:
+        """What ``step`` does, for a native pass (``native_pass``): kind 1, the buffers, per layer
+        the weights of colour group c, and the geometry (see ``nn/native/sampling.cpp``)."""
+        c = colour_group(c, self.colors)
+        hs, gs = self.by_colour.hidden[c], self.by_colour.stream[c]
+        if c not in self.native_parts:
+            skips = self.skip.layers if self.skip.enabled else [None] * self.L
+            weights = []
+            for (wcat, bis, out), skip in zip(self.layers_c, skips):
+                weights += [wcat[c], bis[c]] + out.part(c)[0] + ([] if skip is None else skip.part(c)[0])
+            out_cols = self.layers_c[0][2].part(c)[1]
+            skip_cols = skips[0].part(c)[1] if self.skip.enabled else [0, 0, 0]
+            geometry = [hs.start, hs.stop, gs.start, gs.stop] + out_cols + skip_cols
+            self.native_parts[c] = (weights, geometry)
+        weights, geometry = self.native_parts[c]
+        ctx = self.none if self.ctx is None else context_slab(self.ctx, t, lo, hi, self.skew)
+        total = self.skip.total if self.skip.enabled else self.none
+        tc = self.by_colour.scratch[:, :hs.stop - hs.start]
+        bufs = [self.X, self.Hh, self.Cc, self.U, self.by_colour.buffers[c], tc, ctx, total]
+        return 1, bufs, weights, [int(c == 0), int(self.act.fast)] + geometry

@@ -1,4 +1,4 @@
-"""The native CPU kernel of the LSTM scan, and when it is used.
+"""The native CPU kernels (the LSTM scan; the cached samplers' pass), and when they are used.
 
 ``pixelrnn.nn.recurrence.lstm_scan`` runs the recurrence with :class:`NativeLSTMScan` (one C++
 kernel per direction of the pass, ``lstm_scan.cpp``) when all of these hold, else with its
@@ -16,6 +16,11 @@ The matrix products run inside the kernel, where ``torch.utils.flop_counter.Flop
 cannot see them; the kernel's two ops are registered with the counter instead, each counting
 exactly the products it performs (``2 x pixels x k*h x 4h`` per product: one in the forward
 op, two in the backward op).
+
+The same library holds the cached samplers' wavefront pass and value draw (``sampling.cpp``,
+used by ``pixelrnn.sampling.native_pass`` and ``chooser.draw`` under the same conditions, with
+``threads_for`` threads). They call the same tensor operations as the Python pass on blocks of
+rows, so their numbers equal it exactly (tested), and FlopCounterMode does not see their products.
 """
 from __future__ import annotations
 
@@ -97,6 +102,14 @@ def chunks_for(D: int, N: int) -> int:
         return 1
     threads = torch.get_num_threads()
     return max(1, min(N, -(-threads // D)))
+
+
+def threads_for(blocks: int) -> int:
+    """On how many threads a sampler's native pass runs ``blocks`` independent blocks of rows
+    (``sampling.cpp``): one block per thread, at most torch's thread count."""
+    if not build.uses_openmp():
+        return 1
+    return max(1, min(blocks, torch.get_num_threads()))
 
 
 class NativeLSTMScan(torch.autograd.Function):

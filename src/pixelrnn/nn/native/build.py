@@ -1,4 +1,5 @@
-"""Build ``lstm_scan.cpp`` into a shared library once per environment and load it.
+"""Build ``lstm_scan.cpp`` (the LSTM scan) and ``sampling.cpp`` (the samplers' wavefront pass)
+into a shared library once per environment and load it.
 
 The library is compiled by this machine's C++ compiler (``$CXX``, else ``c++``) against the
 installed torch, with one compiler call (no ninja, no download), into a cache directory:
@@ -7,7 +8,7 @@ installed torch, with one compiler call (no ninja, no download), into a cache di
         <key>/pixelrnn_scan.so      the library (written to a temporary name, then renamed)
         <key>/build.log             the compiler's output when the build failed
 
-``key`` is a hash of everything that makes a build different: the source, the compiler flags
+``key`` is a hash of everything that makes a build different: the sources, the compiler flags
 (they follow torch's CPU capability: AVX512, AVX2 or none), the compiler, the torch and Python
 versions. A failed build is not retried by later processes until build.log is deleted (or the
 source, torch or the compiler changes). Concurrent processes build it once (a file lock).
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).with_name("lstm_scan.cpp")
+SOURCES = [Path(__file__).with_name(name) for name in ("lstm_scan.cpp", "sampling.cpp")]
 LIBRARY = "pixelrnn_scan.so"
 ARCH_FLAGS = {"AVX512": ["-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq", "-mavx2", "-mfma"],
               "AVX2": ["-mavx2", "-mfma"]}
@@ -60,7 +61,7 @@ def command(cxx: str, out: Path) -> list[str]:
     includes = [f"-I{p}" for p in cpp_extension.include_paths()]
     libs = [f"-L{p}" for p in cpp_extension.library_paths()]
     rpath = [f"-Wl,-rpath,{p}" for p in cpp_extension.library_paths()]
-    return [cxx, *compile_flags(), *includes, str(SOURCE), "-o", str(out), *libs, *rpath, "-lc10", "-ltorch_cpu"]
+    return [cxx, *compile_flags(), *includes, *map(str, SOURCES), "-o", str(out), *libs, *rpath, "-lc10", "-ltorch_cpu"]
 
 
 def cache_root() -> Path:
@@ -72,7 +73,8 @@ def cache_root() -> Path:
 
 def build_dir(cxx: str) -> Path:
     h = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), " ".join(compile_flags()).encode(), os.path.realpath(cxx).encode(),
+    sources = [src.read_bytes() for src in SOURCES]
+    for part in (*sources, " ".join(compile_flags()).encode(), os.path.realpath(cxx).encode(),
                  torch.__version__.encode(), sys.version.encode(), str(Path(torch.__file__).parent).encode()):
         h.update(part)
         h.update(b"\0")
