@@ -117,7 +117,7 @@ def test_the_native_draw_equals_the_python_draw(monkeypatch, threads):
     logits = torch.randn(300, 256, generator=g) * 4
     u = torch.rand(300, 1, generator=g, dtype=torch.float64)
     u[:3] = torch.tensor([[0.0], [1.0], [1 - 1e-17]])  # the ends: value 0, and the last value
-    for t in (1.0, 0.5, 1e-6):
+    for t in (1.0, 0.5, 1e-6, 1e-320):  # 1e-320: subnormal, no finite 1 / T
         a, b = both(monkeypatch, lambda: draw(logits, u, t))
         assert torch.equal(a, b) and a.shape == (300, 1)
         assert a.min() >= 0 and a.max() <= 255

@@ -154,20 +154,17 @@ class Chooser:
         """The uniforms of the positions of a step, (S*n, 1)."""
         return slab(self.u, c, t, lo, hi, s).reshape((hi - lo + 1) * self.n, 1).contiguous()
 
-    def plain(self, c: int, t: int, lo: int, hi: int, s: int) -> torch.Tensor | None:
-        """The uniforms (S*n, 1) of the positions of a step when all their values are plain draws
-        (none known, no particle weights, nothing recorded, no ``decide``), else None: then
-        whoever computes the logits may draw the values as ``draw`` does, and ``take`` them."""
+    def plain(self, c: int, t: int, lo: int, hi: int, s: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """When all values at the positions of a step are plain draws (none known, no particle
+        weights, nothing recorded, no ``decide``): their uniforms (S*n, 1) and the view (S, n) that
+        keeps their values, so that whoever computes the logits can draw them as ``draw`` does and
+        write them there; else None."""
         if self.decide is not None or self.rec is not None:
             return None
         samp, mixed, needw = self._flags(c, t, lo, hi, s)
-        return self.uniforms(c, t, lo, hi, s) if samp and not mixed and not needw else None
-
-    def take(self, v: torch.Tensor, c: int, t: int, lo: int, hi: int, s: int) -> torch.Tensor:
-        """Values drawn from ``plain``'s uniforms, (S*n, 1): kept; returned as (S, n)."""
-        v = v.view(hi - lo + 1, self.n)
-        slab(self.v, c, t, lo, hi, s).copy_(v)
-        return v
+        if not samp or mixed or needw:
+            return None
+        return self.uniforms(c, t, lo, hi, s), slab(self.v, c, t, lo, hi, s)
 
     def images(self) -> torch.Tensor:  # (n, C, H, W)
         return self.v.permute(3, 0, 1, 2)

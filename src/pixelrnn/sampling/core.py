@@ -119,12 +119,12 @@ def _wavefront(model, ch: Chooser, prog, engine) -> None:
             need = ch.needed(c, t, lo, hi, s)
             if not (by_colour or need or c == C - 1):  # without colour slices a pass no logits need
                 continue
-            u = ch.plain(c, t, lo, hi, s) if need and fused is not None and fused.draws else None
-            if u is not None:  # plain draws: the native pass draws them as the chooser would
-                v = ch.take(fused.run(t, lo, hi, c, need, u, ch.temperature), c, t, lo, hi, s)
-            else:
-                logits = run(t, lo, hi, c, need)
-                v = ch.choose(logits, c, t, lo, hi, s) if need else None
+            plain = ch.plain(c, t, lo, hi, s) if need and fused is not None and fused.draws else None
+            if plain is not None:  # the native pass draws, keeps and embeds the values as below
+                fused.run(t, lo, hi, c, need, plain, ch.temperature)
+                continue
+            logits = run(t, lo, hi, c, need)
+            v = ch.choose(logits, c, t, lo, hi, s) if need else None
             if v is not None:
                 first.set_value(t, lo, hi, c, v)
         prog.advance(C * (hi - lo + 1))

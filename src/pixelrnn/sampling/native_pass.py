@@ -20,13 +20,12 @@ class NativePass:
     def __init__(self, engine, first, head, n: int, sliced: bool):
         self.engine, self.first, self.head, self.n, self.sliced = engine, first, head, n, sliced
         self.colours: dict = {}  # per colour: the first conv's and the head's weights and columns
-        self.none = first.E.new_empty(0)
 
     @classmethod
     def of(cls, engine, first, head, n: int, sliced: bool) -> NativePass | None:
         """The native pass for this engine, or None where the Python pass runs: an engine
         without ``native_layers``, a device other than the CPU, or no native library."""
-        if not hasattr(engine, "native_layers") or not native.usable_for(first.E):
+        if not hasattr(engine, "native_layers") or not native.sampling_usable(first.E):
             return None
         return cls(engine, first, head, n, sliced)
 
@@ -43,19 +42,21 @@ class NativePass:
         numbers)."""
         return not self.head.mixtures
 
-    def run(self, t: int, lo: int, hi: int, c: int, need: bool, u: torch.Tensor | None = None,
+    def run(self, t: int, lo: int, hi: int, c: int, need: bool, plain: tuple | None = None,
             temperature: float = 1.0) -> torch.Tensor | None:
-        """The pass of colour c over the step's pixels; their logits (S*n, levels) when ``need``,
-        or with uniforms ``u`` (S*n, 1) the values drawn from them (S*n, 1), as
-        ``chooser.draw(logits, u, temperature)`` would."""
+        """The pass of colour c over the step's pixels; their logits (S*n, levels) when ``need``.
+        With ``plain`` = (uniforms (S*n, 1), the chooser's values there (S, n)) (``Chooser.plain``):
+        the values drawn from them as ``chooser.draw`` draws, kept there and embedded for the first
+        conv (``SkewedFirstConv.set_value``); nothing returned."""
         S = hi - lo + 1
         cc = c if self.sliced else None
         kind, bufs, weights, layer = self.engine.native_layers(t, lo, hi, cc)
         first_head, first, head = self.parts(cc)
         step = [t, lo, hi, self.engine.skew, self.n, native.threads_for(S), int(need)]
+        draws = [] if plain is None else [*plain, self.first.table]
         out = torch.ops.pixelrnn_native.wave_pass(kind, [self.first.E, *self.head.scratch(S * self.n), *bufs],
-                                                  first_head + weights, step, first, head, layer,
-                                                  self.none if u is None else u, temperature)
-        if u is not None or not need:
-            return out if need else None
+                                                  first_head + weights, step, first, head, layer, draws,
+                                                  temperature, [c, self.first.off])
+        if plain is not None or not need:
+            return None
         return output_logits(out, self.head.levels, self.head.mixtures)

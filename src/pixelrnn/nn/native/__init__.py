@@ -104,6 +104,16 @@ def chunks_for(D: int, N: int) -> int:
     return max(1, min(N, -(-threads // D)))
 
 
+def sampling_usable(t: torch.Tensor) -> bool:
+    """Whether a sampler's wavefront pass on tensors like ``t`` runs natively: ``usable_for``, and
+    torch's CPU library exports the BLAS the pass calls (it does in the PyPI builds)."""
+    if not usable_for(t):
+        return False
+    if "blas" not in _state:
+        _state["blas"] = bool(torch.ops.pixelrnn_native.sampling_blas())
+    return _state["blas"]
+
+
 def threads_for(blocks: int) -> int:
     """On how many threads a sampler's native pass runs ``blocks`` independent blocks of rows
     (``sampling.cpp``): one block per thread, at most torch's thread count."""

@@ -9,8 +9,10 @@
 // of ~100 small operations from Python, each too small to use two threads. A row's numbers do not
 // depend on the blocks (the tests compare the samples and the coded bytes with the Python pass).
 //
-//   wave_pass(kind, bufs, weights, step, first, head, layer, u, T) -> logits (S*n, P), or the values
-//     drawn from them (S*n, 1) when u (S*n, 1) is given (not empty), as draw() does; or empty
+//   wave_pass(kind, bufs, weights, step, first, head, layer, draws, T, keep) -> logits (S*n, P);
+//     or, with draws = [u (S*n, 1), the Chooser's values slab (S, n), the embedding table] and
+//     keep = [colour, E's step offset], the values drawn from them as draw() does, kept in the
+//     slab and embedded in E (nothing returned); or nothing (no logits needed)
 //     kind 0: PixelCNN (sampling/pixelcnn.py, PixelCNNWavefrontEngine)
 //     kind 1: Row LSTM (sampling/row_lstm.py, RowLSTMWavefrontEngine)
 //     bufs    = [E, head t0, head t1, engine buffers...]
@@ -20,6 +22,7 @@
 //     head    = [colour slices, head1 reach k, columns lo, hi, head2 reach]
 //     layer   = the engine's geometry and column groups (see each engine below)
 //   draw(logits, u, temperature, parts) -> values: the Chooser's inverse-CDF draw on row blocks.
+#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/addmm.h>
@@ -36,12 +39,40 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
+
+extern "C" {  // BLAS, as torch's CPU library exports it (weak: absent, the Python pass runs)
+void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*, const int*,
+            const float*, const int*, const float*, float*, const int*) __attribute__((weak));
+void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*,
+            const int*, const double*, const int*, const double*, double*, const int*) __attribute__((weak));
+}
 
 namespace {
 
 using idx = int64_t;
 using at::Tensor;
+
+// A row-major matrix in a buffer: rows × cols, rows `ld` elements apart.
+template <typename T>
+struct Mat {
+  T* p;
+  idx rows, cols, ld;
+  T* row(idx r) const { return p + r * ld; }
+  Mat columns(idx lo, idx hi) const { return {p + lo, rows, hi - lo, ld}; }
+};
+
+// Rows [first, first + count) of t[lead...] (a contiguous tensor; the dimensions after `lead`
+// flattened into rows of its last dimension).
+template <typename T>
+Mat<T> rows_of(const Tensor& t, std::initializer_list<idx> lead, idx first, idx count) {
+  T* p = t.data_ptr<T>();
+  idx d = 0;
+  for (idx i : lead) p += i * t.stride(d++);
+  const idx cols = t.size(-1);
+  return {p + first * cols, count, cols, cols};
+}
 
 // A colour group's part of a masked layer (sampling/parts.py, ColourLinear): its output columns
 // [lo, hi) read the first k inputs.
@@ -51,12 +82,71 @@ struct Cols {
 
 Cols cols_at(at::IntArrayRef v, idx at) { return {v[at], v[at + 1], v[at + 2]}; }
 
-// out[:, g] = x[:, :k] @ w + (base[:, g] if base is given, else b); returns out[:, g]
-Tensor linear(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& b, Cols g,
-              const Tensor* base = nullptr) {
-  Tensor o = out.slice(1, g.lo, g.hi);
-  at::addmm_out(o, base ? base->slice(1, g.lo, g.hi) : b, x.slice(1, 0, g.k), w);
-  return o;
+// Column-major C (m × n) += A (m × k) B (k × n): the BLAS call torch's addmm makes.
+void gemm(idx m, idx n, idx k, const float* a, idx lda, const float* b, idx ldb, float* c, idx ldc) {
+  const int M = m, N = n, K = k, LA = lda, LB = ldb, LC = ldc;
+  const float one = 1;
+  sgemm_("N", "N", &M, &N, &K, &one, a, &LA, b, &LB, &one, c, &LC);
+}
+void gemm(idx m, idx n, idx k, const double* a, idx lda, const double* b, idx ldb, double* c, idx ldc) {
+  const int M = m, N = n, K = k, LA = lda, LB = ldb, LC = ldc;
+  const double one = 1;
+  dgemm_("N", "N", &M, &N, &K, &one, a, &LA, b, &LB, &one, c, &LC);
+}
+
+// out = x @ w + (base if given, else the bias on every row), w (x.cols × out.cols) contiguous:
+// torch.addmm(bias or base, x, w, out=out) exactly (it copies the first term into out, then adds
+// the product with beta = 1). Returns out.
+template <typename T>
+Mat<T> linear(Mat<T> out, Mat<T> x, const T* w, const T* bias, const Mat<T>* base = nullptr) {
+  for (idx r = 0; r < out.rows; ++r)
+    std::memcpy(out.row(r), base ? base->row(r) : bias, out.cols * sizeof(T));
+  if (x.cols > 0 && out.cols > 0) gemm(out.cols, out.rows, x.cols, w, out.cols, x.p, x.ld, out.p, out.ld);
+  return out;
+}
+
+// The same for a colour group: out[:, lo:hi] = x[:, :k] @ w + (base[:, lo:hi] or b).
+template <typename T>
+Mat<T> linear(Mat<T> out, Mat<T> x, const Tensor& w, const Tensor& b, Cols g, const Mat<T>* base = nullptr) {
+  Mat<T> bg = base ? base->columns(g.lo, g.hi) : Mat<T>{};
+  return linear(out.columns(g.lo, g.hi), x.columns(0, g.k), w.data_ptr<T>(), b.data_ptr<T>(), base ? &bg : nullptr);
+}
+
+// max(v, 0) as torch.relu / clamp_min(0) gives it (NaN kept, -0 to +0)
+template <typename T>
+inline T relu(T v) {
+  return v > 0 || v != v ? v : T(0);
+}
+
+template <typename T>
+Mat<T> relu_(Mat<T> m) {
+  for (idx r = 0; r < m.rows; ++r) {
+    T* p = m.row(r);
+    for (idx j = 0; j < m.cols; ++j) p[j] = relu(p[j]);
+  }
+  return m;
+}
+
+template <typename T>
+void relu_into(Mat<T> out, Mat<T> x) {  // out = relu(x), the same shape
+  for (idx r = 0; r < out.rows; ++r) {
+    const T* a = x.row(r);
+    T* p = out.row(r);
+    for (idx j = 0; j < out.cols; ++j) p[j] = relu(a[j]);
+  }
+}
+
+template <typename T>
+void add_row_(Mat<T> m, const T* v) {  // every row += v
+  for (idx r = 0; r < m.rows; ++r) {
+    T* p = m.row(r);
+    for (idx j = 0; j < m.cols; ++j) p[j] += v[j];
+  }
+}
+
+template <typename T>
+void copy_into(Mat<T> out, Mat<T> x) {
+  for (idx r = 0; r < out.rows; ++r) std::memcpy(out.row(r), x.row(r), out.cols * sizeof(T));
 }
 
 // The rows of one block: image rows lo + u0 .. lo + u1 - 1 of the step, n images each.
@@ -66,6 +156,10 @@ struct Block {
   idx rows() const { return (u1 - u0) * n; }
   idx first() const { return u0 * n; }
   Tensor of(const Tensor& m) const { return m.narrow(0, first(), rows()); }  // (>= S*n, f) matrices
+  template <typename T>
+  Mat<T> mat(const Tensor& t, std::initializer_list<idx> lead = {}) const {  // its rows of t[lead]
+    return rows_of<T>(t, lead, first(), rows());
+  }
 };
 
 // Runs fn(Block) on `parts` blocks of the S image rows of a step, one per thread.
@@ -91,31 +185,36 @@ struct Step {
   idx S() const { return hi - lo + 1; }
 };
 
-// The first k×k mask-A conv (parts.py, SkewedFirstConv.pixel): the block's k×k neighbourhoods are
-// one strided view of the skewed embedded image E; out[:, lo:hi] = taps @ w + b.
+// The first k×k mask-A conv (parts.py, SkewedFirstConv.pixel): the block's k×k neighbourhoods, a
+// strided view of the skewed embedded image E, gathered; out[:, lo:hi] = taps @ w + b.
+template <typename T>
 void first_conv(const Block& b, const Step& st, const Tensor& E, const Tensor& w, const Tensor& bias,
-                at::IntArrayRef g, const Tensor& out) {
-  const idx sT = g[0], sI = g[1], sN = g[2], sC = g[3], r = g[4], kw = g[5], C = g[6];
-  Tensor taps = E.as_strided({b.units(), b.n, r + 1, kw, C}, {sI, sN, st.s * sT + sI, sT, sC},
-                             st.t * sT + (st.lo + b.u0) * sI);
-  Tensor o = out.slice(1, g[7], g[8]);
-  at::addmm_out(o, bias, taps.reshape({b.rows(), -1}), w);
+                at::IntArrayRef g, Mat<T> out) {
+  const idx sT = g[0], sI = g[1], sN = g[2], sC = g[3], r = g[4], kw = g[5], C = g[6], K = (r + 1) * kw * C;
+  std::vector<T> taps(b.rows() * K);
+  const T* e = E.data_ptr<T>();
+  for (idx u = 0; u < b.units(); ++u)
+    for (idx j = 0; j < b.n; ++j) {
+      T* q = taps.data() + (u * b.n + j) * K;
+      const T* base = e + st.t * sT + (st.lo + b.u0 + u) * sI + j * sN;
+      for (idx a = 0; a < r + 1; ++a)
+        for (idx d = 0; d < kw; ++d)
+          for (idx c = 0; c < C; ++c) *q++ = base[a * (st.s * sT + sI) + d * sT + c * sC];
+    }
+  linear(out.columns(g[7], g[8]), Mat<T>{taps.data(), b.rows(), K, K}, w.data_ptr<T>(), bias.data_ptr<T>());
 }
 
 // The output head (parts.py, Head): with colour slices, group [lo, hi) of its hidden layer from
 // the stream's first k columns, then (when needed) the logits from the first `reach` hidden
 // units; without, the whole hidden layer and the logits.
-void head(const Block& b, const Step& st, const Tensor& stream, const Tensor& T0, const Tensor& T1,
-          const Tensor* w, at::IntArrayRef g, const Tensor& logits) {
+template <typename T>
+void head(const Block& b, const Step& st, Mat<T> stream, const Tensor& T0, const Tensor& T1, const Tensor* w,
+          at::IntArrayRef g, const Tensor& logits) {
   if (!g[0] && !st.need) return;  // no colour slices: the hidden layer only for the logits
-  Tensor t0 = b.of(T0), t1 = b.of(T1);
-  Tensor t0k = t0.slice(1, 0, g[1]);
-  at::clamp_min_out(t0k, stream.slice(1, 0, g[1]), 0);
-  linear(t1, t0, w[0], w[1], cols_at(g, 1)).relu_();
-  if (st.need) {
-    Tensor out = b.of(logits);
-    at::addmm_out(out, w[3], t1.slice(1, 0, g[4]), w[2]);
-  }
+  Mat<T> t0 = b.mat<T>(T0), t1 = b.mat<T>(T1);
+  relu_into(t0.columns(0, g[1]), stream.columns(0, g[1]));
+  relu_(linear(t1, t0, w[0], w[1], cols_at(g, 1)));
+  if (st.need) linear(b.mat<T>(logits), t1.columns(0, g[4]), w[2].data_ptr<T>(), w[3].data_ptr<T>());
 }
 
 // PixelCNN blocks (pixelcnn.py, PixelCNNWavefrontEngine.step). bufs: Y (R, L, H + r, n, h) the
@@ -124,45 +223,49 @@ void head(const Block& b, const Step& st, const Tensor& stream, const Tensor& T0
 // reduce, taps, expand (w, b each) [, skip (w, b)]. layer: r, rw, R, gather (the first pass of the
 // step: gather every tap; later ones copy the centre tap's new group), the Cols of reduce, taps,
 // expand, skip, then the taps' (a, d) pairs. Returns the block's rows of the stream for the head.
-Tensor pixelcnn_blocks(const Block& b, const Step& st, at::TensorList bufs, const Tensor* weights,
+template <typename T>
+Mat<T> pixelcnn_blocks(const Block& b, const Step& st, at::TensorList bufs, const Tensor* weights,
                        at::IntArrayRef g) {
   const Tensor &Y = bufs[0], &X = bufs[1], &T1 = bufs[2], &Q = bufs[3], &Z = bufs[4], &ctx = bufs[5];
   const Tensor& total = bufs[6];
   const idx r = g[0], rw = g[1], R = g[2], ntaps = (static_cast<idx>(g.size()) - 16) / 2;
   const bool gather = g[3] != 0, skips = total.numel() > 0;
   const Cols red = cols_at(g, 4), tap = cols_at(g, 7), ex = cols_at(g, 10), sk = cols_at(g, 13);
-  const idx L = Y.size(1), h = Y.size(4), centre = (ntaps - 1) * h, per = skips ? 8 : 6;
-  const idx t = st.t, rows = b.rows();
-  Tensor t1 = b.of(T1), tot = skips ? b.of(total) : Tensor();
+  const idx L = Y.size(1), n = b.n, h = Y.size(4), centre = (ntaps - 1) * h, per = skips ? 8 : 6;
+  const idx t = st.t, rows = b.rows(), m = b.units(), F = Q.size(3);
+  Mat<T> t1 = b.mat<T>(T1), tot = skips ? b.mat<T>(total) : Mat<T>{};
   for (idx l = 0; l < L; ++l) {
     const Tensor* w = weights + l * per;
-    Tensor x = b.of(X[l]), xn = b.of(X[l + 1]), z = b.of(Z[l]);
-    Tensor q = Q[l].narrow(0, b.u0, b.units()), qv = q.view({rows, q.size(2)});
-    Tensor y = Y[t % R][l].narrow(0, st.lo + b.u0 + r, b.units()).view({rows, h});  // the centre tap
-    Tensor t1k = t1.slice(1, 0, red.k);
-    at::clamp_min_out(t1k, x.slice(1, 0, red.k), 0);
-    Tensor fresh = linear(y, t1, w[0], w[1], red).relu_();
-    if (gather) {
-      std::vector<Tensor> slabs;
-      for (idx m = 0; m < ntaps; ++m) {
-        const idx a = g[16 + 2 * m], d = g[17 + 2 * m];
+    Mat<T> x = b.mat<T>(X, {l}), xn = b.mat<T>(X, {l + 1}), z = b.mat<T>(Z, {l});
+    Mat<T> q = rows_of<T>(Q, {l}, b.first(), rows);
+    Mat<T> y = rows_of<T>(Y, {t % R, l}, (st.lo + b.u0 + r) * n, rows);  // the centre tap
+    relu_into(t1.columns(0, red.k), x.columns(0, red.k));
+    Mat<T> fresh = relu_(linear(y, t1, w[0], w[1], red));
+    if (gather) {  // q = [the taps' slabs | context]
+      for (idx a_d = 0; a_d < ntaps; ++a_d) {
+        const idx a = g[16 + 2 * a_d], d = g[17 + 2 * a_d];
         const idx slot = ((t + st.s * (a - r) + d - rw) % R + R) % R;
-        slabs.push_back(Y[slot][l].narrow(0, st.lo + a + b.u0, b.units()));
+        copy_into(q.columns(a_d * h, (a_d + 1) * h), rows_of<T>(Y, {slot, l}, (st.lo + a + b.u0) * n, rows));
       }
-      if (ctx.numel() > 0) slabs.push_back(ctx.narrow(0, b.u0, b.units()));
-      at::cat_out(q, slabs, -1);
+      if (ctx.numel() > 0) {
+        const idx cw = ctx.size(2);
+        for (idx u = 0; u < m; ++u)  // the context slab's rows are not evenly spaced
+          copy_into(Mat<T>{q.row(u * n) + ntaps * h, n, cw, F},
+                    Mat<T>{ctx.data_ptr<T>() + (b.u0 + u) * ctx.stride(0), n, cw, ctx.stride(1)});
+      }
     } else {
-      qv.slice(1, centre + red.lo, centre + red.hi).copy_(fresh);
+      copy_into(q.columns(centre + red.lo, centre + red.hi), fresh);
     }
-    linear(z, qv, w[2], w[3], tap).relu_();
-    linear(xn, z, w[4], w[5], ex, &x).add_(w[5]);
+    relu_(linear(z, q, w[2], w[3], tap));
+    add_row_(linear(xn, z, w[4], w[5], ex, &x), w[5].data_ptr<T>());
     if (skips) linear(tot, xn, w[6], w[7], sk, l == 0 ? nullptr : &tot);
   }
-  return skips ? tot : b.of(X[L]);
+  return skips ? tot : b.mat<T>(X, {L});
 }
 
 // The element-wise LSTM step (parts.py, LSTMActivation.step_), in place: gates a = [o f i | g];
-// `fast`: tanh(x) = 2 sigmoid(2x) - 1, the g columns of the weights already doubled.
+// `fast`: tanh(x) = 2 sigmoid(2x) - 1, the g columns of the weights already doubled. The same
+// tensor operations (their vectorized sigmoid and tanh are what the Python pass computes).
 void lstm_step(Tensor a, idx k, bool fast, const Tensor& c_prev, Tensor c, Tensor t, Tensor h) {
   Tensor ofi = a.slice(1, 0, 3 * k), g = a.slice(1, 3 * k, 4 * k);
   Tensor o = a.slice(1, 0, k), f = a.slice(1, k, 2 * k), i = a.slice(1, 2 * k, 3 * k);
@@ -188,10 +291,11 @@ void lstm_step(Tensor a, idx k, bool fast, const Tensor& c_prev, Tensor c, Tenso
 // Row LSTM blocks (row_lstm.py, RowLSTMWavefrontEngine.colour_step). bufs: X (2, L + 1, H, n, 2h)
 // the layer inputs by step parity, Hh (RH, L, H + 1, n, h) and Cc (RC, L, H + 1, n, h) the rings of
 // h and c (row i at index i + 1), U (L, >= S, n, 7h + c) the gathered inputs, A (>= S*n, 4 h_c) the
-// gates, Tc (>= S*n, h_c) scratch, ctx (S, n, c) or empty, total the skip sum or empty. Weights
+// gates, Tc (>= S*n, h) scratch, ctx (S, n, c) or empty, total the skip sum or empty. Weights
 // per layer: gates (w, b), output conv (w, b) [, skip (w, b)]. layer: gather, fast, hidden group
 // [lo, hi), stream group [lo, hi), the output conv's and the skip's Cols.
-Tensor row_lstm_blocks(const Block& b, const Step& st, at::TensorList bufs, const Tensor* weights,
+template <typename T>
+Mat<T> row_lstm_blocks(const Block& b, const Step& st, at::TensorList bufs, const Tensor* weights,
                        at::IntArrayRef g) {
   const Tensor &X = bufs[0], &Hh = bufs[1], &Cc = bufs[2], &U = bufs[3], &A = bufs[4], &Tc = bufs[5];
   const Tensor &ctx = bufs[6], &total = bufs[7];
@@ -199,83 +303,193 @@ Tensor row_lstm_blocks(const Block& b, const Step& st, at::TensorList bufs, cons
   const idx hlo = g[2], hhi = g[3], slo = g[4], shi = g[5], k = hhi - hlo;
   const Cols out = cols_at(g, 6), sk = cols_at(g, 9);
   const idx L = Hh.size(1), h = Hh.size(4), RH = Hh.size(0), RC = Cc.size(0), per = skips ? 6 : 4;
-  const idx t = st.t, s = st.s, rows = b.rows(), i0 = st.lo + b.u0, m = b.units();
+  const idx t = st.t, s = st.s, n = b.n, rows = b.rows(), i0 = st.lo + b.u0, m = b.units();
   auto ring = [](idx v, idx R) { return ((v % R) + R) % R; };
-  Tensor a = b.of(A), tc = b.of(Tc), tot = skips ? b.of(total) : Tensor();
-  Tensor xcur_all = X[ring(t, 2)], xleft_all = X[ring(t - 1, 2)];
+  Tensor a = b.of(A), tc = b.of(Tc).slice(1, 0, k);
+  Mat<T> tot = skips ? b.mat<T>(total) : Mat<T>{};
+  const idx now = ring(t, 2), left = ring(t - 1, 2);
   for (idx l = 0; l < L; ++l) {
     const Tensor* w = weights + l * per;
-    Tensor uq = U[l].narrow(0, b.u0, m), uv = uq.view({rows, uq.size(2)});
-    Tensor xc = xcur_all[l].narrow(0, i0, m).view({rows, 2 * h});
-    if (gather) {
-      // [h(i-1, j-1) | h(i-1, j) | h(i-1, j+1) | x(i, j-1) | x(i, j) (| context)]
-      std::vector<Tensor> parts = {Hh[ring(t - s - 1, RH)][l].narrow(0, i0, m),
-                                   Hh[ring(t - s, RH)][l].narrow(0, i0, m),
-                                   Hh[ring(t - s + 1, RH)][l].narrow(0, i0, m), xleft_all[l].narrow(0, i0, m),
-                                   xcur_all[l].narrow(0, i0, m)};
-      if (ctx.numel() > 0) parts.push_back(ctx.narrow(0, b.u0, m));
-      at::cat_out(uq, parts, -1);
+    Mat<T> uv = rows_of<T>(U, {l}, b.first(), rows), xc = rows_of<T>(X, {now, l}, i0 * n, rows);
+    if (gather) {  // [h(i-1, j-1) | h(i-1, j) | h(i-1, j+1) | x(i, j-1) | x(i, j) (| context)]
+      const idx above[3] = {ring(t - s - 1, RH), ring(t - s, RH), ring(t - s + 1, RH)};
+      for (idx q = 0; q < 3; ++q)
+        copy_into(uv.columns(q * h, (q + 1) * h), rows_of<T>(Hh, {above[q], l}, i0 * n, rows));
+      copy_into(uv.columns(3 * h, 5 * h), rows_of<T>(X, {left, l}, i0 * n, rows));
+      copy_into(uv.columns(5 * h, 7 * h), xc);
+      if (ctx.numel() > 0) {
+        const idx cw = ctx.size(2);
+        for (idx u = 0; u < m; ++u)  // the context slab's rows are not evenly spaced
+          copy_into(Mat<T>{uv.row(u * n) + 7 * h, n, cw, uv.ld},
+                    Mat<T>{ctx.data_ptr<T>() + (b.u0 + u) * ctx.stride(0), n, cw, ctx.stride(1)});
+      }
     } else {
-      uv.slice(1, 5 * h + slo, 5 * h + shi).copy_(xc.slice(1, slo, shi));
+      copy_into(uv.columns(5 * h + slo, 5 * h + shi), xc.columns(slo, shi));
     }
-    at::addmm_out(a, w[1], uv, w[0]);
+    linear(b.mat<T>(A), uv, w[0].data_ptr<T>(), w[1].data_ptr<T>());
     Tensor hc = Hh[ring(t, RH)][l].narrow(0, i0 + 1, m).view({rows, h});
     Tensor c_up = Cc[ring(t - s, RC)][l].narrow(0, i0, m).view({rows, h});
     Tensor c_cur = Cc[ring(t, RC)][l].narrow(0, i0 + 1, m).view({rows, h});
     lstm_step(a, k, fast, c_up.slice(1, hlo, hhi), c_cur.slice(1, hlo, hhi), tc, hc.slice(1, hlo, hhi));
-    Tensor xn = X[ring(t, 2)][l + 1].narrow(0, i0, m).view({rows, 2 * h});
-    linear(xn, hc, w[2], w[3], out, &xc).add_(w[3]);
+    Mat<T> xn = rows_of<T>(X, {now, l + 1}, i0 * n, rows);
+    add_row_(linear(xn, rows_of<T>(Hh, {ring(t, RH), l}, (i0 + 1) * n, rows), w[2], w[3], out, &xc),
+             w[3].data_ptr<T>());
     if (skips) linear(tot, xn, w[4], w[5], sk, l == 0 ? nullptr : &tot);
   }
-  return skips ? tot : X[ring(t, 2)][L].narrow(0, i0, m).view({rows, 2 * h});
+  return skips ? tot : rows_of<T>(X, {now, L}, i0 * n, rows);
 }
 
-// The Chooser's draw (sampling/chooser.py) on a block of rows: per row, the number of entries of
-// the float64 cumulative softmax(z) that are < u, at most L - 1; z = logits, or (logits - max) / T.
-void draw_rows(const Tensor& logits, const Tensor& u, double temperature, Tensor v) {
-  Tensor lg = logits.to(at::kDouble);
-  Tensor z = temperature == 1.0 ? lg : at::div(at::sub(lg, at::amax(lg, {-1}, true)), temperature);
-  Tensor cdf = at::softmax(z, -1).cumsum_(-1);
-  at::searchsorted_out(v, cdf, u);
-  v.clamp_max_(logits.size(1) - 1);
+// exp(x) for x <= 0 in float64, as 2^n e^r with |r| <= ln2 / 2 (Cody-Waite split of ln 2, degree-13
+// Taylor polynomial: within ~2 ulp), branch-free so that loops calling it vectorize; below -708
+// (where exp leaves the normal numbers) it gives exp(-708), a difference far below what a draw
+// can see (u is 0 or at least 2^-24).
+inline double exp_neg(double x) {
+  x = x < -708.0 ? -708.0 : x;
+  const double n = __builtin_nearbyint(x * 1.4426950408889634);
+  const double r = (x - n * 0.6931471803691238) - n * 1.9082149292705877e-10;
+  double p = 1.0 / 6227020800.0;
+  p = p * r + 1.0 / 479001600.0;
+  p = p * r + 1.0 / 39916800.0;
+  p = p * r + 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  p = p * r + 1.0;
+  p = p * r + 1.0;
+  const int64_t bits = (static_cast<int64_t>(n) + 1023) << 52;
+  double scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
 }
 
-// The first conv's output buffer of the block (the engine's x0).
-Tensor block_x0(idx kind, const Block& b, const Step& st, at::TensorList bufs) {
-  if (kind == 0) return b.of(bufs[1][0]);  // PixelCNN: X[0, :N]
-  const Tensor& X = bufs[0];               // Row LSTM: X[t % 2, 0, lo:hi + 1]
-  return X[st.t % 2][0].narrow(0, st.lo + b.u0, b.units()).view({b.rows(), X.size(4)});
+// The Chooser's draw (sampling/chooser.py) of one row of L logits: the number of entries of the
+// float64 cumulative softmax(z) that are < u, at most L - 1; z = logits, or (logits - max) / T.
+// Its own float64 arithmetic (the exponentials above, sums in blocks of 16): the same values as
+// the Python draw except where u lies within float64 rounding of a cumulative probability.
+constexpr idx kDrawBlock = 16;
+
+// e: room for L + ceil(L / 16) doubles
+template <typename T>
+int64_t draw_row(const T* x, idx L, double u, double temperature, double* e) {
+  T m = x[0];
+  for (idx k = 1; k < L; ++k) m = x[k] > m ? x[k] : m;
+  const double top = m;  // divided, not multiplied by 1 / T: a subnormal T has no finite inverse
+  for (idx k = 0; k < L; ++k) e[k] = exp_neg((static_cast<double>(x[k]) - top) / temperature);
+  constexpr idx B = kDrawBlock;
+  double* block = e + L;  // sums of blocks of B entries
+  const idx nb = (L + B - 1) / B;
+  double total = 0;
+  for (idx q = 0; q < nb; ++q) {
+    double s = 0;
+    for (idx k = q * B; k < std::min(L, (q + 1) * B); ++k) s += e[k];
+    block[q] = s;
+    total += s;
+  }
+  const double target = u * total;  // cdf_k < u  <=>  (sum of the first k + 1) < u * total
+  double acc = 0;
+  idx q = 0;
+  while (q < nb && acc + block[q] < target) acc += block[q++];
+  if (q == nb) return L - 1;
+  for (idx k = q * B; k < L; ++k) {
+    acc += e[k];
+    if (!(acc < target)) return k;
+  }
+  return L - 1;
 }
 
-Tensor wave_pass(int64_t kind, at::TensorList bufs, at::TensorList weights, at::IntArrayRef step,
-                 at::IntArrayRef first, at::IntArrayRef head_g, at::IntArrayRef layer, const Tensor& u,
-                 double temperature) {
-  TORCH_CHECK(kind == 0 || kind == 1, "wave_pass: kind 0 (PixelCNN) or 1 (Row LSTM) expected");
-  TORCH_CHECK(step.size() == 7 && first.size() == 9 && head_g.size() == 5, "wave_pass: bad geometry");
-  const Step st(step);
-  const idx N = st.S() * st.n;
-  const bool drawing = u.numel() > 0;
-  TORCH_CHECK(!drawing || (st.need && u.size(0) == N), "wave_pass: u (S*n, 1) expected with the logits");
+template <typename T>
+void draw_rows(Mat<T> logits, const double* u, double temperature, int64_t* v) {
+  std::vector<double> e(logits.cols + (logits.cols + kDrawBlock - 1) / kDrawBlock);
+  for (idx r = 0; r < logits.rows; ++r) v[r] = draw_row(logits.row(r), logits.cols, u[r], temperature, e.data());
+}
+
+// The values drawn for a block: into the Chooser's (S, n) slab of the colour's values, and their
+// embedding into the skewed image E that the first conv reads (parts.py, SkewedFirstConv.set_value:
+// E[t + off, i + r, image, c] = table[value]).
+template <typename T>
+void keep_values(const Block& b, const Step& st, const int64_t* v, const Tensor& values, const Tensor& table,
+                 const Tensor& E, at::IntArrayRef first, at::IntArrayRef keep) {
+  const idx sT = first[0], sI = first[1], sN = first[2], sC = first[3], r = first[4], c = keep[0], off = keep[1];
+  int64_t* into = values.data_ptr<int64_t>();
+  const T* tab = table.data_ptr<T>();
+  T* e = E.data_ptr<T>() + (st.t + off) * sT + c * sC;
+  for (idx u = 0; u < b.units(); ++u) {
+    const idx i = st.lo + b.u0 + u;
+    for (idx j = 0; j < b.n; ++j) {
+      const int64_t val = v[u * b.n + j];
+      into[(b.u0 + u) * values.stride(0) + j * values.stride(1)] = val;
+      e[(i + r) * sI + j * sN] = tab[val];
+    }
+  }
+}
+
+template <typename T>
+void run_pass(idx kind, const Step& st, at::TensorList bufs, at::TensorList weights, at::IntArrayRef first,
+              at::IntArrayRef head_g, at::IntArrayRef layer, const Tensor& logits, at::TensorList draws,
+              double temperature, at::IntArrayRef keep) {
   const Tensor &E = bufs[0], &T0 = bufs[1], &T1 = bufs[2];
   at::TensorList engine = bufs.slice(3);
-  Tensor logits = st.need ? at::empty({N, weights[4].size(1)}, E.options()) : Tensor();
-  Tensor v = drawing ? at::empty({N, 1}, u.options().dtype(at::kLong)) : Tensor();
+  std::vector<int64_t> drawn(draws.empty() ? 0 : st.S() * st.n);
   for_blocks(st.S(), st.n, st.parts, [&](const Block& b) {
-    first_conv(b, st, E, weights[0], weights[1], first, block_x0(kind, b, st, engine));
-    Tensor stream = kind == 0 ? pixelcnn_blocks(b, st, engine, weights.data() + 6, layer)
-                              : row_lstm_blocks(b, st, engine, weights.data() + 6, layer);
+    // the first conv's output: PixelCNN X[0, :N]; Row LSTM X[t % 2, 0, lo:hi + 1]
+    Mat<T> x0 = kind == 0 ? b.mat<T>(engine[1], {0})
+                          : rows_of<T>(engine[0], {st.t % 2, 0}, (st.lo + b.u0) * st.n, b.rows());
+    first_conv(b, st, E, weights[0], weights[1], first, x0);
+    Mat<T> stream = kind == 0 ? pixelcnn_blocks<T>(b, st, engine, weights.data() + 6, layer)
+                              : row_lstm_blocks<T>(b, st, engine, weights.data() + 6, layer);
     head(b, st, stream, T0, T1, weights.data() + 2, head_g, logits);
-    if (drawing) draw_rows(b.of(logits), b.of(u), temperature, b.of(v));
+    if (!draws.empty()) {
+      int64_t* v = drawn.data() + b.first();
+      draw_rows(b.mat<T>(logits), draws[0].data_ptr<double>() + b.first(), temperature, v);
+      keep_values<T>(b, st, v, draws[1], draws[2], E, first, keep);
+    }
   });
-  return drawing ? v : st.need ? logits : at::empty({0}, E.options());
+}
+
+bool blas() { return sgemm_ != nullptr && dgemm_ != nullptr; }
+
+Tensor wave_pass(int64_t kind, at::TensorList bufs, at::TensorList weights, at::IntArrayRef step,
+                 at::IntArrayRef first, at::IntArrayRef head_g, at::IntArrayRef layer, at::TensorList draws,
+                 double temperature, at::IntArrayRef keep) {
+  TORCH_CHECK(blas(), "wave_pass: torch's CPU library does not export BLAS (sgemm_, dgemm_)");
+  TORCH_CHECK(kind == 0 || kind == 1, "wave_pass: kind 0 (PixelCNN) or 1 (Row LSTM) expected");
+  TORCH_CHECK(step.size() == 7 && first.size() == 9 && head_g.size() == 5, "wave_pass: bad geometry");
+  const Tensor& E = bufs[0];
+  for (const Tensor& b : bufs.slice(1))
+    TORCH_CHECK(b.numel() == 0 || b.scalar_type() == E.scalar_type(), "wave_pass: one dtype expected");
+  for (const Tensor& w : weights)
+    TORCH_CHECK(w.is_contiguous() && w.scalar_type() == E.scalar_type(), "wave_pass: contiguous weights expected");
+  const Step st(step);
+  const idx N = st.S() * st.n;
+  TORCH_CHECK(draws.empty() || (st.need && draws.size() == 3 && keep.size() == 2 && draws[0].size(0) == N &&
+                                draws[0].is_contiguous() && draws[0].scalar_type() == at::kDouble &&
+                                draws[1].scalar_type() == at::kLong && draws[1].size(0) == st.S() &&
+                                draws[2].scalar_type() == E.scalar_type()),
+              "wave_pass: draws [u (S*n, 1) float64, values (S, n) int64, table] expected with the logits");
+  Tensor logits = st.need ? at::empty({N, weights[4].size(1)}, E.options()) : Tensor();
+  AT_DISPATCH_FLOATING_TYPES(E.scalar_type(), "pixelrnn_wave_pass", [&] {
+    run_pass<scalar_t>(kind, st, bufs, weights, first, head_g, layer, logits, draws, temperature, keep);
+  });
+  return st.need && draws.empty() ? logits : at::empty({0}, E.options());
 }
 
 Tensor draw(const Tensor& logits, const Tensor& u, double temperature, int64_t parts) {
   TORCH_CHECK(logits.dim() == 2 && u.dim() == 2 && u.size(0) == logits.size(0) && u.size(1) == 1,
               "draw: logits (N, L) and u (N, 1) expected");
-  Tensor v = at::empty({logits.size(0), 1}, logits.options().dtype(at::kLong));
-  for_blocks(logits.size(0), 1, parts,
-             [&](const Block& b) { draw_rows(b.of(logits), b.of(u), temperature, b.of(v)); });
+  TORCH_CHECK(u.scalar_type() == at::kDouble, "draw: float64 u expected");
+  Tensor lg = logits.contiguous(), uu = u.contiguous();
+  Tensor v = at::empty({lg.size(0), 1}, lg.options().dtype(at::kLong));
+  AT_DISPATCH_FLOATING_TYPES(lg.scalar_type(), "pixelrnn_draw", [&] {
+    for_blocks(lg.size(0), 1, parts, [&](const Block& b) {
+      draw_rows(b.mat<scalar_t>(lg), uu.data_ptr<double>() + b.first(), temperature,
+                v.data_ptr<int64_t>() + b.first());
+    });
+  });
   return v;
 }
 
@@ -283,8 +497,9 @@ Tensor draw(const Tensor& logits, const Tensor& u, double temperature, int64_t p
 
 TORCH_LIBRARY_FRAGMENT(pixelrnn_native, m) {
   m.def("wave_pass(int kind, Tensor[] bufs, Tensor[] weights, int[] step, int[] first, int[] head, "
-        "int[] layer, Tensor u, float temperature) -> Tensor");
+        "int[] layer, Tensor[] draws, float temperature, int[] keep) -> Tensor");
   m.def("draw(Tensor logits, Tensor u, float temperature, int parts) -> Tensor");
+  m.def("sampling_blas() -> bool", &blas);
 }
 
 TORCH_LIBRARY_IMPL(pixelrnn_native, CPU, m) {
