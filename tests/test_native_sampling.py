@@ -127,3 +127,27 @@ def test_engines_without_a_native_pass_use_the_python_pass():
     model = make("pixelcnn", 1)
     engine = model.net.sampling_engine(2, 4, 4, schedule="raster")
     assert NativePass.of(engine, None, None, 2, False) is None
+
+
+@pytest.mark.parametrize("C,n", [(3, 8), (3, 4), (3, 5), (1, 4)])
+def test_native_row_lstm_with_whole_step_sigmoids_equals_the_python_pass(C, n, monkeypatch, threads):
+    """Large enough for the LSTM step's other form (tanh(x) = 2 sigmoid(2x) - 1, torch's sigmoid on
+    the whole step's gates as one range, whose last elements torch computes apart): the blocks
+    start where that makes no difference (native_pass.block_align), on any number of threads."""
+    model = make("row_lstm", C, hidden=64)
+    values = torch.zeros(n, C, 9, 32, dtype=torch.long)
+    engine = model.net.sampling_engine(n, 9, 32)
+    assert engine.act.fast  # the form under test
+
+    def recorded():
+        return model.generate(values, None, generator=torch.Generator().manual_seed(3), record=True)[:2]
+
+    out = []
+    for k in (1, 2, 3):
+        threads(k)
+        out.append(recorded())
+    threads(2)
+    (ia, la), (ib, lb) = both(monkeypatch, recorded)
+    assert torch.equal(ia, ib) and torch.equal(la, lb)
+    for i, lg in out:
+        assert torch.equal(i, ia) and torch.equal(lg, la)

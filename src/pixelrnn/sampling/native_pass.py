@@ -6,14 +6,28 @@ head (``parts.Head``) on the step's S*n rows. :class:`NativePass` does the same 
 call, the rows cut into blocks of whole image rows that run on separate threads: the same numbers
 row by row (tested: samples and ``.prnn`` bytes equal to the Python pass's), about twice as fast
 on two threads. An engine that supports it has ``native_layers(t, lo, hi, c)``, returning what
-the native call needs for its blocks: ``(kind, buffers, weights, geometry)``.
+the native call needs for its blocks: ``(kind, buffers, weights, geometry, align)`` (the blocks
+start at multiples of ``align`` image rows: see ``block_align``).
 """
 from __future__ import annotations
+
+import math
 
 import torch
 
 from ..nn import native
 from ..nn.logistic import output_logits
+
+
+def block_align(n: int, widths: list[int]) -> int:
+    """The fewest image rows (of n images each) that fill a multiple of 64 elements of every
+    buffer of the given row widths on which a native pass runs a torch element-wise operation as
+    one contiguous range: blocks of rows that start there give every element the arithmetic of
+    the Python pass (torch treats the last elements of a range apart: ``sampling.cpp``, Step)."""
+    q = 1
+    for w in widths:
+        q = math.lcm(q, 64 // math.gcd(64, n * w))
+    return q
 
 
 class NativePass:
@@ -50,9 +64,9 @@ class NativePass:
         conv (``SkewedFirstConv.set_value``); nothing returned."""
         S = hi - lo + 1
         cc = c if self.sliced else None
-        kind, bufs, weights, layer = self.engine.native_layers(t, lo, hi, cc)
+        kind, bufs, weights, layer, align = self.engine.native_layers(t, lo, hi, cc)
         first_head, first, head = self.parts(cc)
-        step = [t, lo, hi, self.engine.skew, self.n, native.threads_for(S), int(need)]
+        step = [t, lo, hi, self.engine.skew, self.n, native.threads_for(S), int(need), align]
         draws = [] if plain is None else [*plain, self.first.table]
         out = torch.ops.pixelrnn_native.wave_pass(kind, [self.first.E, *self.head.scratch(S * self.n), *bufs],
                                                   first_head + weights, step, first, head, layer, draws,

@@ -219,4 +219,4 @@ class PixelCNNWavefrontEngine:
         weights, layer = self.native_parts[c]
         ctx = self.none if self.ctx is None else context_slab(self.ctx, t, lo, hi, self.skew)
         total = self.skip.total if self.skip.enabled else self.none
-        return 0, [self.Y, self.X, self.T1, self.Q, self.Z, ctx, total], weights, layer
+        return 0, [self.Y, self.X, self.T1, self.Q, self.Z, ctx, total], weights, layer, 1  # no such operation

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from .native_pass import block_align
 from .parts import (ColourGates, ColourLinear, LSTMActivation, SkipSum, colour_group, pointwise_weight,
                     recurrent_stack)
 
@@ -246,6 +247,8 @@ class RowLSTMWavefrontEngine:
         weights, geometry = self.native_parts[c]
         ctx = self.none if self.ctx is None else context_slab(self.ctx, t, lo, hi, self.skew)
         total = self.skip.total if self.skip.enabled else self.none
-        tc = self.by_colour.scratch[:, :hs.stop - hs.start]
-        bufs = [self.X, self.Hh, self.Cc, self.U, self.by_colour.buffers[c], tc, ctx, total]
-        return 1, bufs, weights, [int(c == 0), int(self.act.fast)] + geometry
+        k = hs.stop - hs.start
+        bufs = [self.X, self.Hh, self.Cc, self.U, self.by_colour.buffers[c], self.by_colour.scratch, ctx, total]
+        # torch's sigmoid runs on the gates (N, 4k) and, when they are whole rows, on tanh's scratch (N, h)
+        align = block_align(self.n, [4 * k] + ([self.h] if k == self.h else []))
+        return 1, bufs, weights, [int(c == 0), int(self.act.fast)] + geometry, align

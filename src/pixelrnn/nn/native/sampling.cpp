@@ -17,7 +17,7 @@
 //     kind 1: Row LSTM (sampling/row_lstm.py, RowLSTMWavefrontEngine)
 //     bufs    = [E, head t0, head t1, engine buffers...]
 //     weights = [first w, first b, head1 w, head1 b, head2 w, head2 b, per layer...]
-//     step    = [t, lo, hi, s, n, parts, need the logits]
+//     step    = [t, lo, hi, s, n, parts, need the logits, align (see Step)]
 //     first   = [E's strides (4), r, kw, C, output columns lo, hi]       (sampling/parts.py)
 //     head    = [colour slices, head1 reach k, columns lo, hi, head2 reach]
 //     layer   = the engine's geometry and column groups (see each engine below)
@@ -31,6 +31,7 @@
 #include <ATen/ops/clamp_min.h>
 #include <ATen/ops/div.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
 #include <ATen/ops/mul.h>
 #include <ATen/ops/searchsorted.h>
 #include <ATen/ops/softmax.h>
@@ -162,26 +163,34 @@ struct Block {
   }
 };
 
-// Runs fn(Block) on `parts` blocks of the S image rows of a step, one per thread.
+// Runs fn(Block) on `parts` blocks of the S image rows of a step, one per thread; the blocks start
+// at multiples of `align` image rows (see Step::align).
 template <typename F>
-void for_blocks(idx S, idx n, idx parts, const F& fn) {
-  parts = std::max<idx>(1, std::min(parts, S));
+void for_blocks(idx S, idx n, idx parts, const F& fn, idx align = 1) {
+  parts = std::max<idx>(1, std::min(parts, S / align));
   if (parts == 1) {
     at::AutoDispatchBelowADInplaceOrView guard;
     fn(Block{0, S, n});
     return;
   }
+  auto start = [&](idx p) { return p == parts ? S : (S * p / parts) / align * align; };
   at::parallel_for(0, parts, 1, [&](idx p0, idx p1) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    for (idx p = p0; p < p1; ++p) fn(Block{S * p / parts, S * (p + 1) / parts, n});
+    for (idx p = p0; p < p1; ++p)
+      if (start(p) < start(p + 1)) fn(Block{start(p), start(p + 1), n});
   });
 }
 
+// align: the blocks start at multiples of this many image rows. torch's vectorized element-wise
+// kernels treat the last elements of a contiguous range apart (a scalar loop, whose sigmoid can
+// differ in the last bit); a block that starts at a multiple of 64 elements of the step's buffers
+// and does not end the step has no such elements, so every element gets the arithmetic of the
+// Python pass, which runs each operation on the whole step.
 struct Step {
-  idx t, lo, hi, s, n, parts;
+  idx t, lo, hi, s, n, parts, align;
   bool need;
   explicit Step(at::IntArrayRef v)
-      : t(v[0]), lo(v[1]), hi(v[2]), s(v[3]), n(v[4]), parts(v[5]), need(v[6] != 0) {}
+      : t(v[0]), lo(v[1]), hi(v[2]), s(v[3]), n(v[4]), parts(v[5]), align(v[7]), need(v[6] != 0) {}
   idx S() const { return hi - lo + 1; }
 };
 
@@ -263,29 +272,43 @@ Mat<T> pixelcnn_blocks(const Block& b, const Step& st, at::TensorList bufs, cons
   return skips ? tot : b.mat<T>(X, {L});
 }
 
-// The element-wise LSTM step (parts.py, LSTMActivation.step_), in place: gates a = [o f i | g];
-// `fast`: tanh(x) = 2 sigmoid(2x) - 1, the g columns of the weights already doubled. The same
-// tensor operations (their vectorized sigmoid and tanh are what the Python pass computes).
-void lstm_step(Tensor a, idx k, bool fast, const Tensor& c_prev, Tensor c, Tensor t, Tensor h) {
-  Tensor ofi = a.slice(1, 0, 3 * k), g = a.slice(1, 3 * k, 4 * k);
-  Tensor o = a.slice(1, 0, k), f = a.slice(1, k, 2 * k), i = a.slice(1, 2 * k, 3 * k);
+// A tensor over a Mat's numbers (no copy), for the tensor operations below.
+template <typename T>
+Tensor tensor_of(Mat<T> m) {
+  return at::from_blob(m.p, {m.rows, m.cols}, {m.ld, 1}, at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
+}
+
+// The element-wise LSTM step (parts.py, LSTMActivation.step_), in place: gates a = [o f i | g] (k
+// columns each); `fast`: tanh(x) = 2 sigmoid(2x) - 1, the g columns of the weights already doubled.
+// torch's own sigmoid, tanh and addcmul (their vectorized arithmetic is what the Python pass
+// computes), loops for the rest: single roundings (2x and x * y), so the same numbers.
+template <typename T>
+void lstm_step(Mat<T> a, bool fast, Mat<T> c_prev, Mat<T> c, Mat<T> t, Mat<T> h) {
+  const idx k = c.cols;
+  Mat<T> o = a.columns(0, k), f = a.columns(k, 2 * k), i = a.columns(2 * k, 3 * k), g = a.columns(3 * k, 4 * k);
   if (fast) {
-    a.sigmoid_();
-    g.mul_(2).sub_(1);
+    tensor_of(a).sigmoid_();
+    for (idx r = 0; r < g.rows; ++r)
+      for (idx j = 0; j < k; ++j) g.row(r)[j] = g.row(r)[j] * 2 - 1;
   } else {
-    ofi.sigmoid_();
-    g.tanh_();
+    tensor_of(a.columns(0, 3 * k)).sigmoid_();
+    tensor_of(g).tanh_();
   }
-  at::mul_out(c, f, c_prev);
-  c.addcmul_(i, g);
+  for (idx r = 0; r < c.rows; ++r)
+    for (idx j = 0; j < k; ++j) c.row(r)[j] = f.row(r)[j] * c_prev.row(r)[j];
+  tensor_of(c).addcmul_(tensor_of(i), tensor_of(g));
   if (fast) {
-    at::mul_out(t, c, 2);
-    t.sigmoid_();
-    t.mul_(2).sub_(1);
+    for (idx r = 0; r < t.rows; ++r)
+      for (idx j = 0; j < k; ++j) t.row(r)[j] = c.row(r)[j] * 2;
+    tensor_of(t).sigmoid_();
+    for (idx r = 0; r < t.rows; ++r)
+      for (idx j = 0; j < k; ++j) t.row(r)[j] = t.row(r)[j] * 2 - 1;
   } else {
-    at::tanh_out(t, c);
+    Tensor tt = tensor_of(t);
+    at::tanh_out(tt, tensor_of(c));
   }
-  at::mul_out(h, o, t);
+  for (idx r = 0; r < h.rows; ++r)
+    for (idx j = 0; j < k; ++j) h.row(r)[j] = o.row(r)[j] * t.row(r)[j];
 }
 
 // Row LSTM blocks (row_lstm.py, RowLSTMWavefrontEngine.colour_step). bufs: X (2, L + 1, H, n, 2h)
@@ -305,7 +328,7 @@ Mat<T> row_lstm_blocks(const Block& b, const Step& st, at::TensorList bufs, cons
   const idx L = Hh.size(1), h = Hh.size(4), RH = Hh.size(0), RC = Cc.size(0), per = skips ? 6 : 4;
   const idx t = st.t, s = st.s, n = b.n, rows = b.rows(), i0 = st.lo + b.u0, m = b.units();
   auto ring = [](idx v, idx R) { return ((v % R) + R) % R; };
-  Tensor a = b.of(A), tc = b.of(Tc).slice(1, 0, k);
+  Mat<T> a = b.mat<T>(A), tc = b.mat<T>(Tc).columns(0, k);
   Mat<T> tot = skips ? b.mat<T>(total) : Mat<T>{};
   const idx now = ring(t, 2), left = ring(t - 1, 2);
   for (idx l = 0; l < L; ++l) {
@@ -326,14 +349,13 @@ Mat<T> row_lstm_blocks(const Block& b, const Step& st, at::TensorList bufs, cons
     } else {
       copy_into(uv.columns(5 * h + slo, 5 * h + shi), xc.columns(slo, shi));
     }
-    linear(b.mat<T>(A), uv, w[0].data_ptr<T>(), w[1].data_ptr<T>());
-    Tensor hc = Hh[ring(t, RH)][l].narrow(0, i0 + 1, m).view({rows, h});
-    Tensor c_up = Cc[ring(t - s, RC)][l].narrow(0, i0, m).view({rows, h});
-    Tensor c_cur = Cc[ring(t, RC)][l].narrow(0, i0 + 1, m).view({rows, h});
-    lstm_step(a, k, fast, c_up.slice(1, hlo, hhi), c_cur.slice(1, hlo, hhi), tc, hc.slice(1, hlo, hhi));
+    linear(a, uv, w[0].data_ptr<T>(), w[1].data_ptr<T>());
+    Mat<T> hc = rows_of<T>(Hh, {ring(t, RH), l}, (i0 + 1) * n, rows);
+    Mat<T> c_up = rows_of<T>(Cc, {ring(t - s, RC), l}, i0 * n, rows);
+    Mat<T> c_cur = rows_of<T>(Cc, {ring(t, RC), l}, (i0 + 1) * n, rows);
+    lstm_step(a, fast, c_up.columns(hlo, hhi), c_cur.columns(hlo, hhi), tc, hc.columns(hlo, hhi));
     Mat<T> xn = rows_of<T>(X, {now, l + 1}, i0 * n, rows);
-    add_row_(linear(xn, rows_of<T>(Hh, {ring(t, RH), l}, (i0 + 1) * n, rows), w[2], w[3], out, &xc),
-             w[3].data_ptr<T>());
+    add_row_(linear(xn, hc, w[2], w[3], out, &xc), w[3].data_ptr<T>());
     if (skips) linear(tot, xn, w[4], w[5], sk, l == 0 ? nullptr : &tot);
   }
   return skips ? tot : rows_of<T>(X, {now, L}, i0 * n, rows);
@@ -448,7 +470,7 @@ void run_pass(idx kind, const Step& st, at::TensorList bufs, at::TensorList weig
       draw_rows(b.mat<T>(logits), draws[0].data_ptr<double>() + b.first(), temperature, v);
       keep_values<T>(b, st, v, draws[1], draws[2], E, first, keep);
     }
-  });
+  }, st.align);
 }
 
 bool blas() { return sgemm_ != nullptr && dgemm_ != nullptr; }
@@ -458,7 +480,8 @@ Tensor wave_pass(int64_t kind, at::TensorList bufs, at::TensorList weights, at::
                  double temperature, at::IntArrayRef keep) {
   TORCH_CHECK(blas(), "wave_pass: torch's CPU library does not export BLAS (sgemm_, dgemm_)");
   TORCH_CHECK(kind == 0 || kind == 1, "wave_pass: kind 0 (PixelCNN) or 1 (Row LSTM) expected");
-  TORCH_CHECK(step.size() == 7 && first.size() == 9 && head_g.size() == 5, "wave_pass: bad geometry");
+  TORCH_CHECK(step.size() == 8 && step[7] >= 1 && first.size() == 9 && head_g.size() == 5,
+              "wave_pass: bad geometry");
   const Tensor& E = bufs[0];
   for (const Tensor& b : bufs.slice(1))
     TORCH_CHECK(b.numel() == 0 || b.scalar_type() == E.scalar_type(), "wave_pass: one dtype expected");
