@@ -151,3 +151,73 @@ def test_native_row_lstm_with_whole_step_sigmoids_equals_the_python_pass(C, n, m
     assert torch.equal(ia, ib) and torch.equal(la, lb)
     for i, lg in out:
         assert torch.equal(i, ia) and torch.equal(lg, la)
+
+
+# -- the Diagonal BiLSTM: whole rows of plain draws in one native call (NativeRow) ----------------
+
+DIAGONAL = [({}, 3), ({}, 1), ({"skip": True}, 3), ({"first_kernel": 3}, 1), ({"classes": 2}, 3)]
+
+
+def drawn_by_inverse_cdf(model, x, seed, y=None, temperature=1.0, tol=1e-6):
+    """Whether every value of the samples x (n, C, H, W) is the inverse CDF of its uniform (one
+    torch.rand(n) per value in raster order, as the chooser draws them) under the model's exact
+    conditional given the earlier values (teacher forced), except where the uniform lies within
+    tol of a cumulative probability (there float rounding may pick either side)."""
+    n, C, H, W = x.shape
+    u = torch.rand(H * W * C, n, generator=torch.Generator().manual_seed(seed)).double()
+    u = u.view(H, W, C, n).permute(3, 2, 0, 1)  # (n, C, H, W)
+    with torch.no_grad():
+        logits = model(x, y) if y is not None else model(x)  # (n, levels, C, H, W)
+    cdf = (logits.double() / temperature).softmax(1).cumsum(1)
+    expect = (cdf < u.unsqueeze(1)).sum(1).clamp_max(model.levels - 1)
+    near = ((cdf - u.unsqueeze(1)).abs() < tol).any(1)
+    return bool(((expect == x) | near).all())
+
+
+@pytest.mark.parametrize("options,C", DIAGONAL)
+def test_native_diagonal_rows_draw_from_the_exact_conditionals(options, C, monkeypatch, threads):
+    threads(2)
+    model = make("diagonal_bilstm", C, dtype=torch.float64, **options)
+    y = torch.tensor([1, 0, 1, 1, 0]) if model.classes else None
+    for seed, t in ((3, 1.0), (4, 0.6)):
+        def sample():
+            return model.sample(5, height=6, width=7, y=y, temperature=t, generator=torch.Generator().manual_seed(seed))
+        a, b = both(monkeypatch, sample)
+        assert drawn_by_inverse_cdf(model, a, seed, y, t)
+        assert torch.equal(a, b)  # the Python pass's draws (its arithmetic differs only in the last bits)
+
+
+def test_native_diagonal_rows_on_any_number_of_threads(threads):
+    model = make("diagonal_bilstm", 3, hidden=16)
+    out = []
+    for k in (1, 2, 3):
+        threads(k)
+        out.append(model.sample(7, height=5, width=6, generator=torch.Generator().manual_seed(2)))
+    assert torch.equal(out[0], out[1]) and torch.equal(out[0], out[2])
+    assert drawn_by_inverse_cdf(model, out[0], 2, tol=1e-4)
+
+
+def test_native_diagonal_completion_rows_with_known_values_take_the_python_pass(monkeypatch, threads):
+    """Rows with known values (and coding, particles, recorded logits) stay on the Python pass; the
+    rows after them are drawn natively: the known values are kept, the rest as in the Python pass."""
+    threads(2)
+    model = make("diagonal_bilstm", 3, dtype=torch.float64)
+    x = torch.randint(0, 7, (4, 3, 6, 5), generator=torch.Generator().manual_seed(1))
+    known = torch.zeros(4, 3, 6, 5, dtype=torch.bool)
+    known[:, :, :2] = True
+    known[0, 1, 3, 2] = True  # one known value in row 3: that row takes the Python pass
+    a, b = both(monkeypatch, lambda: model.complete(x, known, torch.Generator().manual_seed(5)))
+    assert torch.equal(a, b) and torch.equal(a[known], x[known])
+    images = torch.randint(0, 7, (2, 3, 4, 5), generator=torch.Generator().manual_seed(4))
+    a, b = both(monkeypatch, lambda: compress(model.float(), images))
+    assert a == b
+
+
+def test_mixture_outputs_take_the_python_pass():
+    """The native row draws from logits; a mixture output's come from its logistics in Python."""
+    from pixelrnn.sampling.native_pass import NativeRow
+    from pixelrnn.sampling.parts import FirstConv, Head
+    for mixtures, native_row in ((2, False), (0, True)):
+        net = make("diagonal_bilstm", 3, mixtures=mixtures).net
+        row = NativeRow.of(net.sampling_engine(2, 4, 4), FirstConv(net, 2, 4, 4), Head(net, 2), True)
+        assert (row is not None) == native_row

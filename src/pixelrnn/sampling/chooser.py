@@ -166,6 +166,16 @@ class Chooser:
             return None
         return self.uniforms(c, t, lo, hi, s), slab(self.v, c, t, lo, hi, s)
 
+    def plain_row(self, i: int) -> bool:
+        """Whether every value of row i is a plain draw (see ``plain``): the uniforms and the values
+        (C, H, W, n) are then ``u`` and ``v``."""
+        if self.decide is not None or self.rec is not None:
+            return False
+        if self.kn is None:
+            return True
+        return all(self.samp[c][i][j] and not self.anyk[c][i][j] and not (self.needw and self.needw[c][i][j])
+                   for c in range(self.C) for j in range(self.W))
+
     def images(self) -> torch.Tensor:  # (n, C, H, W)
         return self.v.permute(3, 0, 1, 2)
 

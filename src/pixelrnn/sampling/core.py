@@ -31,7 +31,7 @@ import torch
 
 from ..progress import as_progress
 from .chooser import Chooser, resample
-from .native_pass import NativePass
+from .native_pass import NativePass, NativeRow
 from .parts import FirstConv, Head, SkewedFirstConv
 
 __all__ = ["generate", "resample"]
@@ -63,9 +63,16 @@ def _raster(model, ch: Chooser, prog, engine) -> None:
     head = Head(model, n)
     images = ch.images()
     by_colour = sliced(engine, C)
+    fused = NativeRow.of(engine, first, head, by_colour)
     for i in range(H):
         first.start_row(i, images[:, :, i])
         engine.start_row(i)
+        if fused is not None and ch.plain_row(i):  # every pass and draw of the row in one call
+            fused.run(i, ch)
+            prog.advance(C * W)
+            engine.end_row(i)
+            first.end_row(i)
+            continue
         for j in range(W):
             x0 = engine.x0(j)
             t = i * W + j

@@ -180,3 +180,27 @@ class DiagonalBiLSTMEngine:
             torch.baddbmm(pre_j, h_right, wr_left, out=AR)
             act.step_(AR, ofi, g, o, f, ig, c_right, c_j, TR, h_j)
         torch.baddbmm(self.b_out, self.rows_hr, self.w_out, out=self.rows_r)
+
+    def native_row(self, first, head, sliced: bool) -> tuple[list, list, list]:
+        """What a native row (``native_pass.NativeRow``) needs besides the chooser's: the buffers,
+        and per colour pass (one for a gray engine) its weights and geometry, in the order of
+        ``nn/native/sampling.cpp`` (diag_row)."""
+        none = self.XH.new_empty(0)
+        skips = self.skip.layers if self.skip.enabled else [None] * self.L
+        weights, geo = [], []
+        for c in (range(self.C) if sliced else [None]):
+            g = colour_group(c, self.C)
+            hs, gs = self.by_colour.hidden[g], self.by_colour.stream[g]
+            w_first = first.w_row if c is None else first.w_row_c[c]
+            out = slice(0, first.out_ch) if c is None else first.slices[c]
+            weights.append(none if w_first is None else w_first)
+            for (wcat, conv), skip in zip(self.layers_c, skips):
+                weights += [wcat[g], conv.parts[g][0]] + ([] if skip is None else skip.part(g)[0])
+            head_weights, head_geo = head.native_args(g, sliced)
+            weights += head_weights
+            skip_cols = skips[0].part(g)[1] if self.skip.enabled else [0, 0, 0]
+            geo += [out.start, out.stop, hs.start, hs.stop, gs.start, gs.stop, self.layers_c[0][1].parts[g][2]]
+            geo += skip_cols + head_geo[1:]
+        total = self.skip.total if self.skip.enabled else none
+        bufs = [first.erow, first.above, self.XH, self.Cl, self.UP, self.R, total, *head.scratch(self.n)]
+        return bufs, weights, [first.rw, first.cols, int(self.act.fast)], geo

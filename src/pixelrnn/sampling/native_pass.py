@@ -74,3 +74,31 @@ class NativePass:
         if plain is not None or not need:
             return None
         return output_logits(out, self.head.levels, self.head.mixtures)
+
+
+class NativeRow:
+    """A raster-order engine's whole row as one native call when all its values are plain draws
+    (``Chooser.plain_row``): every pixel and colour pass, the draws, and the values kept and
+    embedded for the first conv. For the Diagonal BiLSTM (``native_row``), whose row must be
+    sampled pixel by pixel: its images run on separate threads. Its element-wise arithmetic is
+    its own (``nn/native/sampling.cpp``, diag_row), so it serves sampling only; coding, completion
+    with known values in the row, particle weights and recorded logits take the Python pass."""
+
+    def __init__(self, engine, first, head, sliced: bool):
+        self.bufs, self.weights, self.geo, self.layout = engine.native_row(first, head, sliced)
+        self.passes = engine.C if sliced else 1
+        self.n, self.table = engine.n, first.table
+
+    @classmethod
+    def of(cls, engine, first, head, sliced: bool) -> NativeRow | None:
+        """The native row for this engine, or None (as ``NativePass.of``; also a mixture output,
+        whose logits the native draw does not compute)."""
+        if not hasattr(engine, "native_row") or head.mixtures or not native.sampling_usable(first.erow):
+            return None
+        return cls(engine, first, head, sliced)
+
+    def run(self, i: int, ch) -> None:
+        """Row i: every value drawn from the chooser's uniforms, kept in its values."""
+        rw, cols, fast = self.geo
+        geo = [i, self.passes, rw, cols, fast, native.threads_for(self.n)] + self.layout
+        torch.ops.pixelrnn_native.diag_row(self.bufs + [ch.u, ch.v, self.table], self.weights, geo, ch.temperature)

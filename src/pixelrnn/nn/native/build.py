@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 SOURCES = [Path(__file__).with_name(name) for name in ("lstm_scan.cpp", "sampling.cpp")]
+HEADERS = [Path(__file__).with_name("fastmath.h")]
 LIBRARY = "pixelrnn_scan.so"
 ARCH_FLAGS = {"AVX512": ["-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq", "-mavx2", "-mfma"],
               "AVX2": ["-mavx2", "-mfma"]}
@@ -73,7 +74,7 @@ def cache_root() -> Path:
 
 def build_dir(cxx: str) -> Path:
     h = hashlib.sha256()
-    sources = [src.read_bytes() for src in SOURCES]
+    sources = [src.read_bytes() for src in SOURCES + HEADERS]
     for part in (*sources, " ".join(compile_flags()).encode(), os.path.realpath(cxx).encode(),
                  torch.__version__.encode(), sys.version.encode(), str(Path(torch.__file__).parent).encode()):
         h.update(part)
