@@ -70,7 +70,7 @@ def _raster(model, ch: Chooser, prog, engine) -> None:
         if fused is not None and ch.plain_row(i):  # every pass and draw of the row in one call
             fused.run(i, ch)
             prog.advance(C * W)
-            engine.end_row(i)
+            engine.end_row(i, native=True)
             first.end_row(i)
             continue
         for j in range(W):

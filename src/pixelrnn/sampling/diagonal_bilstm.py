@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 
+from ..nn.native import threads_for
 from .parts import (ColourGates, ColourLinear, LSTMActivation, SkipSum, colour_group, pointwise_weight,
                     recurrent_stack)
 
@@ -165,20 +166,25 @@ class DiagonalBiLSTMEngine:
             out.append(per_c)
         return out
 
-    def end_row(self, i: int) -> None:
+    def end_row(self, i: int, native: bool = False) -> None:
         """Right-to-left direction over row i, all layers at once; then the shifted contribution
-        of its states to row i + 1."""
+        of its states to row i + 1. ``native``: the scan over the columns as one native call with
+        the arithmetic of a native row (``native_pass.NativeRow``; sampling only)."""
         if i == self.H - 1:
             return  # the last row's right-to-left states are shifted out of the image
         torch.baddbmm(self.b_r2l, self.rows_x, self.wr_x, out=self.rows_pre)
         self.rows_pre.baddbmm_(self.rows_hr, self.wr_up)  # h(i-1, j), before the scan overwrites it
         if self.ctx is not None:
             self.rows_pre.baddbmm_(self._ctx_row(i), self.wc_r2l)
-        AR, TR, wr_left, act = self.AR, self.TR, self.wr_left, self.act_r
-        ofi, g, o, f, ig = self.gates_r
-        for pre_j, h_right, c_right, c_j, h_j in self.scan:
-            torch.baddbmm(pre_j, h_right, wr_left, out=AR)
-            act.step_(AR, ofi, g, o, f, ig, c_right, c_j, TR, h_j)
+        if native:
+            torch.ops.pixelrnn_native.diag_scan(self.PRE, self.Hr, self.Cr, self.wr_left, self.act_r.fast,
+                                                threads_for(self.n))
+        else:
+            AR, TR, wr_left, act = self.AR, self.TR, self.wr_left, self.act_r
+            ofi, g, o, f, ig = self.gates_r
+            for pre_j, h_right, c_right, c_j, h_j in self.scan:
+                torch.baddbmm(pre_j, h_right, wr_left, out=AR)
+                act.step_(AR, ofi, g, o, f, ig, c_right, c_j, TR, h_j)
         torch.baddbmm(self.b_out, self.rows_hr, self.w_out, out=self.rows_r)
 
     def native_row(self, first, head, sliced: bool) -> tuple[list, list, list]:

@@ -503,6 +503,21 @@ Tensor wave_pass(int64_t kind, at::TensorList bufs, at::TensorList weights, at::
   return st.need && draws.empty() ? logits : at::empty({0}, E.options());
 }
 
+// One image's LSTM step with the native rows' own arithmetic (fastmath.h): gates a = [o f i | g],
+// k columns each (`fast`: g's pre-activation doubled, tanh(x) = 2 sigmoid(2x) - 1); c = f c_prev +
+// i g into c, h = o tanh(c) into h. Branch-free loops, so that they vectorize; g: k scratch values.
+template <typename T>
+inline void lstm_cell(const T* a, idx k, bool fast, const T* c_prev, T* c, T* h, T* g) {
+  using pixelrnn_native::sigm;
+  using pixelrnn_native::tanh2;
+  if (fast)
+    for (idx q = 0; q < k; ++q) g[q] = T(2) * sigm(a[3 * k + q]) - T(1);
+  else
+    for (idx q = 0; q < k; ++q) g[q] = tanh2(a[3 * k + q]);
+  for (idx q = 0; q < k; ++q) c[q] = sigm(a[k + q]) * c_prev[q] + sigm(a[2 * k + q]) * g[q];
+  for (idx q = 0; q < k; ++q) h[q] = sigm(a[q]) * tanh2(c[q]);
+}
+
 // The Diagonal BiLSTM's raster-order sampler (sampling/diagonal_bilstm.py, core._raster) over one
 // whole row i whose values are all plain draws: for every pixel j and colour c, the first conv's
 // pixel (parts.FirstConv.pixel), the left-to-right step of every layer (DiagonalBiLSTMEngine.pixel),
@@ -523,15 +538,13 @@ Tensor wave_pass(int64_t kind, at::TensorList bufs, at::TensorList weights, at::
 template <typename T>
 void diag_row_block(idx b0, idx b1, at::TensorList bufs, at::TensorList weights, at::IntArrayRef geo,
                     double temperature) {
-  using pixelrnn_native::sigm;
-  using pixelrnn_native::tanh2;
   const Tensor &erow = bufs[0], &above = bufs[1], &XH = bufs[2], &Cl = bufs[3], &UP = bufs[4], &R = bufs[5];
   const Tensor &total = bufs[6], &T0 = bufs[7], &T1 = bufs[8], &U = bufs[9], &V = bufs[10], &table = bufs[11];
   const idx i = geo[0], passes = geo[1], rw = geo[2], cols = geo[3];
   const bool fast = geo[4] != 0, skips = total.numel() > 0;
   const idx L = Cl.size(0), W = Cl.size(1) - 1, n = Cl.size(2), h = Cl.size(3), C = erow.size(2);
   const idx H = U.size(1), rows = b1 - b0, per = skips ? 4 : 2, nw = 1 + L * per + 4;
-  std::vector<T> gates(rows * 4 * h);
+  std::vector<T> gates(rows * 4 * h), gtmp(h);
   auto rowsof = [&](const Tensor& t, std::initializer_list<idx> lead) {  // the block's images of t[lead]
     Mat<T> m = rows_of<T>(t, lead, 0, n);
     return Mat<T>{m.row(b0), rows, m.cols, m.ld};
@@ -563,19 +576,8 @@ void diag_row_block(idx b0, idx b1, at::TensorList bufs, at::TensorList weights,
         linear(a, xh, wl[0].data_ptr<T>(), no_bias, &up);
         Mat<T> c_prev = rowsof(Cl, {l, j}).columns(hlo, hhi), c_cur = rowsof(Cl, {l, j + 1}).columns(hlo, hhi);
         Mat<T> hcur = rowsof(XH, {l, j + 2}).columns(2 * h, 3 * h);
-        for (idx r = 0; r < rows; ++r) {  // the LSTM step: gates [o f i | g]
-          T* ar = a.row(r);
-          const T* cp = c_prev.row(r);
-          T* cc = c_cur.row(r);
-          T* hr = hcur.row(r) + hlo;
-          for (idx q = 0; q < k; ++q) {
-            const T o = sigm(ar[q]), f = sigm(ar[k + q]), in = sigm(ar[2 * k + q]);
-            const T gg = fast ? T(2) * sigm(ar[3 * k + q]) - T(1) : tanh2(ar[3 * k + q]);
-            const T cell = f * cp[q] + in * gg;
-            cc[q] = cell;
-            hr[q] = o * tanh2(cell);
-          }
-        }
+        for (idx r = 0; r < rows; ++r)  // the LSTM step
+          lstm_cell(a.row(r), k, fast, c_prev.row(r), c_cur.row(r), hcur.row(r) + hlo, gtmp.data());
         // the block's output, group [slo, shi): x + the shifted right-to-left term + h @ w_out
         Mat<T> xl = rowsof(XH, {l, j + 1}).columns(slo, shi), rr = rowsof(R, {l, j}).columns(slo, shi);
         Mat<T> xn = rowsof(XH, {l + 1, j + 1});
@@ -622,6 +624,39 @@ void diag_row(at::TensorList bufs, at::TensorList weights, at::IntArrayRef geo, 
   });
 }
 
+// The Diagonal BiLSTM's right-to-left scan over a finished row (DiagonalBiLSTMEngine.end_row, the
+// loop over the columns), every layer, with diag_row's arithmetic: for j = W - 1 .. 0, the gates
+// PRE[:, j] + h(i, j + 1) @ w_left, then the LSTM step into Hr[:, j] and Cr[:, j] (column W: zero).
+// PRE (L, W, n, 4h), Hr and Cr (L, W + 1, n, h), w_left (L, h, 4h); `fast`: the g columns doubled.
+template <typename T>
+void diag_scan_block(idx b0, idx b1, const Tensor& PRE, const Tensor& Hr, const Tensor& Cr, const Tensor& wl,
+                     bool fast) {
+  const idx L = PRE.size(0), W = PRE.size(1), n = PRE.size(2), h = Hr.size(3), rows = b1 - b0;
+  std::vector<T> gates(rows * 4 * h), gtmp(h);
+  Mat<T> a{gates.data(), rows, 4 * h, 4 * h};
+  auto block = [&](const Tensor& t, idx l, idx j) {
+    Mat<T> m = rows_of<T>(t, {l, j}, 0, n);
+    return Mat<T>{m.row(b0), rows, m.cols, m.ld};
+  };
+  for (idx j = W - 1; j >= 0; --j)
+    for (idx l = 0; l < L; ++l) {
+      Mat<T> pre = block(PRE, l, j), c_right = block(Cr, l, j + 1), c = block(Cr, l, j), hj = block(Hr, l, j);
+      linear(a, block(Hr, l, j + 1), wl.data_ptr<T>() + l * h * 4 * h, static_cast<const T*>(nullptr), &pre);
+      for (idx r = 0; r < rows; ++r) lstm_cell(a.row(r), h, fast, c_right.row(r), c.row(r), hj.row(r), gtmp.data());
+    }
+}
+
+void diag_scan(const Tensor& PRE, const Tensor& Hr, const Tensor& Cr, const Tensor& w_left, bool fast,
+               int64_t threads) {
+  TORCH_CHECK(blas(), "diag_scan: torch's CPU library does not export BLAS (sgemm_, dgemm_)");
+  for (const Tensor* t : {&PRE, &Hr, &Cr, &w_left})
+    TORCH_CHECK(t->is_contiguous() && t->scalar_type() == PRE.scalar_type(), "diag_scan: contiguous tensors expected");
+  AT_DISPATCH_FLOATING_TYPES(PRE.scalar_type(), "pixelrnn_diag_scan", [&] {
+    for_blocks(PRE.size(2), 1, threads,
+               [&](const Block& b) { diag_scan_block<scalar_t>(b.u0, b.u1, PRE, Hr, Cr, w_left, fast); });
+  });
+}
+
 Tensor draw(const Tensor& logits, const Tensor& u, double temperature, int64_t parts) {
   TORCH_CHECK(logits.dim() == 2 && u.dim() == 2 && u.size(0) == logits.size(0) && u.size(1) == 1,
               "draw: logits (N, L) and u (N, 1) expected");
@@ -644,6 +679,7 @@ TORCH_LIBRARY_FRAGMENT(pixelrnn_native, m) {
         "int[] layer, Tensor[] draws, float temperature, int[] keep) -> Tensor");
   m.def("draw(Tensor logits, Tensor u, float temperature, int parts) -> Tensor");
   m.def("diag_row(Tensor[] bufs, Tensor[] weights, int[] geo, float temperature) -> ()");
+  m.def("diag_scan(Tensor PRE, Tensor Hr, Tensor Cr, Tensor w_left, bool fast, int threads) -> ()");
   m.def("sampling_blas() -> bool", &blas);
 }
 
@@ -651,4 +687,5 @@ TORCH_LIBRARY_IMPL(pixelrnn_native, CPU, m) {
   m.impl("wave_pass", &wave_pass);
   m.impl("draw", &draw);
   m.impl("diag_row", &diag_row);
+  m.impl("diag_scan", &diag_scan);
 }
