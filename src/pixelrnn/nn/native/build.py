@@ -1,5 +1,5 @@
-"""Build ``lstm_scan.cpp`` (the LSTM scan) and ``sampling.cpp`` (the samplers' wavefront pass)
-into a shared library once per environment and load it.
+"""Build ``lstm_scan.cpp`` (the LSTM scan), ``sampling.cpp`` and ``diagonal.cpp`` (the cached
+samplers' passes) into a shared library once per environment and load it.
 
 The library is compiled by this machine's C++ compiler (``$CXX``, else ``c++``) against the
 installed torch, with one compiler call (no ninja, no download), into a cache directory:
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import torch
 
-SOURCES = [Path(__file__).with_name(name) for name in ("lstm_scan.cpp", "sampling.cpp")]
-HEADERS = [Path(__file__).with_name("fastmath.h")]
+SOURCES = [Path(__file__).with_name(name) for name in ("lstm_scan.cpp", "sampling.cpp", "diagonal.cpp")]
+HEADERS = [Path(__file__).with_name(name) for name in ("fastmath.h", "sampling.h")]
 LIBRARY = "pixelrnn_scan.so"
 ARCH_FLAGS = {"AVX512": ["-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq", "-mavx2", "-mfma"],
               "AVX2": ["-mavx2", "-mfma"]}

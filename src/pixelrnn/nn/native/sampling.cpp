@@ -22,166 +22,20 @@
 //     head    = [colour slices, head1 reach k, columns lo, hi, head2 reach]
 //     layer   = the engine's geometry and column groups (see each engine below)
 //   draw(logits, u, temperature, parts) -> values: the Chooser's inverse-CDF draw on row blocks.
+//   sampling_blas() -> whether torch exports the BLAS calls these need.
+// The Diagonal BiLSTM's rows: diagonal.cpp; what both share: sampling.h.
 #include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
-#include <ATen/core/Tensor.h>
-#include <ATen/ops/addmm.h>
-#include <ATen/ops/amax.h>
-#include <ATen/ops/cat.h>
-#include <ATen/ops/clamp_min.h>
-#include <ATen/ops/div.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/mul.h>
-#include <ATen/ops/searchsorted.h>
-#include <ATen/ops/softmax.h>
-#include <ATen/ops/sub.h>
 #include <ATen/ops/tanh.h>
 #include <torch/library.h>
 
-#include "fastmath.h"
-
-#include <algorithm>
-#include <cstring>
-#include <vector>
-
-extern "C" {  // BLAS, as torch's CPU library exports it (weak: absent, the Python pass runs)
-void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*, const int*,
-            const float*, const int*, const float*, float*, const int*) __attribute__((weak));
-void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*,
-            const int*, const double*, const int*, const double*, double*, const int*) __attribute__((weak));
-}
+#include "sampling.h"
 
 namespace {
 
-using idx = int64_t;
-using at::Tensor;
-
-// A row-major matrix in a buffer: rows × cols, rows `ld` elements apart.
-template <typename T>
-struct Mat {
-  T* p;
-  idx rows, cols, ld;
-  T* row(idx r) const { return p + r * ld; }
-  Mat columns(idx lo, idx hi) const { return {p + lo, rows, hi - lo, ld}; }
-};
-
-// Rows [first, first + count) of t[lead...] (a contiguous tensor; the dimensions after `lead`
-// flattened into rows of its last dimension).
-template <typename T>
-Mat<T> rows_of(const Tensor& t, std::initializer_list<idx> lead, idx first, idx count) {
-  T* p = t.data_ptr<T>();
-  idx d = 0;
-  for (idx i : lead) p += i * t.stride(d++);
-  const idx cols = t.size(-1);
-  return {p + first * cols, count, cols, cols};
-}
-
-// A colour group's part of a masked layer (sampling/parts.py, ColourLinear): its output columns
-// [lo, hi) read the first k inputs.
-struct Cols {
-  idx k, lo, hi;
-};
-
-Cols cols_at(at::IntArrayRef v, idx at) { return {v[at], v[at + 1], v[at + 2]}; }
-
-// Column-major C (m × n) += A (m × k) B (k × n): the BLAS call torch's addmm makes.
-void gemm(idx m, idx n, idx k, const float* a, idx lda, const float* b, idx ldb, float* c, idx ldc) {
-  const int M = m, N = n, K = k, LA = lda, LB = ldb, LC = ldc;
-  const float one = 1;
-  sgemm_("N", "N", &M, &N, &K, &one, a, &LA, b, &LB, &one, c, &LC);
-}
-void gemm(idx m, idx n, idx k, const double* a, idx lda, const double* b, idx ldb, double* c, idx ldc) {
-  const int M = m, N = n, K = k, LA = lda, LB = ldb, LC = ldc;
-  const double one = 1;
-  dgemm_("N", "N", &M, &N, &K, &one, a, &LA, b, &LB, &one, c, &LC);
-}
-
-// out = x @ w + (base if given, else the bias on every row), w (x.cols × out.cols) contiguous:
-// torch.addmm(bias or base, x, w, out=out) exactly (it copies the first term into out, then adds
-// the product with beta = 1). Returns out.
-template <typename T>
-Mat<T> linear(Mat<T> out, Mat<T> x, const T* w, const T* bias, const Mat<T>* base = nullptr) {
-  for (idx r = 0; r < out.rows; ++r)
-    std::memcpy(out.row(r), base ? base->row(r) : bias, out.cols * sizeof(T));
-  if (x.cols > 0 && out.cols > 0) gemm(out.cols, out.rows, x.cols, w, out.cols, x.p, x.ld, out.p, out.ld);
-  return out;
-}
-
-// The same for a colour group: out[:, lo:hi] = x[:, :k] @ w + (base[:, lo:hi] or b).
-template <typename T>
-Mat<T> linear(Mat<T> out, Mat<T> x, const Tensor& w, const Tensor& b, Cols g, const Mat<T>* base = nullptr) {
-  Mat<T> bg = base ? base->columns(g.lo, g.hi) : Mat<T>{};
-  return linear(out.columns(g.lo, g.hi), x.columns(0, g.k), w.data_ptr<T>(), b.data_ptr<T>(), base ? &bg : nullptr);
-}
-
-// max(v, 0) as torch.relu / clamp_min(0) gives it (NaN kept, -0 to +0)
-template <typename T>
-inline T relu(T v) {
-  return v > 0 || v != v ? v : T(0);
-}
-
-template <typename T>
-Mat<T> relu_(Mat<T> m) {
-  for (idx r = 0; r < m.rows; ++r) {
-    T* p = m.row(r);
-    for (idx j = 0; j < m.cols; ++j) p[j] = relu(p[j]);
-  }
-  return m;
-}
-
-template <typename T>
-void relu_into(Mat<T> out, Mat<T> x) {  // out = relu(x), the same shape
-  for (idx r = 0; r < out.rows; ++r) {
-    const T* a = x.row(r);
-    T* p = out.row(r);
-    for (idx j = 0; j < out.cols; ++j) p[j] = relu(a[j]);
-  }
-}
-
-template <typename T>
-void add_row_(Mat<T> m, const T* v) {  // every row += v
-  for (idx r = 0; r < m.rows; ++r) {
-    T* p = m.row(r);
-    for (idx j = 0; j < m.cols; ++j) p[j] += v[j];
-  }
-}
-
-template <typename T>
-void copy_into(Mat<T> out, Mat<T> x) {
-  for (idx r = 0; r < out.rows; ++r) std::memcpy(out.row(r), x.row(r), out.cols * sizeof(T));
-}
-
-// The rows of one block: image rows lo + u0 .. lo + u1 - 1 of the step, n images each.
-struct Block {
-  idx u0, u1, n;
-  idx units() const { return u1 - u0; }
-  idx rows() const { return (u1 - u0) * n; }
-  idx first() const { return u0 * n; }
-  Tensor of(const Tensor& m) const { return m.narrow(0, first(), rows()); }  // (>= S*n, f) matrices
-  template <typename T>
-  Mat<T> mat(const Tensor& t, std::initializer_list<idx> lead = {}) const {  // its rows of t[lead]
-    return rows_of<T>(t, lead, first(), rows());
-  }
-};
-
-// Runs fn(Block) on `parts` blocks of the S image rows of a step, one per thread; the blocks start
-// at multiples of `align` image rows (see Step::align).
-template <typename F>
-void for_blocks(idx S, idx n, idx parts, const F& fn, idx align = 1) {
-  parts = std::max<idx>(1, std::min(parts, S / align));
-  if (parts == 1) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    fn(Block{0, S, n});
-    return;
-  }
-  auto start = [&](idx p) { return p == parts ? S : (S * p / parts) / align * align; };
-  at::parallel_for(0, parts, 1, [&](idx p0, idx p1) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    for (idx p = p0; p < p1; ++p)
-      if (start(p) < start(p + 1)) fn(Block{start(p), start(p + 1), n});
-  });
-}
+using namespace pixelrnn_native;
 
 // align: the blocks start at multiples of this many image rows. torch's vectorized element-wise
 // kernels treat the last elements of a contiguous range apart (a scalar loop, whose sigmoid can
@@ -363,75 +217,6 @@ Mat<T> row_lstm_blocks(const Block& b, const Step& st, at::TensorList bufs, cons
   return skips ? tot : rows_of<T>(X, {now, L}, i0 * n, rows);
 }
 
-// exp(x) for x <= 0 in float64, as 2^n e^r with |r| <= ln2 / 2 (Cody-Waite split of ln 2, degree-13
-// Taylor polynomial: within ~2 ulp), branch-free so that loops calling it vectorize; below -708
-// (where exp leaves the normal numbers) it gives exp(-708), a difference far below what a draw
-// can see (u is 0 or at least 2^-24).
-inline double exp_neg(double x) {
-  x = x < -708.0 ? -708.0 : x;
-  const double n = __builtin_nearbyint(x * 1.4426950408889634);
-  const double r = (x - n * 0.6931471803691238) - n * 1.9082149292705877e-10;
-  double p = 1.0 / 6227020800.0;
-  p = p * r + 1.0 / 479001600.0;
-  p = p * r + 1.0 / 39916800.0;
-  p = p * r + 1.0 / 3628800.0;
-  p = p * r + 1.0 / 362880.0;
-  p = p * r + 1.0 / 40320.0;
-  p = p * r + 1.0 / 5040.0;
-  p = p * r + 1.0 / 720.0;
-  p = p * r + 1.0 / 120.0;
-  p = p * r + 1.0 / 24.0;
-  p = p * r + 1.0 / 6.0;
-  p = p * r + 0.5;
-  p = p * r + 1.0;
-  p = p * r + 1.0;
-  const int64_t bits = (static_cast<int64_t>(n) + 1023) << 52;
-  double scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
-
-// The Chooser's draw (sampling/chooser.py) of one row of L logits: the number of entries of the
-// float64 cumulative softmax(z) that are < u, at most L - 1; z = logits, or (logits - max) / T.
-// Its own float64 arithmetic (the exponentials above, sums in blocks of 16): the same values as
-// the Python draw except where u lies within float64 rounding of a cumulative probability.
-constexpr idx kDrawBlock = 16;
-
-// e: room for L + ceil(L / 16) doubles
-template <typename T>
-int64_t draw_row(const T* x, idx L, double u, double temperature, double* e) {
-  T m = x[0];
-  for (idx k = 1; k < L; ++k) m = x[k] > m ? x[k] : m;
-  const double top = m;  // divided, not multiplied by 1 / T: a subnormal T has no finite inverse
-  for (idx k = 0; k < L; ++k) e[k] = exp_neg((static_cast<double>(x[k]) - top) / temperature);
-  constexpr idx B = kDrawBlock;
-  double* block = e + L;  // sums of blocks of B entries
-  const idx nb = (L + B - 1) / B;
-  double total = 0;
-  for (idx q = 0; q < nb; ++q) {
-    double s = 0;
-    for (idx k = q * B; k < std::min(L, (q + 1) * B); ++k) s += e[k];
-    block[q] = s;
-    total += s;
-  }
-  const double target = u * total;  // cdf_k < u  <=>  (sum of the first k + 1) < u * total
-  double acc = 0;
-  idx q = 0;
-  while (q < nb && acc + block[q] < target) acc += block[q++];
-  if (q == nb) return L - 1;
-  for (idx k = q * B; k < L; ++k) {
-    acc += e[k];
-    if (!(acc < target)) return k;
-  }
-  return L - 1;
-}
-
-template <typename T>
-void draw_rows(Mat<T> logits, const double* u, double temperature, int64_t* v) {
-  std::vector<double> e(logits.cols + (logits.cols + kDrawBlock - 1) / kDrawBlock);
-  for (idx r = 0; r < logits.rows; ++r) v[r] = draw_row(logits.row(r), logits.cols, u[r], temperature, e.data());
-}
-
 // The values drawn for a block: into the Chooser's (S, n) slab of the colour's values, and their
 // embedding into the skewed image E that the first conv reads (parts.py, SkewedFirstConv.set_value:
 // E[t + off, i + r, image, c] = table[value]).
@@ -475,8 +260,6 @@ void run_pass(idx kind, const Step& st, at::TensorList bufs, at::TensorList weig
   }, st.align);
 }
 
-bool blas() { return sgemm_ != nullptr && dgemm_ != nullptr; }
-
 Tensor wave_pass(int64_t kind, at::TensorList bufs, at::TensorList weights, at::IntArrayRef step,
                  at::IntArrayRef first, at::IntArrayRef head_g, at::IntArrayRef layer, at::TensorList draws,
                  double temperature, at::IntArrayRef keep) {
@@ -503,160 +286,6 @@ Tensor wave_pass(int64_t kind, at::TensorList bufs, at::TensorList weights, at::
   return st.need && draws.empty() ? logits : at::empty({0}, E.options());
 }
 
-// One image's LSTM step with the native rows' own arithmetic (fastmath.h): gates a = [o f i | g],
-// k columns each (`fast`: g's pre-activation doubled, tanh(x) = 2 sigmoid(2x) - 1); c = f c_prev +
-// i g into c, h = o tanh(c) into h. Branch-free loops, so that they vectorize; g: k scratch values.
-template <typename T>
-inline void lstm_cell(const T* a, idx k, bool fast, const T* c_prev, T* c, T* h, T* g) {
-  using pixelrnn_native::sigm;
-  using pixelrnn_native::tanh2;
-  if (fast)
-    for (idx q = 0; q < k; ++q) g[q] = T(2) * sigm(a[3 * k + q]) - T(1);
-  else
-    for (idx q = 0; q < k; ++q) g[q] = tanh2(a[3 * k + q]);
-  for (idx q = 0; q < k; ++q) c[q] = sigm(a[k + q]) * c_prev[q] + sigm(a[2 * k + q]) * g[q];
-  for (idx q = 0; q < k; ++q) h[q] = sigm(a[q]) * tanh2(c[q]);
-}
-
-// The Diagonal BiLSTM's raster-order sampler (sampling/diagonal_bilstm.py, core._raster) over one
-// whole row i whose values are all plain draws: for every pixel j and colour c, the first conv's
-// pixel (parts.FirstConv.pixel), the left-to-right step of every layer (DiagonalBiLSTMEngine.pixel),
-// the head, the draw (as draw() does), and the value kept and embedded for the next passes. The
-// images are independent, so each thread runs the whole row for a block of them. Unlike the
-// wavefront pass this one has its own element-wise arithmetic (the LSTM's sigmoid and tanh from
-// fastmath.h): its numbers differ from the Python pass's in the last bits, so it is used for
-// sampling only (never for coding), and the tests check its draws against the model's exact
-// conditionals instead.
-//   bufs    = [erow (n, W + rw, C), above (n, W, 2h), XH (L + 1, W + 2, n, 3h), Cl (L, W + 1, n, h),
-//              UP (L, W, n, 4h), R (L, W, n, 2h), total (n, .) or empty, head t0 (n, 2h),
-//              head t1 (n, .), u (C, H, W, n) float64, values (C, H, W, n) int64, table]
-//   weights = per colour pass: [first conv w (or empty)] + per layer [gates w, output w (, skip
-//             w, b)] + [head1 w, b, head2 w, b]
-//   geo     = [i, passes, rw, cols (left taps of the first conv), fast, threads] + per pass
-//             [first lo, hi, hidden lo, hi, stream lo, hi, output reach, skip k, lo, hi, head k,
-//             lo, hi, reach]
-template <typename T>
-void diag_row_block(idx b0, idx b1, at::TensorList bufs, at::TensorList weights, at::IntArrayRef geo,
-                    double temperature) {
-  const Tensor &erow = bufs[0], &above = bufs[1], &XH = bufs[2], &Cl = bufs[3], &UP = bufs[4], &R = bufs[5];
-  const Tensor &total = bufs[6], &T0 = bufs[7], &T1 = bufs[8], &U = bufs[9], &V = bufs[10], &table = bufs[11];
-  const idx i = geo[0], passes = geo[1], rw = geo[2], cols = geo[3];
-  const bool fast = geo[4] != 0, skips = total.numel() > 0;
-  const idx L = Cl.size(0), W = Cl.size(1) - 1, n = Cl.size(2), h = Cl.size(3), C = erow.size(2);
-  const idx H = U.size(1), rows = b1 - b0, per = skips ? 4 : 2, nw = 1 + L * per + 4;
-  std::vector<T> gates(rows * 4 * h), gtmp(h);
-  auto rowsof = [&](const Tensor& t, std::initializer_list<idx> lead) {  // the block's images of t[lead]
-    Mat<T> m = rows_of<T>(t, lead, 0, n);
-    return Mat<T>{m.row(b0), rows, m.cols, m.ld};
-  };
-  Mat<T> er{erow.data_ptr<T>() + b0 * erow.stride(0), rows, erow.size(1) * C, erow.stride(0)};
-  Mat<T> tot = skips ? rowsof(total, {}) : Mat<T>{}, t0 = rowsof(T0, {}), t1 = rowsof(T1, {});
-  const T* tab = table.data_ptr<T>();
-  const idx P = weights[nw - 2].size(1);
-  std::vector<T> logits(rows * P);
-  std::vector<double> e(P + (P + kDrawBlock - 1) / kDrawBlock);
-  for (idx j = 0; j < W; ++j) {
-    for (idx c = 0; c < passes; ++c) {
-      const int64_t* g = geo.data() + 6 + 14 * c;
-      const Tensor* w = weights.data() + nw * c;
-      // the first conv at (i, j), group [g0, g1): the rows above (with the bias), then the left taps
-      Mat<T> x0 = rowsof(XH, {0, j + 1}).columns(g[0], g[1]);
-      Mat<T> ab = Mat<T>{above.data_ptr<T>() + b0 * above.stride(0) + j * above.stride(1), rows, above.size(2),
-                         above.stride(0)}.columns(g[0], g[1]);
-      const T* no_bias = nullptr;
-      if (cols > 0)
-        linear(x0, Mat<T>{er.p + j * C, rows, cols * C, er.ld}, w[0].data_ptr<T>(), no_bias, &ab);
-      else
-        copy_into(x0, ab);
-      const idx hlo = g[2], hhi = g[3], slo = g[4], shi = g[5], kout = g[6], k = hhi - hlo;
-      Mat<T> a{gates.data(), rows, 4 * k, 4 * k};
-      for (idx l = 0; l < L; ++l) {
-        const Tensor* wl = w + 1 + l * per;
-        Mat<T> up = rowsof(UP, {l, j}).columns(4 * hlo, 4 * hhi), xh = rowsof(XH, {l, j + 1});
-        linear(a, xh, wl[0].data_ptr<T>(), no_bias, &up);
-        Mat<T> c_prev = rowsof(Cl, {l, j}).columns(hlo, hhi), c_cur = rowsof(Cl, {l, j + 1}).columns(hlo, hhi);
-        Mat<T> hcur = rowsof(XH, {l, j + 2}).columns(2 * h, 3 * h);
-        for (idx r = 0; r < rows; ++r)  // the LSTM step
-          lstm_cell(a.row(r), k, fast, c_prev.row(r), c_cur.row(r), hcur.row(r) + hlo, gtmp.data());
-        // the block's output, group [slo, shi): x + the shifted right-to-left term + h @ w_out
-        Mat<T> xl = rowsof(XH, {l, j + 1}).columns(slo, shi), rr = rowsof(R, {l, j}).columns(slo, shi);
-        Mat<T> xn = rowsof(XH, {l + 1, j + 1});
-        Mat<T> xg = xn.columns(slo, shi);
-        for (idx r = 0; r < rows; ++r)
-          for (idx q = 0; q < xg.cols; ++q) xg.row(r)[q] = xl.row(r)[q] + rr.row(r)[q];
-        if (kout > 0) gemm(xg.cols, rows, kout, wl[1].data_ptr<T>(), xg.cols, hcur.p, hcur.ld, xg.p, xg.ld);
-        if (skips) {
-          const Cols sk{g[7], g[8], g[9]};
-          Mat<T> sg = tot.columns(sk.lo, sk.hi);
-          linear(sg, xn.columns(0, 2 * h).columns(0, sk.k), wl[2].data_ptr<T>(), wl[3].data_ptr<T>(),
-                 l == 0 ? nullptr : &sg);
-        }
-      }
-      Mat<T> stream = skips ? tot : rowsof(XH, {L, j + 1}).columns(0, 2 * h);
-      const Tensor* wh = w + 1 + L * per;  // the head: group [lo, hi) of its hidden layer, the logits
-      relu_into(t0.columns(0, g[10]), stream.columns(0, g[10]));
-      relu_(linear(t1.columns(g[11], g[12]), t0.columns(0, g[10]), wh[0].data_ptr<T>(), wh[1].data_ptr<T>()));
-      Mat<T> lg{logits.data(), rows, P, P};
-      linear(lg, t1.columns(0, g[13]), wh[2].data_ptr<T>(), wh[3].data_ptr<T>());
-      const idx at = ((c * H + i) * W + j) * n + b0;  // (c, i, j, image b0) of u and the values
-      const double* u = U.data_ptr<double>() + at;
-      int64_t* v = V.data_ptr<int64_t>() + at;
-      for (idx r = 0; r < rows; ++r) {
-        v[r] = draw_row(lg.row(r), P, u[r], temperature, e.data());
-        er.row(r)[(j + rw) * C + c] = tab[v[r]];
-      }
-    }
-  }
-}
-
-void diag_row(at::TensorList bufs, at::TensorList weights, at::IntArrayRef geo, double temperature) {
-  TORCH_CHECK(blas(), "diag_row: torch's CPU library does not export BLAS (sgemm_, dgemm_)");
-  TORCH_CHECK(bufs.size() == 12 && geo.size() == static_cast<size_t>(6 + 14 * geo[1]), "diag_row: bad arguments");
-  const Tensor& E = bufs[0];
-  for (const Tensor& w : weights)
-    TORCH_CHECK(w.numel() == 0 || (w.is_contiguous() && w.scalar_type() == E.scalar_type()),
-                "diag_row: contiguous weights of the model's dtype expected");
-  const idx n = bufs[3].size(2);
-  AT_DISPATCH_FLOATING_TYPES(E.scalar_type(), "pixelrnn_diag_row", [&] {
-    for_blocks(n, 1, geo[5], [&](const Block& b) {
-      diag_row_block<scalar_t>(b.u0, b.u1, bufs, weights, geo, temperature);
-    });
-  });
-}
-
-// The Diagonal BiLSTM's right-to-left scan over a finished row (DiagonalBiLSTMEngine.end_row, the
-// loop over the columns), every layer, with diag_row's arithmetic: for j = W - 1 .. 0, the gates
-// PRE[:, j] + h(i, j + 1) @ w_left, then the LSTM step into Hr[:, j] and Cr[:, j] (column W: zero).
-// PRE (L, W, n, 4h), Hr and Cr (L, W + 1, n, h), w_left (L, h, 4h); `fast`: the g columns doubled.
-template <typename T>
-void diag_scan_block(idx b0, idx b1, const Tensor& PRE, const Tensor& Hr, const Tensor& Cr, const Tensor& wl,
-                     bool fast) {
-  const idx L = PRE.size(0), W = PRE.size(1), n = PRE.size(2), h = Hr.size(3), rows = b1 - b0;
-  std::vector<T> gates(rows * 4 * h), gtmp(h);
-  Mat<T> a{gates.data(), rows, 4 * h, 4 * h};
-  auto block = [&](const Tensor& t, idx l, idx j) {
-    Mat<T> m = rows_of<T>(t, {l, j}, 0, n);
-    return Mat<T>{m.row(b0), rows, m.cols, m.ld};
-  };
-  for (idx j = W - 1; j >= 0; --j)
-    for (idx l = 0; l < L; ++l) {
-      Mat<T> pre = block(PRE, l, j), c_right = block(Cr, l, j + 1), c = block(Cr, l, j), hj = block(Hr, l, j);
-      linear(a, block(Hr, l, j + 1), wl.data_ptr<T>() + l * h * 4 * h, static_cast<const T*>(nullptr), &pre);
-      for (idx r = 0; r < rows; ++r) lstm_cell(a.row(r), h, fast, c_right.row(r), c.row(r), hj.row(r), gtmp.data());
-    }
-}
-
-void diag_scan(const Tensor& PRE, const Tensor& Hr, const Tensor& Cr, const Tensor& w_left, bool fast,
-               int64_t threads) {
-  TORCH_CHECK(blas(), "diag_scan: torch's CPU library does not export BLAS (sgemm_, dgemm_)");
-  for (const Tensor* t : {&PRE, &Hr, &Cr, &w_left})
-    TORCH_CHECK(t->is_contiguous() && t->scalar_type() == PRE.scalar_type(), "diag_scan: contiguous tensors expected");
-  AT_DISPATCH_FLOATING_TYPES(PRE.scalar_type(), "pixelrnn_diag_scan", [&] {
-    for_blocks(PRE.size(2), 1, threads,
-               [&](const Block& b) { diag_scan_block<scalar_t>(b.u0, b.u1, PRE, Hr, Cr, w_left, fast); });
-  });
-}
-
 Tensor draw(const Tensor& logits, const Tensor& u, double temperature, int64_t parts) {
   TORCH_CHECK(logits.dim() == 2 && u.dim() == 2 && u.size(0) == logits.size(0) && u.size(1) == 1,
               "draw: logits (N, L) and u (N, 1) expected");
@@ -678,14 +307,10 @@ TORCH_LIBRARY_FRAGMENT(pixelrnn_native, m) {
   m.def("wave_pass(int kind, Tensor[] bufs, Tensor[] weights, int[] step, int[] first, int[] head, "
         "int[] layer, Tensor[] draws, float temperature, int[] keep) -> Tensor");
   m.def("draw(Tensor logits, Tensor u, float temperature, int parts) -> Tensor");
-  m.def("diag_row(Tensor[] bufs, Tensor[] weights, int[] geo, float temperature) -> ()");
-  m.def("diag_scan(Tensor PRE, Tensor Hr, Tensor Cr, Tensor w_left, bool fast, int threads) -> ()");
   m.def("sampling_blas() -> bool", &blas);
 }
 
 TORCH_LIBRARY_IMPL(pixelrnn_native, CPU, m) {
   m.impl("wave_pass", &wave_pass);
   m.impl("draw", &draw);
-  m.impl("diag_row", &diag_row);
-  m.impl("diag_scan", &diag_scan);
 }
