@@ -3,7 +3,7 @@
     python bench/sampling.py [--size 28] [--levels 256] [--hidden 64] [--layers 7] [--channels 1]
                              [--threads 2] [--batches 1 16 64] [--repeats 5] [--naive-steps 20]
                              [--naive-batch 16] [--archs pixelcnn row_lstm diagonal_bilstm]
-                             [--device cpu|cuda] [--against OTHER_CHECKOUT]
+                             [--device cpu|cuda] [--against OTHER_CHECKOUT] [--python-pass]
 
 For each architecture and batch size: the time of ``model.sample`` (cached, the default method), the
 time of one teacher-forced forward pass on a batch of the same size (``model.value_logits`` under
@@ -20,10 +20,13 @@ choice), times C·H·W / steps. The speedup column is that estimate over the cac
 another checkout builds each architecture with the same seed (so both sample the same images),
 and ``model.sample`` of the two versions is timed in turn, the order alternating every round, at
 each batch size; the table gives both medians and the median over the rounds of after / before.
+``--python-pass``: the same table for the Python passes of the samplers (``PIXELRNN_NATIVE=0``
+around each call) against the native ones, in this tree.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -94,14 +97,42 @@ def compare(a, device: torch.device) -> None:
                                             generator=torch.Generator(device=device).manual_seed(0))
             if not torch.equal(draw("before"), draw("after")):  # also the warm-up
                 print(f"note: {arch} at batch {n}: the two versions drew different images")
-            times = {"before": [], "after": []}
-            for r in range(a.repeats):
-                for which in (("before", "after") if r % 2 == 0 else ("after", "before")):
-                    times[which].append(timed(lambda: draw(which), device))
-            b, t = times["before"], times["after"]
-            ratio = [y / x for x, y in zip(b, t)]
-            print(f"| {arch} | {n} | {statistics.median(b) * 1000:.0f} | {statistics.median(t) * 1000:.0f} "
-                  f"| {statistics.median(ratio):.2f} [{min(ratio):.2f}-{max(ratio):.2f}] |", flush=True)
+            interleaved(arch, n, draw, a.repeats, device)
+
+
+def interleaved(arch: str, n: int, draw, repeats: int, device: torch.device) -> None:
+    """Time draw("before") and draw("after") in alternating order; print the table's row."""
+    times = {"before": [], "after": []}
+    for r in range(repeats):
+        for which in (("before", "after") if r % 2 == 0 else ("after", "before")):
+            times[which].append(timed(lambda: draw(which), device))
+    b, t = times["before"], times["after"]
+    ratio = [y / x for x, y in zip(b, t)]
+    print(f"| {arch} | {n} | {statistics.median(b) * 1000:.0f} | {statistics.median(t) * 1000:.0f} "
+          f"| {statistics.median(ratio):.2f} [{min(ratio):.2f}-{max(ratio):.2f}] |", flush=True)
+
+
+def compare_passes(a, device: torch.device) -> None:
+    """Cached sampling on the Python passes (PIXELRNN_NATIVE=0 around each call; the engines in
+    sampling/) against the native ones (nn/native/sampling.cpp, diagonal.cpp), interleaved."""
+    H = W = a.size
+    print(f"before: the Python passes; after: the native passes; {a.repeats} interleaved rounds\n")
+    print("| architecture | batch | before (ms) | after (ms) | after / before: median [min-max] over the rounds |")
+    print("|---|---:|---:|---:|---:|")
+    for arch in a.archs:
+        torch.manual_seed(0)
+        model = pixelrnn.create_model(arch, channels=a.channels, levels=a.levels, hidden=a.hidden,
+                                      layers=a.layers).to(device).eval()
+        for n in a.batches:
+            def draw(which):
+                os.environ["PIXELRNN_NATIVE"] = "0" if which == "before" else "1"
+                try:
+                    return model.sample(n, height=H, width=W, generator=torch.Generator(device=device).manual_seed(0))
+                finally:
+                    os.environ["PIXELRNN_NATIVE"] = "1"
+            if not torch.equal(draw("before"), draw("after")):  # also the warm-up
+                print(f"note: {arch} at batch {n}: the two passes drew different images")
+            interleaved(arch, n, draw, a.repeats, device)
 
 
 def main(argv=None) -> int:
@@ -113,10 +144,15 @@ def main(argv=None) -> int:
     p.add_argument("--naive-batch", type=int, default=16)
     p.add_argument("--archs", nargs="+", default=ARCHS, choices=ARCHS)
     p.add_argument("--against", metavar="DIR", help="another checkout: before/after in one process")
+    p.add_argument("--python-pass", action="store_true",
+                   help="the Python passes against the native ones (before/after in one process)")
     a = p.parse_args(argv)
     device = device_of(p, a)
     if a.against:
         compare(a, device)
+        return 0
+    if a.python_pass:
+        compare_passes(a, device)
         return 0
     H = W = a.size
     C = a.channels

@@ -54,6 +54,16 @@ def test_sampling_bench_prints_one_row_per_architecture():
     assert [row.split("|")[1].strip() for row in rows] == ["pixelcnn", "row_lstm", "diagonal_bilstm"]
 
 
+def test_sampling_bench_compares_the_python_and_native_passes():
+    r = _bench("bench/sampling.py", "--size", "5", "--hidden", "4", "--layers", "1", "--batches", "2",
+               "--channels", "3", "--repeats", "2", "--threads", "1", "--python-pass")
+    assert r.returncode == 0, r.stderr
+    rows = [line.split("|") for line in r.stdout.splitlines() if re.match(r"\| [a-z_]+ \| 2 \|", line)]
+    assert [row[1].strip() for row in rows] == ["pixelcnn", "row_lstm", "diagonal_bilstm"]
+    assert all(float(row[3]) > 0 and float(row[4]) > 0 for row in rows)
+    assert "drew different images" not in r.stdout
+
+
 def test_output_head_bench_trains_both_outputs(tmp_path):
     r = _bench("bench/output_head.py", "--data", "digits", "--arch", "pixelcnn", "--hidden", "4",
                "--layers", "1", "--mixtures", "0", "3", "--minutes", "0.03", "--eval-every", "5",

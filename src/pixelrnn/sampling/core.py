@@ -122,6 +122,12 @@ def _wavefront(model, ch: Chooser, prog, engine) -> None:
         engine.begin_step(t, lo, hi)
         if lo > hi:
             continue
+        if fused is not None and fused.draws and by_colour:  # all colours' plain draws in one call
+            plains = [ch.plain(c, t, lo, hi, s) for c in range(C)]
+            if all(p is not None for p in plains):
+                fused.run_step(t, lo, hi, plains, ch.temperature)
+                prog.advance(C * (hi - lo + 1))
+                continue
         for c in range(C):
             need = ch.needed(c, t, lo, hi, s)
             if not (by_colour or need or c == C - 1):  # without colour slices a pass no logits need

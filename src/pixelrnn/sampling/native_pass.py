@@ -62,19 +62,33 @@ class NativePass:
         With ``plain`` = (uniforms (S*n, 1), the chooser's values there (S, n)) (``Chooser.plain``):
         the values drawn from them as ``chooser.draw`` draws, kept there and embedded for the first
         conv (``SkewedFirstConv.set_value``); nothing returned."""
-        S = hi - lo + 1
-        cc = c if self.sliced else None
-        kind, bufs, weights, layer, align = self.engine.native_layers(t, lo, hi, cc)
-        first_head, first, head = self.parts(cc)
-        step = [t, lo, hi, self.engine.skew, self.n, native.threads_for(S), int(need), align]
-        draws = [] if plain is None else [*plain, self.first.table]
-        out = torch.ops.pixelrnn_native.wave_pass(kind, [self.first.E, *self.head.scratch(S * self.n), *bufs],
-                                                  first_head + weights, step, first, head, layer, draws,
-                                                  temperature, [c, self.first.off])
+        out = self.call(t, lo, hi, [c], need, [] if plain is None else [plain], temperature)
         if plain is not None or not need:
             return None
         return output_logits(out, self.head.levels, self.head.mixtures)
 
+    def run_step(self, t: int, lo: int, hi: int, plains: list, temperature: float) -> None:
+        """Every colour pass of the step in one call, when all their values are plain draws
+        (``plains``: ``Chooser.plain`` of each colour): as ``run`` for each colour in turn."""
+        self.call(t, lo, hi, list(range(len(plains))), True, plains, temperature)
+
+    def call(self, t: int, lo: int, hi: int, colours: list, need: bool, plains: list, temperature: float):
+        S = hi - lo + 1
+        weights, first, head, layer, keep, align = [], [], [], [], [], 1
+        for c in colours:
+            cc = c if self.sliced else None
+            kind, bufs, w, g, a = self.engine.native_layers(t, lo, hi, cc)
+            first_head, fg, hg = self.parts(cc)
+            weights += first_head + w
+            first += fg
+            head += hg
+            layer += g
+            keep += [c, self.first.off]
+            align = math.lcm(align, a)
+        step = [t, lo, hi, self.engine.skew, self.n, native.threads_for(S), int(need), align, len(colours)]
+        draws = [x for plain in plains for x in plain] + ([self.first.table] if plains else [])
+        return torch.ops.pixelrnn_native.wave_pass(kind, [self.first.E, *self.head.scratch(S * self.n), *bufs],
+                                                   weights, step, first, head, layer, draws, temperature, keep)
 
 class NativeRow:
     """A raster-order engine's whole row as one native call when all its values are plain draws

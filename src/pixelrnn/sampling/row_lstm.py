@@ -248,7 +248,8 @@ class RowLSTMWavefrontEngine:
         ctx = self.none if self.ctx is None else context_slab(self.ctx, t, lo, hi, self.skew)
         total = self.skip.total if self.skip.enabled else self.none
         k = hs.stop - hs.start
-        bufs = [self.X, self.Hh, self.Cc, self.U, self.by_colour.buffers[c], self.by_colour.scratch, ctx, total]
+        bufs = [self.X, self.Hh, self.Cc, self.U, ctx, total]
         # torch's sigmoid runs on the gates (N, 4k) and, when they are whole rows, on tanh's scratch (N, h)
+        # (the native pass lays its own out as by_colour's)
         align = block_align(self.n, [4 * k] + ([self.h] if k == self.h else []))
         return 1, bufs, weights, [int(c == 0), int(self.act.fast)] + geometry, align

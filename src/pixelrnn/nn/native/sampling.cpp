@@ -17,7 +17,7 @@
 //     kind 1: Row LSTM (sampling/row_lstm.py, RowLSTMWavefrontEngine)
 //     bufs    = [E, head t0, head t1, engine buffers...]
 //     weights = [first w, first b, head1 w, head1 b, head2 w, head2 b, per layer...]
-//     step    = [t, lo, hi, s, n, parts, need the logits, align (see Step)]
+//     step    = [t, lo, hi, s, n, parts, need the logits, align (see Step), passes (see wave_pass)]
 //     first   = [E's strides (4), r, kw, C, output columns lo, hi]       (sampling/parts.py)
 //     head    = [colour slices, head1 reach k, columns lo, hi, head2 reach]
 //     layer   = the engine's geometry and column groups (see each engine below)
@@ -43,10 +43,10 @@ using namespace pixelrnn_native;
 // and does not end the step has no such elements, so every element gets the arithmetic of the
 // Python pass, which runs each operation on the whole step.
 struct Step {
-  idx t, lo, hi, s, n, parts, align;
+  idx t, lo, hi, s, n, parts, align, passes;
   bool need;
   explicit Step(at::IntArrayRef v)
-      : t(v[0]), lo(v[1]), hi(v[2]), s(v[3]), n(v[4]), parts(v[5]), align(v[7]), need(v[6] != 0) {}
+      : t(v[0]), lo(v[1]), hi(v[2]), s(v[3]), n(v[4]), parts(v[5]), align(v[7]), passes(v[8]), need(v[6] != 0) {}
   idx S() const { return hi - lo + 1; }
 };
 
@@ -169,22 +169,23 @@ void lstm_step(Mat<T> a, bool fast, Mat<T> c_prev, Mat<T> c, Mat<T> t, Mat<T> h)
 
 // Row LSTM blocks (row_lstm.py, RowLSTMWavefrontEngine.colour_step). bufs: X (2, L + 1, H, n, 2h)
 // the layer inputs by step parity, Hh (RH, L, H + 1, n, h) and Cc (RC, L, H + 1, n, h) the rings of
-// h and c (row i at index i + 1), U (L, >= S, n, 7h + c) the gathered inputs, A (>= S*n, 4 h_c) the
-// gates, Tc (>= S*n, h) scratch, ctx (S, n, c) or empty, total the skip sum or empty. Weights
+// h and c (row i at index i + 1), U (L, >= S, n, 7h + c) the gathered inputs, ctx (S, n, c) or
+// empty, total the skip sum or empty. Weights
 // per layer: gates (w, b), output conv (w, b) [, skip (w, b)]. layer: gather, fast, hidden group
 // [lo, hi), stream group [lo, hi), the output conv's and the skip's Cols.
 template <typename T>
 Mat<T> row_lstm_blocks(const Block& b, const Step& st, at::TensorList bufs, const Tensor* weights,
                        at::IntArrayRef g) {
-  const Tensor &X = bufs[0], &Hh = bufs[1], &Cc = bufs[2], &U = bufs[3], &A = bufs[4], &Tc = bufs[5];
-  const Tensor &ctx = bufs[6], &total = bufs[7];
+  const Tensor &X = bufs[0], &Hh = bufs[1], &Cc = bufs[2], &U = bufs[3], &ctx = bufs[4], &total = bufs[5];
   const bool gather = g[0] != 0, fast = g[1] != 0, skips = total.numel() > 0;
   const idx hlo = g[2], hhi = g[3], slo = g[4], shi = g[5], k = hhi - hlo;
   const Cols out = cols_at(g, 6), sk = cols_at(g, 9);
   const idx L = Hh.size(1), h = Hh.size(4), RH = Hh.size(0), RC = Cc.size(0), per = skips ? 6 : 4;
   const idx t = st.t, s = st.s, n = b.n, rows = b.rows(), i0 = st.lo + b.u0, m = b.units();
   auto ring = [](idx v, idx R) { return ((v % R) + R) % R; };
-  Mat<T> a = b.mat<T>(A), tc = b.mat<T>(Tc).columns(0, k);
+  // the gates (rows, 4k) and tanh's scratch (rows, h), laid out as the Python pass's buffers
+  std::vector<T> gates(rows * 4 * k), scratch(rows * h);
+  Mat<T> a{gates.data(), rows, 4 * k, 4 * k}, tc = Mat<T>{scratch.data(), rows, h, h}.columns(0, k);
   Mat<T> tot = skips ? b.mat<T>(total) : Mat<T>{};
   const idx now = ring(t, 2), left = ring(t - 1, 2);
   for (idx l = 0; l < L; ++l) {
@@ -243,42 +244,52 @@ void run_pass(idx kind, const Step& st, at::TensorList bufs, at::TensorList weig
               double temperature, at::IntArrayRef keep) {
   const Tensor &E = bufs[0], &T0 = bufs[1], &T1 = bufs[2];
   at::TensorList engine = bufs.slice(3);
+  const idx P = st.passes, nw = weights.size() / P, nl = layer.size() / P;
   std::vector<int64_t> drawn(draws.empty() ? 0 : st.S() * st.n);
   for_blocks(st.S(), st.n, st.parts, [&](const Block& b) {
     // the first conv's output: PixelCNN X[0, :N]; Row LSTM X[t % 2, 0, lo:hi + 1]
     Mat<T> x0 = kind == 0 ? b.mat<T>(engine[1], {0})
                           : rows_of<T>(engine[0], {st.t % 2, 0}, (st.lo + b.u0) * st.n, b.rows());
-    first_conv(b, st, E, weights[0], weights[1], first, x0);
-    Mat<T> stream = kind == 0 ? pixelcnn_blocks<T>(b, st, engine, weights.data() + 6, layer)
-                              : row_lstm_blocks<T>(b, st, engine, weights.data() + 6, layer);
-    head(b, st, stream, T0, T1, weights.data() + 2, head_g, logits);
-    if (!draws.empty()) {
-      int64_t* v = drawn.data() + b.first();
-      draw_rows(b.mat<T>(logits), draws[0].data_ptr<double>() + b.first(), temperature, v);
-      keep_values<T>(b, st, v, draws[1], draws[2], E, first, keep);
+    for (idx p = 0; p < P; ++p) {  // the colour passes, in order (pass p + 1 reads pass p's values)
+      const Tensor* w = weights.data() + p * nw;
+      at::IntArrayRef fg = first.slice(9 * p, 9), lg = layer.slice(nl * p, nl);
+      first_conv(b, st, E, w[0], w[1], fg, x0);
+      Mat<T> stream = kind == 0 ? pixelcnn_blocks<T>(b, st, engine, w + 6, lg)
+                                : row_lstm_blocks<T>(b, st, engine, w + 6, lg);
+      head(b, st, stream, T0, T1, w + 2, head_g.slice(5 * p, 5), logits);
+      if (!draws.empty()) {
+        int64_t* v = drawn.data() + b.first();
+        draw_rows(b.mat<T>(logits), draws[2 * p].data_ptr<double>() + b.first(), temperature, v);
+        keep_values<T>(b, st, v, draws[2 * p + 1], draws[2 * P], E, fg, keep.slice(2 * p, 2));
+      }
     }
   }, st.align);
 }
 
+// One call for `passes` colour passes of a step (step[8]; the later ones only with draws): the
+// lists hold each pass's part in turn (weights, first, head, layer, keep; draws [u, values] per
+// pass, then the table).
 Tensor wave_pass(int64_t kind, at::TensorList bufs, at::TensorList weights, at::IntArrayRef step,
                  at::IntArrayRef first, at::IntArrayRef head_g, at::IntArrayRef layer, at::TensorList draws,
                  double temperature, at::IntArrayRef keep) {
   TORCH_CHECK(blas(), "wave_pass: torch's CPU library does not export BLAS (sgemm_, dgemm_)");
   TORCH_CHECK(kind == 0 || kind == 1, "wave_pass: kind 0 (PixelCNN) or 1 (Row LSTM) expected");
-  TORCH_CHECK(step.size() == 8 && step[7] >= 1 && first.size() == 9 && head_g.size() == 5,
+  TORCH_CHECK(step.size() == 9 && step[7] >= 1 && step[8] >= 1, "wave_pass: bad step");
+  const Step st(step);
+  const idx P = st.passes, N = st.S() * st.n;
+  TORCH_CHECK(first.size() == 9 * P && head_g.size() == 5 * P && layer.size() % P == 0 && weights.size() % P == 0,
               "wave_pass: bad geometry");
   const Tensor& E = bufs[0];
   for (const Tensor& b : bufs.slice(1))
     TORCH_CHECK(b.numel() == 0 || b.scalar_type() == E.scalar_type(), "wave_pass: one dtype expected");
   for (const Tensor& w : weights)
     TORCH_CHECK(w.is_contiguous() && w.scalar_type() == E.scalar_type(), "wave_pass: contiguous weights expected");
-  const Step st(step);
-  const idx N = st.S() * st.n;
-  TORCH_CHECK(draws.empty() || (st.need && draws.size() == 3 && keep.size() == 2 && draws[0].size(0) == N &&
-                                draws[0].is_contiguous() && draws[0].scalar_type() == at::kDouble &&
-                                draws[1].scalar_type() == at::kLong && draws[1].size(0) == st.S() &&
-                                draws[2].scalar_type() == E.scalar_type()),
-              "wave_pass: draws [u (S*n, 1) float64, values (S, n) int64, table] expected with the logits");
+  bool ok = draws.empty() ? P == 1 : st.need && draws.size() == 2 * P + 1 && keep.size() == 2 * P &&
+                                         draws[2 * P].scalar_type() == E.scalar_type();
+  for (idx p = 0; ok && p < (draws.empty() ? 0 : P); ++p)
+    ok = draws[2 * p].size(0) == N && draws[2 * p].is_contiguous() && draws[2 * p].scalar_type() == at::kDouble &&
+         draws[2 * p + 1].scalar_type() == at::kLong && draws[2 * p + 1].size(0) == st.S();
+  TORCH_CHECK(ok, "wave_pass: draws [u (S*n, 1) float64, values (S, n) int64] per pass and the table expected");
   Tensor logits = st.need ? at::empty({N, weights[4].size(1)}, E.options()) : Tensor();
   AT_DISPATCH_FLOATING_TYPES(E.scalar_type(), "pixelrnn_wave_pass", [&] {
     run_pass<scalar_t>(kind, st, bufs, weights, first, head_g, layer, logits, draws, temperature, keep);
