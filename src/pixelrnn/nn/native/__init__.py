@@ -6,7 +6,7 @@ pure-PyTorch version:
 
 - the environment variable ``PIXELRNN_NATIVE`` is not ``0`` (read at every call);
 - the tensors are on the CPU, in float32 or float64, and ``torch.compile`` is not tracing;
-- the library could be built and loaded (``build.py``: once per environment, ~15 s, cached).
+- the library could be built and loaded (``build.py``: once per environment, ~20 s, cached).
   When it cannot be, a warning says why, once per process, and the PyTorch version is used.
 
 Both give the same numbers up to float rounding (the tests compare them, and run the gradient,
