@@ -187,10 +187,11 @@ class DiagonalBiLSTMEngine:
                 act.step_(AR, ofi, g, o, f, ig, c_right, c_j, TR, h_j)
         torch.baddbmm(self.b_out, self.rows_hr, self.w_out, out=self.rows_r)
 
-    def native_row(self, first, head, sliced: bool) -> tuple[list, list, list]:
+    def native_row(self, first, head, sliced: bool) -> tuple[list, list, list, list]:
         """What a native row (``native_pass.NativeRow``) needs besides the chooser's: the buffers,
-        and per colour pass (one for a gray engine) its weights and geometry, in the order of
-        ``nn/native/sampling.cpp`` (diag_row)."""
+        per colour pass (one for a gray engine) its weights, the geometry of the row ([first conv
+        rw, its left columns, the LSTM's form]) and of each pass, in the order of
+        ``nn/native/diagonal.cpp`` (diag_row)."""
         none = self.XH.new_empty(0)
         skips = self.skip.layers if self.skip.enabled else [None] * self.L
         weights, geo = [], []

@@ -1,4 +1,5 @@
-"""A wavefront pass as one native call (``nn/native/sampling.cpp``).
+"""The cached samplers' passes as native calls: a wavefront step (``nn/native/sampling.cpp``) and a
+Diagonal BiLSTM row (``nn/native/diagonal.cpp``).
 
 The wavefront schedule (``core._wavefront``) runs, for each step and colour, the first k×k conv
 (``parts.SkewedFirstConv.pixel``), every residual block (the engine's ``step``) and the output
@@ -7,7 +8,8 @@ call, the rows cut into blocks of whole image rows that run on separate threads:
 row by row (tested: samples and ``.prnn`` bytes equal to the Python pass's), about twice as fast
 on two threads. An engine that supports it has ``native_layers(t, lo, hi, c)``, returning what
 the native call needs for its blocks: ``(kind, buffers, weights, geometry, align)`` (the blocks
-start at multiples of ``align`` image rows: see ``block_align``).
+start at multiples of ``align`` image rows: see ``block_align``). :class:`NativeRow`, for the
+raster-order Diagonal BiLSTM, below.
 """
 from __future__ import annotations
 
@@ -31,6 +33,9 @@ def block_align(n: int, widths: list[int]) -> int:
 
 
 class NativePass:
+    """The passes of a wavefront engine's steps (with the first conv ``first`` and the head
+    ``head`` of the schedule, n images, ``sliced``: one colour group per pass)."""
+
     def __init__(self, engine, first, head, n: int, sliced: bool):
         self.engine, self.first, self.head, self.n, self.sliced = engine, first, head, n, sliced
         self.colours: dict = {}  # per colour: the first conv's and the head's weights and columns
@@ -73,6 +78,7 @@ class NativePass:
         self.call(t, lo, hi, list(range(len(plains))), True, plains, temperature)
 
     def call(self, t: int, lo: int, hi: int, colours: list, need: bool, plains: list, temperature: float):
+        """The native call for the passes of ``colours`` in turn (see ``run`` and ``run_step``)."""
         S = hi - lo + 1
         weights, first, head, layer, keep, align = [], [], [], [], [], 1
         for c in colours:
@@ -90,12 +96,13 @@ class NativePass:
         return torch.ops.pixelrnn_native.wave_pass(kind, [self.first.E, *self.head.scratch(S * self.n), *bufs],
                                                    weights, step, first, head, layer, draws, temperature, keep)
 
+
 class NativeRow:
     """A raster-order engine's whole row as one native call when all its values are plain draws
     (``Chooser.plain_row``): every pixel and colour pass, the draws, and the values kept and
     embedded for the first conv. For the Diagonal BiLSTM (``native_row``), whose row must be
     sampled pixel by pixel: its images run on separate threads. Its element-wise arithmetic is
-    its own (``nn/native/sampling.cpp``, diag_row), so it serves sampling only; coding, completion
+    its own (``nn/native/diagonal.cpp``), so it serves sampling only; coding, completion
     with known values in the row, particle weights and recorded logits take the Python pass."""
 
     def __init__(self, engine, first, head, sliced: bool):

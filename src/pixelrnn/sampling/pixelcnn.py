@@ -219,4 +219,5 @@ class PixelCNNWavefrontEngine:
         weights, layer = self.native_parts[c]
         ctx = self.none if self.ctx is None else context_slab(self.ctx, t, lo, hi, self.skew)
         total = self.skip.total if self.skip.enabled else self.none
-        return 0, [self.Y, self.X, self.T1, self.Q, self.Z, ctx, total], weights, layer, 1  # no such operation
+        # align 1: the pass runs no torch element-wise operation (see native_pass.block_align)
+        return 0, [self.Y, self.X, self.T1, self.Q, self.Z, ctx, total], weights, layer, 1

@@ -229,7 +229,6 @@ class RowLSTMWavefrontEngine:
                 skip.add(l, xn, c)
         return skip.out(N) if skip is not None else x_cur[self.L].view(N, 2 * h)
 
-
     def native_layers(self, t: int, lo: int, hi: int, c: int | None) -> tuple:
         """What ``step`` does, for a native pass (``native_pass``): kind 1, the buffers, per layer
         the weights of colour group c, and the geometry (see ``nn/native/sampling.cpp``)."""
