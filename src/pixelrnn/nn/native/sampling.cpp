@@ -3,24 +3,26 @@
 // The wavefront schedule (sampling/core.py) runs the network on the S pixels of a step,
 // (i, t - s*i) for i = lo..hi, as matrices of S*n rows (row-major over (i, image)); one pass per
 // colour computes the first k×k conv, every residual block and the output head for those rows.
-// The rows are independent, so a pass is cut into `parts` blocks of whole image rows i and each
-// block runs the WHOLE pass on one thread (at::parallel_for), with the same tensor operations
-// as the Python pass on the block's rows: single-threaded matrix products on row blocks instead
-// of ~100 small operations from Python, each too small to use two threads. A row's numbers do not
-// depend on the blocks (the tests compare the samples and the coded bytes with the Python pass).
+// The rows are independent, so a call cuts them into `parts` blocks of whole image rows i and each
+// block runs the whole pass (or all colour passes of the step) on one thread (at::parallel_for):
+// the matrix products as the BLAS calls torch's addmm makes, the element-wise steps as loops of
+// the same single roundings, the LSTM's sigmoid and tanh as torch's own operations, in place of
+// ~100 small operations from Python, each too small to use two threads. A row's numbers are the
+// Python pass's, whatever the blocks (the tests compare samples, logits and coded bytes).
 //
-//   wave_pass(kind, bufs, weights, step, first, head, layer, draws, T, keep) -> logits (S*n, P);
-//     or, with draws = [u (S*n, 1), the Chooser's values slab (S, n), the embedding table] and
-//     keep = [colour, E's step offset], the values drawn from them as draw() does, kept in the
-//     slab and embedded in E (nothing returned); or nothing (no logits needed)
+//   wave_pass(kind, bufs, weights, step, first, head, layer, draws, T, keep) -> logits (S*n, P) of
+//     one pass; or, with draws = [u (S*n, 1), the Chooser's values slab (S, n)] per pass + [the
+//     embedding table] and keep = [colour, E's step offset] per pass, the values drawn as draw()
+//     does, kept in the slabs and embedded in E, pass after pass (nothing returned); or nothing
+//     (no logits needed). The lists hold each pass's part in turn:
 //     kind 0: PixelCNN (sampling/pixelcnn.py, PixelCNNWavefrontEngine)
 //     kind 1: Row LSTM (sampling/row_lstm.py, RowLSTMWavefrontEngine)
-//     bufs    = [E, head t0, head t1, engine buffers...]
-//     weights = [first w, first b, head1 w, head1 b, head2 w, head2 b, per layer...]
-//     step    = [t, lo, hi, s, n, parts, need the logits, align (see Step), passes (see wave_pass)]
-//     first   = [E's strides (4), r, kw, C, output columns lo, hi]       (sampling/parts.py)
-//     head    = [colour slices, head1 reach k, columns lo, hi, head2 reach]
-//     layer   = the engine's geometry and column groups (see each engine below)
+//     bufs    = [E, head t0, head t1, engine buffers...] (the same for every pass)
+//     weights = [first w, first b, head1 w, head1 b, head2 w, head2 b, per layer...] per pass
+//     step    = [t, lo, hi, s, n, parts, need the logits, align (see Step), passes]
+//     first   = [E's strides (4), r, kw, C, output columns lo, hi] per pass   (sampling/parts.py)
+//     head    = [colour slices, head1 reach k, columns lo, hi, head2 reach] per pass
+//     layer   = the engine's geometry and column groups per pass (see each engine below)
 //   draw(logits, u, temperature, parts) -> values: the Chooser's inverse-CDF draw on row blocks.
 //   sampling_blas() -> whether torch exports the BLAS calls these need.
 // The Diagonal BiLSTM's rows: diagonal.cpp; what both share: sampling.h.
@@ -46,7 +48,8 @@ struct Step {
   idx t, lo, hi, s, n, parts, align, passes;
   bool need;
   explicit Step(at::IntArrayRef v)
-      : t(v[0]), lo(v[1]), hi(v[2]), s(v[3]), n(v[4]), parts(v[5]), align(v[7]), passes(v[8]), need(v[6] != 0) {}
+      : t(v[0]), lo(v[1]), hi(v[2]), s(v[3]), n(v[4]), parts(v[5]), align(v[7]), passes(v[8]),
+        need(v[6] != 0) {}
   idx S() const { return hi - lo + 1; }
 };
 
@@ -266,9 +269,7 @@ void run_pass(idx kind, const Step& st, at::TensorList bufs, at::TensorList weig
   }, st.align);
 }
 
-// One call for `passes` colour passes of a step (step[8]; the later ones only with draws): the
-// lists hold each pass's part in turn (weights, first, head, layer, keep; draws [u, values] per
-// pass, then the table).
+// One call for `passes` colour passes of a step (step[8]; more than one only with draws).
 Tensor wave_pass(int64_t kind, at::TensorList bufs, at::TensorList weights, at::IntArrayRef step,
                  at::IntArrayRef first, at::IntArrayRef head_g, at::IntArrayRef layer, at::TensorList draws,
                  double temperature, at::IntArrayRef keep) {
