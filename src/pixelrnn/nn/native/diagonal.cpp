@@ -45,20 +45,18 @@ inline void lstm_cell(const T* a, idx k, bool fast, const T* c_prev, T* c, T* h,
 //   geo     = [i, passes, rw, cols (left taps of the first conv), fast, threads] + per pass
 //             [first lo, hi, hidden lo, hi, stream lo, hi, output reach, skip k, lo, hi, head k,
 //             lo, hi, reach]
+// b: a block of images (one "row" each: for_blocks with n = 1), so b.mat(t, lead) is its rows of t[lead].
 template <typename T>
-void diag_row_block(idx b0, idx b1, at::TensorList bufs, at::TensorList weights, at::IntArrayRef geo,
+void diag_row_block(const Block& b, at::TensorList bufs, at::TensorList weights, at::IntArrayRef geo,
                     double temperature) {
   const Tensor &erow = bufs[0], &above = bufs[1], &XH = bufs[2], &Cl = bufs[3], &UP = bufs[4], &R = bufs[5];
   const Tensor &total = bufs[6], &T0 = bufs[7], &T1 = bufs[8], &U = bufs[9], &V = bufs[10], &table = bufs[11];
   const idx i = geo[0], passes = geo[1], rw = geo[2], cols = geo[3];
   const bool fast = geo[4] != 0, skips = total.numel() > 0;
   const idx L = Cl.size(0), W = Cl.size(1) - 1, n = Cl.size(2), h = Cl.size(3), C = erow.size(2);
-  const idx H = U.size(1), rows = b1 - b0, per = skips ? 4 : 2, nw = 1 + L * per + 4;
+  const idx H = U.size(1), b0 = b.first(), rows = b.rows(), per = skips ? 4 : 2, nw = 1 + L * per + 4;
   std::vector<T> gates(rows * 4 * h), gtmp(h);
-  auto rowsof = [&](const Tensor& t, std::initializer_list<idx> lead) {  // the block's images of t[lead]
-    Mat<T> m = rows_of<T>(t, lead, 0, n);
-    return Mat<T>{m.row(b0), rows, m.cols, m.ld};
-  };
+  auto rowsof = [&](const Tensor& t, std::initializer_list<idx> lead) { return b.mat<T>(t, lead); };
   Mat<T> er{erow.data_ptr<T>() + b0 * erow.stride(0), rows, erow.size(1) * C, erow.stride(0)};
   Mat<T> tot = skips ? rowsof(total, {}) : Mat<T>{}, t0 = rowsof(T0, {}), t1 = rowsof(T1, {});
   const T* tab = table.data_ptr<T>();
@@ -129,7 +127,7 @@ void diag_row(at::TensorList bufs, at::TensorList weights, at::IntArrayRef geo, 
   const idx n = bufs[3].size(2);
   AT_DISPATCH_FLOATING_TYPES(E.scalar_type(), "pixelrnn_diag_row", [&] {
     for_blocks(n, 1, geo[5], [&](const Block& b) {
-      diag_row_block<scalar_t>(b.u0, b.u1, bufs, weights, geo, temperature);
+      diag_row_block<scalar_t>(b, bufs, weights, geo, temperature);
     });
   });
 }
@@ -139,15 +137,12 @@ void diag_row(at::TensorList bufs, at::TensorList weights, at::IntArrayRef geo, 
 // PRE[:, j] + h(i, j + 1) @ w_left, then the LSTM step into Hr[:, j] and Cr[:, j] (column W: zero).
 // PRE (L, W, n, 4h), Hr and Cr (L, W + 1, n, h), w_left (L, h, 4h); `fast`: the g columns doubled.
 template <typename T>
-void diag_scan_block(idx b0, idx b1, const Tensor& PRE, const Tensor& Hr, const Tensor& Cr, const Tensor& wl,
+void diag_scan_block(const Block& b, const Tensor& PRE, const Tensor& Hr, const Tensor& Cr, const Tensor& wl,
                      bool fast) {
-  const idx L = PRE.size(0), W = PRE.size(1), n = PRE.size(2), h = Hr.size(3), rows = b1 - b0;
+  const idx L = PRE.size(0), W = PRE.size(1), h = Hr.size(3), rows = b.rows();
   std::vector<T> gates(rows * 4 * h), gtmp(h);
   Mat<T> a{gates.data(), rows, 4 * h, 4 * h};
-  auto block = [&](const Tensor& t, idx l, idx j) {
-    Mat<T> m = rows_of<T>(t, {l, j}, 0, n);
-    return Mat<T>{m.row(b0), rows, m.cols, m.ld};
-  };
+  auto block = [&](const Tensor& t, idx l, idx j) { return b.mat<T>(t, {l, j}); };
   for (idx j = W - 1; j >= 0; --j)
     for (idx l = 0; l < L; ++l) {
       Mat<T> pre = block(PRE, l, j), c_right = block(Cr, l, j + 1), c = block(Cr, l, j), hj = block(Hr, l, j);
@@ -163,7 +158,7 @@ void diag_scan(const Tensor& PRE, const Tensor& Hr, const Tensor& Cr, const Tens
     TORCH_CHECK(t->is_contiguous() && t->scalar_type() == PRE.scalar_type(), "diag_scan: contiguous tensors expected");
   AT_DISPATCH_FLOATING_TYPES(PRE.scalar_type(), "pixelrnn_diag_scan", [&] {
     for_blocks(PRE.size(2), 1, threads,
-               [&](const Block& b) { diag_scan_block<scalar_t>(b.u0, b.u1, PRE, Hr, Cr, w_left, fast); });
+               [&](const Block& b) { diag_scan_block<scalar_t>(b, PRE, Hr, Cr, w_left, fast); });
   });
 }
 
